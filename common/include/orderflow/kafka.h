@@ -1,0 +1,111 @@
+/* kafka.h: librdkafka consumer and producer driven by the libuv loop.
+ *
+ * Each rd_kafka_t's event queue is given an io-event pipe
+ * (rd_kafka_queue_io_event_enable); a uv_poll_t on the pipe's read end tells
+ * the loop when the queue has something, and the loop then serves it without
+ * blocking. The consumer never commits on its own behalf: auto offset store
+ * is off, so an offset is stored (and later auto-committed) only when the
+ * caller says its effects are durable (of_consumer_store). The producer is
+ * idempotent (acks=all, ordered, no duplicates on retry).
+ *
+ * Settings: bootstrap servers and client id are explicit; any environment
+ * variable KAFKA_<NAME> other than KAFKA_BOOTSTRAP_SERVERS is passed to
+ * librdkafka as <name> lowercased with '_' -> '.', e.g.
+ * KAFKA_SECURITY_PROTOCOL=SASL_SSL -> security.protocol=SASL_SSL. Values are
+ * never logged (they may hold passwords).
+ *
+ * Ownership: the caller owns the structs; messages returned by
+ * of_consumer_poll() are the caller's to rd_kafka_message_destroy(). */
+#ifndef ORDERFLOW_KAFKA_H
+#define ORDERFLOW_KAFKA_H
+
+#include <librdkafka/rdkafka.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <uv.h>
+
+#include "orderflow/message.h"
+
+/* Builds a configuration with orderflow's defaults for role ("consumer" or
+ * "producer"), the logger wired in, and the KAFKA_* environment applied.
+ * Returns NULL and writes errstr on a bad setting. Caller owns the result
+ * until it is passed to rd_kafka_new(). */
+rd_kafka_conf_t *of_kafka_conf_new(const char *bootstrap, const char *client_id, char *errstr,
+                                   size_t errstr_size);
+
+typedef struct of_consumer of_consumer;
+/* Called when the consumer queue may have messages or events. */
+typedef void (*of_consumer_wakeup_cb)(of_consumer *c, void *arg);
+/* Called after partitions were assigned (assigned=true) or revoked. */
+typedef void (*of_consumer_rebalance_cb)(of_consumer *c, bool assigned,
+                                         const rd_kafka_topic_partition_list_t *parts, void *arg);
+
+struct of_consumer {
+    rd_kafka_t *rk;                    /* consumer handle */
+    rd_kafka_queue_t *queue;           /* consumer queue (main queue forwarded to it) */
+    int fds[2];                        /* io-event pipe: [0] watched, [1] written by librdkafka */
+    uv_poll_t poll;                    /* watcher on fds[0] */
+    of_consumer_wakeup_cb wakeup;      /* caller's wakeup callback */
+    of_consumer_rebalance_cb rebalance;/* caller's rebalance callback, or NULL */
+    void *arg;                         /* argument for the callbacks */
+    bool closing;                      /* of_consumer_close() started */
+    void (*close_cb)(of_consumer *c);  /* called when fully closed */
+    uint64_t assigned_partitions;      /* count currently assigned (metrics) */
+};
+
+/* Creates the consumer (takes ownership of conf, also on failure) for group,
+ * subscribes to topics and starts watching. */
+int of_consumer_init(of_consumer *c, uv_loop_t *loop, rd_kafka_conf_t *conf, const char *group,
+                     const char *const *topics, size_t n_topics, of_consumer_wakeup_cb wakeup,
+                     of_consumer_rebalance_cb rebalance, void *arg)
+    __attribute__((warn_unused_result));
+/* Takes up to max messages without blocking; error events are logged and not
+ * returned. Returns the number of messages placed in msgs. */
+size_t of_consumer_poll(of_consumer *c, rd_kafka_message_t **msgs, size_t max);
+/* Stores offset+1 of each message (the next to read) for commit. Messages of
+ * partitions no longer assigned are skipped: their new owner will redeliver
+ * and the inbox will drop the duplicates. Returns 0 or -1. */
+int of_consumer_store(of_consumer *c, rd_kafka_message_t *const *msgs, size_t n);
+/* Leaves the group without blocking the loop (rd_kafka_consumer_close_queue),
+ * commits stored offsets, then destroys the handle and calls close_cb. */
+void of_consumer_close(of_consumer *c, void (*close_cb)(of_consumer *c));
+
+typedef struct of_producer of_producer;
+/* Delivery report for one message; err is RD_KAFKA_RESP_ERR_NO_ERROR on success. */
+typedef void (*of_producer_dr_cb)(of_producer *p, void *msg_opaque, rd_kafka_resp_err_t err,
+                                  void *arg);
+
+struct of_producer {
+    rd_kafka_t *rk;                    /* producer handle */
+    rd_kafka_queue_t *queue;           /* main queue (delivery reports, logs, errors) */
+    int fds[2];                        /* io-event pipe */
+    uv_poll_t poll;                    /* watcher on fds[0] */
+    uv_timer_t timer;                  /* serves the queue periodically while closing */
+    of_producer_dr_cb dr;              /* delivery callback */
+    void *arg;                         /* argument for dr */
+    bool closing;                      /* of_producer_close() started */
+    uint64_t close_deadline;           /* uv_now() limit for flushing at close */
+    int pending_closes;                /* handles still closing */
+    void (*close_cb)(of_producer *p);  /* called when fully closed */
+};
+
+/* Creates an idempotent producer (takes ownership of conf, also on failure). */
+int of_producer_init(of_producer *p, uv_loop_t *loop, rd_kafka_conf_t *conf, of_producer_dr_cb dr,
+                     void *arg) __attribute__((warn_unused_result));
+/* Enqueues a copy of m (topic, key, value, headers); opaque comes back in the
+ * delivery report. Returns 0 or a negative rd_kafka_resp_err_t. */
+int of_producer_send(of_producer *p, const of_message *m, void *opaque)
+    __attribute__((warn_unused_result));
+/* Messages not yet delivered. */
+int of_producer_outq_len(of_producer *p);
+/* Waits (on the loop) up to timeout_ms for outstanding deliveries, then
+ * destroys the producer and calls close_cb. */
+void of_producer_close(of_producer *p, uint64_t timeout_ms, void (*close_cb)(of_producer *p));
+
+/* Creates topics (already existing ones are fine). Blocking: for CLIs and
+ * tests only, never inside a worker's loop. Returns 0 or -1 with errstr set. */
+int of_kafka_create_topics(const char *bootstrap, const char *const *topics, size_t n,
+                           int partitions, int timeout_ms, char *errstr, size_t errstr_size)
+    __attribute__((warn_unused_result));
+
+#endif

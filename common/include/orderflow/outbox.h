@@ -1,0 +1,77 @@
+/* outbox.h: the transactional outbox and its relay to Kafka.
+ *
+ * A step never publishes directly. It writes the outgoing event into the
+ * outbox table inside its own transaction (of_outbox_add), so the event
+ * exists if and only if the step's effects do. After the commit the relay
+ * publishes those rows (of_outbox_relay_publish) and marks them published;
+ * a periodic sweep republishes rows that stayed unpublished (the process
+ * died between commit and delivery, the broker was down), claiming them with
+ * a lease so that several replicas do not send the same row at once.
+ * Publishing is at least once; consumers drop repeats by ce_id (= outbox id).
+ *
+ * Ownership: of_outbox_add() only reads the message. The relay takes over
+ * the messages given to of_outbox_relay_publish() and frees them. */
+#ifndef ORDERFLOW_OUTBOX_H
+#define ORDERFLOW_OUTBOX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "orderflow/db.h"
+#include "orderflow/kafka.h"
+#include "orderflow/message.h"
+
+/* Prepared statements the outbox needs on the connections that use it. */
+extern const of_db_stmt of_outbox_stmts[];
+extern const size_t of_outbox_n_stmts;
+
+/* Appends the INSERT of m (id, topic, key, value, headers) to p. */
+int of_outbox_add(of_db_pipeline *p, const of_message *m) __attribute__((warn_unused_result));
+
+/* Encodes headers as the outbox's jsonb: [{"k":name,"v":text}] or
+ * {"k":name,"b64":...} for values that are not UTF-8 text. Heap string. */
+char *of_outbox_headers_json(const of_header *headers, size_t n);
+/* The reverse: appends the headers in json to m. Returns 0 or -1. */
+int of_outbox_headers_parse(const char *json, of_message *m) __attribute__((warn_unused_result));
+
+typedef struct of_outbox_relay {
+    of_db *db;                  /* connection for marking and sweeping (not the batch one) */
+    of_producer *producer;      /* producer whose delivery reports come here */
+    uv_timer_t sweep_timer;     /* periodic sweep */
+    uint64_t sweep_interval_ms; /* time between sweeps */
+    uint64_t sweep_grace_ms;    /* rows younger than this are left to the live relay */
+    size_t sweep_limit;         /* rows claimed per sweep */
+    of_db_pipeline mark;        /* pipeline marking delivered rows */
+    bool mark_in_flight;        /* mark is submitted */
+    of_db_pipeline sweep;       /* pipeline claiming unpublished rows */
+    bool sweep_in_flight;       /* sweep is submitted */
+    char **delivered;           /* ids delivered, waiting to be marked */
+    size_t n_delivered;         /* used entries */
+    size_t cap_delivered;       /* allocated entries */
+    uint64_t in_flight;         /* messages handed to the producer, not yet reported */
+    uint64_t published_total;   /* delivered and reported (metrics) */
+    uint64_t failed_total;      /* deliveries that failed (metrics) */
+    uint64_t swept_total;       /* rows republished by the sweep (metrics) */
+    bool stopping;              /* no more sweeps */
+} of_outbox_relay;
+
+/* Sets up the relay; producer delivery reports must be forwarded to
+ * of_outbox_relay_delivered(). */
+int of_outbox_relay_init(of_outbox_relay *r, uv_loop_t *loop, of_db *db, of_producer *producer,
+                         uint64_t sweep_interval_ms, uint64_t sweep_grace_ms)
+    __attribute__((warn_unused_result));
+/* Starts the periodic sweep (the first one runs at once). */
+void of_outbox_relay_start(of_outbox_relay *r);
+/* Publishes committed outbox rows; takes ownership of msgs[0..n) contents. */
+void of_outbox_relay_publish(of_outbox_relay *r, of_message *msgs, size_t n);
+/* The producer's delivery report for a message sent by the relay. */
+void of_outbox_relay_delivered(of_outbox_relay *r, void *opaque, rd_kafka_resp_err_t err);
+/* True when nothing is in flight or waiting to be marked. */
+bool of_outbox_relay_idle(const of_outbox_relay *r);
+/* Stops sweeping and closes the timer; marks still pending are submitted. */
+void of_outbox_relay_stop(of_outbox_relay *r);
+void of_outbox_relay_free(of_outbox_relay *r);
+
+#endif

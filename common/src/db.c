@@ -1,0 +1,721 @@
+/* db.c: a non-blocking libpq connection in pipeline mode on a libuv loop. */
+#include "orderflow/db.h"
+
+#include "orderflow/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 10000
+
+/* The socket watcher lives on the heap so that a new one can be made when
+ * libpq changes sockets while the old one is still closing. */
+struct of_db_poll {
+    uv_poll_t handle; /* libuv watcher of the libpq socket */
+    of_db *db;        /* owner, NULL once detached */
+};
+
+static void db_on_poll(uv_poll_t *handle, int status, int events);
+static void db_fail_connection(of_db *db, const char *why);
+static void db_send_head(of_db *db);
+
+static void set_state(of_db *db, of_db_state state)
+{
+    if (db->state == state)
+        return;
+    db->state = state;
+    if (db->state_cb != NULL)
+        db->state_cb(db, state, db->state_arg);
+}
+
+static void maybe_finish_close(of_db *db)
+{
+    if (db->state == OF_DB_CLOSING && db->pending_closes == 0 && db->close_cb != NULL) {
+        void (*cb)(of_db *) = db->close_cb;
+        db->close_cb = NULL;
+        of_db_pipeline_free(&db->setup);
+        free(db->conninfo);
+        free(db->name);
+        db->conninfo = NULL;
+        db->name = NULL;
+        cb(db);
+    }
+}
+
+static void poll_closed(uv_handle_t *handle)
+{
+    struct of_db_poll *p = handle->data;
+    of_db *db = p->db;
+    free(p);
+    if (db != NULL) {
+        db->pending_closes--;
+        maybe_finish_close(db);
+    }
+}
+
+static void stop_poll(of_db *db)
+{
+    if (db->poll == NULL)
+        return;
+    db->pending_closes++;
+    uv_close((uv_handle_t *)&db->poll->handle, poll_closed);
+    db->poll = NULL;
+    db->poll_fd = -1;
+}
+
+/* Watches the current libpq socket for events, re-creating the watcher when
+ * libpq moved to another socket. */
+static int watch_socket(of_db *db, int events)
+{
+    int fd = PQsocket(db->conn);
+    if (fd < 0)
+        return -1;
+    if (db->poll != NULL && db->poll_fd != fd)
+        stop_poll(db);
+    if (db->poll == NULL) {
+        struct of_db_poll *p = calloc(1, sizeof *p);
+        if (p == NULL)
+            return -1;
+        if (uv_poll_init_socket(db->loop, &p->handle, fd) != 0) {
+            free(p);
+            return -1;
+        }
+        p->db = db;
+        p->handle.data = p;
+        db->poll = p;
+        db->poll_fd = fd;
+    }
+    return uv_poll_start(&db->poll->handle, events, db_on_poll) == 0 ? 0 : -1;
+}
+
+/* Commands and their parameters. */
+
+void of_db_pipeline_init(of_db_pipeline *p)
+{
+    memset(p, 0, sizeof *p);
+    p->failed_index = -1;
+}
+
+static void free_cmd(of_db_cmd *c)
+{
+    for (int i = 0; i < c->nparams; i++)
+        free(c->values[i]);
+    free(c->values);
+    free(c->lengths);
+    free(c->formats);
+    free(c->sql);
+    memset(c, 0, sizeof *c);
+}
+
+static void clear_results(of_db_pipeline *p)
+{
+    if (p->results == NULL)
+        return;
+    for (size_t i = 0; i < p->n; i++) {
+        PQclear(p->results[i]);
+        p->results[i] = NULL;
+    }
+}
+
+void of_db_pipeline_reset(of_db_pipeline *p)
+{
+    clear_results(p);
+    free(p->results);
+    p->results = NULL;
+    for (size_t i = 0; i < p->n; i++)
+        free_cmd(&p->cmds[i]);
+    p->n = 0;
+    p->status = 0;
+    p->failed_index = -1;
+    p->sqlstate[0] = '\0';
+    p->error[0] = '\0';
+    p->cur = 0;
+    p->cur_has_result = false;
+}
+
+void of_db_pipeline_free(of_db_pipeline *p)
+{
+    of_db_pipeline_reset(p);
+    free(p->cmds);
+    p->cmds = NULL;
+    p->cap = 0;
+}
+
+PGresult *of_db_pipeline_result(const of_db_pipeline *p, size_t i)
+{
+    if (p->results == NULL || i >= p->n)
+        return NULL;
+    return p->results[i];
+}
+
+static int add_cmd(of_db_pipeline *p, const char *stmt, const char *sql, int nparams,
+                   const char *const *values, const int *lengths, const int *formats)
+{
+    of_db_cmd *c;
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 16;
+        of_db_cmd *cmds = realloc(p->cmds, cap * sizeof *cmds);
+        if (cmds == NULL)
+            return OF_DB_ENOMEM;
+        p->cmds = cmds;
+        p->cap = cap;
+    }
+    c = &p->cmds[p->n];
+    memset(c, 0, sizeof *c);
+    c->stmt = stmt;
+    if (sql != NULL && (c->sql = strdup(sql)) == NULL)
+        return OF_DB_ENOMEM;
+    if (nparams > 0) {
+        c->values = calloc((size_t)nparams, sizeof *c->values);
+        c->lengths = calloc((size_t)nparams, sizeof *c->lengths);
+        c->formats = calloc((size_t)nparams, sizeof *c->formats);
+        if (c->values == NULL || c->lengths == NULL || c->formats == NULL)
+            goto nomem;
+        c->nparams = nparams;
+        for (int i = 0; i < nparams; i++) {
+            int binary = formats != NULL && formats[i] == 1;
+            size_t len;
+            if (values[i] == NULL)
+                continue;
+            len = binary ? (size_t)lengths[i] : strlen(values[i]);
+            c->values[i] = malloc(len + 1);
+            if (c->values[i] == NULL)
+                goto nomem;
+            memcpy(c->values[i], values[i], len);
+            c->values[i][len] = '\0';
+            c->lengths[i] = (int)len;
+            c->formats[i] = binary;
+        }
+    }
+    p->n++;
+    return OF_DB_OK;
+nomem:
+    free_cmd(c);
+    return OF_DB_ENOMEM;
+}
+
+int of_db_pipeline_add(of_db_pipeline *p, const char *stmt, int nparams, const char *const *values)
+{
+    return add_cmd(p, stmt, NULL, nparams, values, NULL, NULL);
+}
+
+int of_db_pipeline_add_bin(of_db_pipeline *p, const char *stmt, int nparams,
+                           const char *const *values, const int *lengths, const int *formats)
+{
+    return add_cmd(p, stmt, NULL, nparams, values, lengths, formats);
+}
+
+int of_db_pipeline_add_sql(of_db_pipeline *p, const char *sql, int nparams,
+                           const char *const *values)
+{
+    return add_cmd(p, NULL, sql, nparams, values, NULL, NULL);
+}
+
+/* Queue handling. */
+
+static void enqueue_front(of_db *db, of_db_pipeline *p)
+{
+    p->next = db->head;
+    db->head = p;
+    if (db->tail == NULL)
+        db->tail = p;
+}
+
+static of_db_pipeline *dequeue(of_db *db)
+{
+    of_db_pipeline *p = db->head;
+    if (p == NULL)
+        return NULL;
+    db->head = p->next;
+    if (db->head == NULL)
+        db->tail = NULL;
+    p->next = NULL;
+    return p;
+}
+
+/* Completes the head pipeline with status and calls its callback. */
+static void complete_head(of_db *db, int status)
+{
+    of_db_pipeline *p = dequeue(db);
+    db->in_flight = false;
+    if (p == NULL)
+        return;
+    p->status = status;
+    p->elapsed_ns = uv_hrtime() - p->started_ns;
+    if (p == &db->setup) {
+        if (status == OF_DB_OK) {
+            db->backoff_ms = BACKOFF_MIN_MS;
+            db->session++;
+            set_state(db, OF_DB_READY);
+            of_log_info("postgres connection \"%s\" ready", db->name);
+        } else if (status == OF_DB_ESQL && db->state != OF_DB_CLOSING) {
+            /* Typically a statement that cannot be prepared because the
+             * schema is not migrated yet: retry the whole connection later. */
+            char why[600];
+            snprintf(why, sizeof why, "could not set up session: %s", p->error);
+            db_fail_connection(db, why);
+        }
+        return;
+    }
+    if (p->cb != NULL)
+        p->cb(db, p, status, p->arg);
+}
+
+/* Fails every queued pipeline (not the internal setup one) with status. */
+static void fail_all(of_db *db, int status)
+{
+    while (db->head != NULL) {
+        of_db_pipeline *p = db->head;
+        if (p == &db->setup) {
+            dequeue(db);
+            db->in_flight = false;
+            continue;
+        }
+        complete_head(db, status);
+    }
+}
+
+/* Sends the head pipeline: every command, then a sync. */
+static void db_send_head(of_db *db)
+{
+    of_db_pipeline *p = db->head;
+    if (p == NULL || db->in_flight || db->conn == NULL)
+        return;
+    if (db->state != OF_DB_READY && p != &db->setup)
+        return;
+    if (p->session != 0 && p->session != db->session) {
+        snprintf(p->error, sizeof p->error, "connection was replaced during the transaction");
+        snprintf(p->sqlstate, sizeof p->sqlstate, "08006");
+        complete_head(db, OF_DB_ECONN);
+        db_send_head(db);
+        return;
+    }
+    clear_results(p);
+    free(p->results);
+    p->results = calloc(p->n ? p->n : 1, sizeof *p->results);
+    if (p->results == NULL) {
+        complete_head(db, OF_DB_ENOMEM);
+        return;
+    }
+    p->cur = 0;
+    p->cur_has_result = false;
+    p->failed_index = -1;
+    p->sqlstate[0] = '\0';
+    p->error[0] = '\0';
+    p->started_ns = uv_hrtime();
+    for (size_t i = 0; i < p->n; i++) {
+        of_db_cmd *c = &p->cmds[i];
+        int ok;
+        if (c->sql != NULL)
+            ok = PQsendQueryParams(db->conn, c->sql, c->nparams, NULL,
+                                   (const char *const *)c->values, c->lengths, c->formats, 0);
+        else
+            ok = PQsendQueryPrepared(db->conn, c->stmt, c->nparams,
+                                     (const char *const *)c->values, c->lengths, c->formats, 0);
+        if (!ok) {
+            db_fail_connection(db, PQerrorMessage(db->conn));
+            return;
+        }
+    }
+    if (!PQpipelineSync(db->conn)) {
+        db_fail_connection(db, PQerrorMessage(db->conn));
+        return;
+    }
+    db->in_flight = true;
+    int f = PQflush(db->conn);
+    if (f < 0) {
+        db_fail_connection(db, PQerrorMessage(db->conn));
+        return;
+    }
+    db->want_write = f == 1;
+    if (watch_socket(db, UV_READABLE | (db->want_write ? UV_WRITABLE : 0)) != 0)
+        db_fail_connection(db, "could not watch socket");
+}
+
+/* Reads whatever results are available without blocking. */
+static void db_read_results(of_db *db)
+{
+    if (!PQconsumeInput(db->conn)) {
+        db_fail_connection(db, PQerrorMessage(db->conn));
+        return;
+    }
+    while (db->conn != NULL && !PQisBusy(db->conn)) {
+        of_db_pipeline *p = db->in_flight ? db->head : NULL;
+        PGresult *r = PQgetResult(db->conn);
+        if (r == NULL) {
+            /* End of one command's results; nothing at all when idle. */
+            if (p != NULL && p->cur_has_result && p->cur < p->n) {
+                p->cur++;
+                p->cur_has_result = false;
+                continue;
+            }
+            break;
+        }
+        ExecStatusType st = PQresultStatus(r);
+        if (p == NULL) {
+            PQclear(r); /* stray result (notices are routed elsewhere) */
+            continue;
+        }
+        if (st == PGRES_PIPELINE_SYNC) {
+            PQclear(r);
+            complete_head(db, p->failed_index >= 0 ? OF_DB_ESQL : OF_DB_OK);
+            db_send_head(db);
+            continue;
+        }
+        if (p->cur >= p->n) {
+            PQclear(r);
+            continue;
+        }
+        if (st == PGRES_FATAL_ERROR && p->failed_index < 0) {
+            const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+            const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+            p->failed_index = (long)p->cur;
+            snprintf(p->sqlstate, sizeof p->sqlstate, "%s", state ? state : "");
+            snprintf(p->error, sizeof p->error, "%s", msg ? msg : PQerrorMessage(db->conn));
+        }
+        PQclear(p->results[p->cur]);
+        p->results[p->cur] = r;
+        p->cur_has_result = true;
+    }
+    if (db->conn != NULL && db->state == OF_DB_READY && !db->in_flight && db->head != NULL)
+        db_send_head(db);
+}
+
+static void schedule_reconnect(of_db *db);
+
+static void db_fail_connection(of_db *db, const char *why)
+{
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", why ? why : "unknown error");
+    size_t len = strlen(msg);
+    while (len > 0 && msg[len - 1] == '\n')
+        msg[--len] = '\0';
+    db->reconnects++;
+    of_log_warn("postgres connection \"%s\" lost: %s", db->name, msg);
+    stop_poll(db);
+    if (db->conn != NULL) {
+        PQfinish(db->conn);
+        db->conn = NULL;
+    }
+    if (db->in_flight && db->head != NULL) {
+        of_db_pipeline *p = db->head;
+        snprintf(p->error, sizeof p->error, "%s", msg);
+        snprintf(p->sqlstate, sizeof p->sqlstate, "08006");
+        complete_head(db, OF_DB_ECONN);
+    }
+    db->in_flight = false;
+    if (db->state == OF_DB_CLOSING)
+        return;
+    set_state(db, OF_DB_DISCONNECTED);
+    schedule_reconnect(db);
+}
+
+/* Connection establishment. */
+
+static int build_setup(of_db *db)
+{
+    static const char *const session_sql =
+        "SET application_name = 'orderflow'; SET statement_timeout = '30s'; "
+        "SET lock_timeout = '10s'; SET idle_in_transaction_session_timeout = '60s'";
+    of_db_pipeline_reset(&db->setup);
+    /* Pipeline mode allows no multi-statement strings, so one SET each. */
+    const char *p = session_sql;
+    while (*p != '\0') {
+        const char *end = strchr(p, ';');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        char one[128];
+        snprintf(one, sizeof one, "%.*s", (int)len, p);
+        if (add_cmd(&db->setup, NULL, one, 0, NULL, NULL, NULL) != 0)
+            return -1;
+        p += len;
+        while (*p == ';' || *p == ' ')
+            p++;
+    }
+    return 0;
+}
+
+static void send_prepares(of_db *db)
+{
+    for (size_t i = 0; i < db->n_stmts; i++) {
+        if (!PQsendPrepare(db->conn, db->stmts[i].name, db->stmts[i].sql, 0, NULL)) {
+            db_fail_connection(db, PQerrorMessage(db->conn));
+            return;
+        }
+    }
+}
+
+/* Connected: switch to non-blocking pipeline mode, then set up the session
+ * and prepare the statements in one pipeline. Prepares are sent raw because
+ * they are not of_db_cmd entries; their results are read like any other. */
+static void on_connected(of_db *db)
+{
+    PQsetNoticeProcessor(db->conn, of_log_pq_notice, NULL);
+    if (PQsetnonblocking(db->conn, 1) != 0 || !PQenterPipelineMode(db->conn)) {
+        db_fail_connection(db, PQerrorMessage(db->conn));
+        return;
+    }
+    set_state(db, OF_DB_PREPARING);
+    if (build_setup(db) != 0) {
+        db_fail_connection(db, "out of memory");
+        return;
+    }
+    /* The prepares are appended to setup as placeholders so that results line up. */
+    for (size_t i = 0; i < db->n_stmts; i++) {
+        if (add_cmd(&db->setup, "", NULL, 0, NULL, NULL, NULL) != 0) {
+            db_fail_connection(db, "out of memory");
+            return;
+        }
+    }
+    enqueue_front(db, &db->setup);
+    /* Send the SET commands, then the prepares, then one sync. */
+    of_db_pipeline *p = &db->setup;
+    size_t n_sets = p->n - db->n_stmts;
+    clear_results(p);
+    free(p->results);
+    p->results = calloc(p->n ? p->n : 1, sizeof *p->results);
+    if (p->results == NULL) {
+        db_fail_connection(db, "out of memory");
+        return;
+    }
+    p->cur = 0;
+    p->cur_has_result = false;
+    p->failed_index = -1;
+    p->started_ns = uv_hrtime();
+    for (size_t i = 0; i < n_sets; i++) {
+        if (!PQsendQueryParams(db->conn, p->cmds[i].sql, 0, NULL, NULL, NULL, NULL, 0)) {
+            db_fail_connection(db, PQerrorMessage(db->conn));
+            return;
+        }
+    }
+    send_prepares(db);
+    if (db->conn == NULL)
+        return;
+    if (!PQpipelineSync(db->conn)) {
+        db_fail_connection(db, PQerrorMessage(db->conn));
+        return;
+    }
+    db->in_flight = true;
+    int f = PQflush(db->conn);
+    if (f < 0) {
+        db_fail_connection(db, PQerrorMessage(db->conn));
+        return;
+    }
+    db->want_write = f == 1;
+    if (watch_socket(db, UV_READABLE | (db->want_write ? UV_WRITABLE : 0)) != 0)
+        db_fail_connection(db, "could not watch socket");
+}
+
+static void continue_connect(of_db *db)
+{
+    PostgresPollingStatusType st = PQconnectPoll(db->conn);
+    switch (st) {
+    case PGRES_POLLING_READING:
+        if (watch_socket(db, UV_READABLE) != 0)
+            db_fail_connection(db, "could not watch socket");
+        break;
+    case PGRES_POLLING_WRITING:
+        if (watch_socket(db, UV_WRITABLE) != 0)
+            db_fail_connection(db, "could not watch socket");
+        break;
+    case PGRES_POLLING_OK:
+        on_connected(db);
+        break;
+    case PGRES_POLLING_FAILED:
+    default:
+        db_fail_connection(db, PQerrorMessage(db->conn));
+        break;
+    }
+}
+
+static void db_on_poll(uv_poll_t *handle, int status, int events)
+{
+    struct of_db_poll *p = handle->data;
+    of_db *db = p->db;
+    if (db == NULL || db->conn == NULL)
+        return;
+    if (status < 0) {
+        db_fail_connection(db, uv_strerror(status));
+        return;
+    }
+    if (db->state == OF_DB_CONNECTING) {
+        continue_connect(db);
+        return;
+    }
+    if ((events & UV_WRITABLE) && db->want_write) {
+        int f = PQflush(db->conn);
+        if (f < 0) {
+            db_fail_connection(db, PQerrorMessage(db->conn));
+            return;
+        }
+        db->want_write = f == 1;
+        if (!db->want_write && watch_socket(db, UV_READABLE) != 0) {
+            db_fail_connection(db, "could not watch socket");
+            return;
+        }
+    }
+    if (events & UV_READABLE)
+        db_read_results(db);
+}
+
+static void start_connect(of_db *db)
+{
+    if (db->state == OF_DB_CLOSING)
+        return;
+    db->conn = PQconnectStart(db->conninfo);
+    if (db->conn == NULL) {
+        db_fail_connection(db, "out of memory");
+        return;
+    }
+    if (PQstatus(db->conn) == CONNECTION_BAD) {
+        db_fail_connection(db, PQerrorMessage(db->conn));
+        return;
+    }
+    set_state(db, OF_DB_CONNECTING);
+    continue_connect(db);
+}
+
+static void on_retry_timer(uv_timer_t *t)
+{
+    start_connect(t->data);
+}
+
+static void schedule_reconnect(of_db *db)
+{
+    uint64_t delay = db->backoff_ms;
+    /* Jitter of up to a quarter spreads reconnects of many replicas. */
+    delay += (uint64_t)(rand() % (int)(delay / 4 + 1));
+    db->backoff_ms = db->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : db->backoff_ms * 2;
+    uv_timer_start(&db->retry_timer, on_retry_timer, delay, 0);
+}
+
+int of_db_init(of_db *db, uv_loop_t *loop, const char *conninfo, const char *name,
+               const of_db_stmt *stmts, size_t n_stmts, of_db_state_cb state_cb, void *state_arg)
+{
+    memset(db, 0, sizeof *db);
+    db->loop = loop;
+    db->stmts = stmts;
+    db->n_stmts = n_stmts;
+    db->poll_fd = -1;
+    db->backoff_ms = BACKOFF_MIN_MS;
+    db->state_cb = state_cb;
+    db->state_arg = state_arg;
+    db->state = OF_DB_DISCONNECTED;
+    of_db_pipeline_init(&db->setup);
+    db->conninfo = strdup(conninfo);
+    db->name = strdup(name ? name : "db");
+    if (db->conninfo == NULL || db->name == NULL) {
+        free(db->conninfo);
+        free(db->name);
+        return OF_DB_ENOMEM;
+    }
+    if (uv_timer_init(loop, &db->retry_timer) != 0) {
+        free(db->conninfo);
+        free(db->name);
+        return OF_DB_ESTATE;
+    }
+    db->retry_timer.data = db;
+    return OF_DB_OK;
+}
+
+int of_db_start(of_db *db)
+{
+    if (db->state != OF_DB_DISCONNECTED)
+        return OF_DB_ESTATE;
+    start_connect(db);
+    return OF_DB_OK;
+}
+
+int of_db_submit(of_db *db, of_db_pipeline *p, of_db_pipeline_cb cb, void *arg)
+{
+    if (db->state == OF_DB_CLOSING)
+        return OF_DB_ESTATE;
+    for (of_db_pipeline *q = db->head; q != NULL; q = q->next) {
+        if (q == p)
+            return OF_DB_ESTATE;
+    }
+    p->cb = cb;
+    p->arg = arg;
+    p->next = NULL;
+    if (db->tail != NULL)
+        db->tail->next = p;
+    else
+        db->head = p;
+    db->tail = p;
+    if (db->state == OF_DB_READY && !db->in_flight)
+        db_send_head(db);
+    return OF_DB_OK;
+}
+
+bool of_db_ready(const of_db *db)
+{
+    return db->state == OF_DB_READY;
+}
+
+uint64_t of_db_session(const of_db *db)
+{
+    return db->session;
+}
+
+bool of_db_idle(const of_db *db)
+{
+    return db->head == NULL && !db->in_flight;
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+    of_db *db = h->data;
+    db->pending_closes--;
+    maybe_finish_close(db);
+}
+
+void of_db_close(of_db *db, void (*close_cb)(of_db *db))
+{
+    if (db->state == OF_DB_CLOSING)
+        return;
+    set_state(db, OF_DB_CLOSING);
+    db->close_cb = close_cb;
+    fail_all(db, OF_DB_ECANCELED);
+    stop_poll(db);
+    if (db->conn != NULL) {
+        PQfinish(db->conn);
+        db->conn = NULL;
+    }
+    db->pending_closes++;
+    uv_close((uv_handle_t *)&db->retry_timer, timer_closed);
+}
+
+bool of_db_sqlstate_transient(const char *s)
+{
+    if (s == NULL || strlen(s) != 5)
+        return false;
+    return strncmp(s, "08", 2) == 0 || strcmp(s, "40001") == 0 || strcmp(s, "40P01") == 0 ||
+           strncmp(s, "53", 2) == 0 || strcmp(s, "55P03") == 0 || strcmp(s, "57014") == 0 ||
+           strcmp(s, "57P01") == 0 || strcmp(s, "57P02") == 0 || strcmp(s, "57P03") == 0;
+}
+
+char *of_db_text_array(const char *const *items, size_t n)
+{
+    size_t size = 3;
+    for (size_t i = 0; i < n; i++)
+        size += 3 + 2 * strlen(items[i]);
+    char *out = malloc(size);
+    if (out == NULL)
+        return NULL;
+    char *w = out;
+    *w++ = '{';
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            *w++ = ',';
+        *w++ = '"';
+        for (const char *r = items[i]; *r != '\0'; r++) {
+            if (*r == '"' || *r == '\\')
+                *w++ = '\\';
+            *w++ = *r;
+        }
+        *w++ = '"';
+    }
+    *w++ = '}';
+    *w = '\0';
+    return out;
+}

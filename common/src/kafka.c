@@ -1,0 +1,593 @@
+/* kafka.c: librdkafka consumer and producer served from the libuv loop. */
+#include "orderflow/kafka.h"
+
+#include "orderflow/log.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+extern char **environ;
+
+static int set_prop(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
+                    size_t errstr_size)
+{
+    if (rd_kafka_conf_set(conf, name, value, errstr, errstr_size) != RD_KAFKA_CONF_OK)
+        return -1;
+    return 0;
+}
+
+static void on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    /* Most errors are transient (broker down, resolve failures): librdkafka
+     * keeps retrying, so they are warnings; a fatal one is an error. */
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        char buf[512];
+        rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, buf, sizeof buf);
+        of_log_error("kafka fatal error %s: %s", rd_kafka_err2name(orig), buf);
+        return;
+    }
+    of_log_warn("kafka %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);
+}
+
+/* Applies KAFKA_<NAME>=value environment variables as librdkafka properties. */
+static int apply_env(rd_kafka_conf_t *conf, char *errstr, size_t errstr_size)
+{
+    for (char **e = environ; e != NULL && *e != NULL; e++) {
+        const char *eq = strchr(*e, '=');
+        char name[128];
+        size_t len;
+        if (strncmp(*e, "KAFKA_", 6) != 0 || eq == NULL)
+            continue;
+        if (strncmp(*e, "KAFKA_BOOTSTRAP_SERVERS=", 24) == 0)
+            continue;
+        len = (size_t)(eq - (*e + 6));
+        if (len == 0 || len >= sizeof name)
+            continue;
+        for (size_t i = 0; i < len; i++) {
+            char ch = (*e)[6 + i];
+            name[i] = ch == '_' ? '.' : (char)tolower((unsigned char)ch);
+        }
+        name[len] = '\0';
+        if (set_prop(conf, name, eq + 1, errstr, errstr_size) != 0)
+            return -1;
+        of_log_info("kafka property \"%s\" set from environment", name);
+    }
+    return 0;
+}
+
+rd_kafka_conf_t *of_kafka_conf_new(const char *bootstrap, const char *client_id, char *errstr,
+                                   size_t errstr_size)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (set_prop(conf, "bootstrap.servers", bootstrap, errstr, errstr_size) != 0 ||
+        set_prop(conf, "client.id", client_id ? client_id : "orderflow", errstr, errstr_size) !=
+            0 ||
+        apply_env(conf, errstr, errstr_size) != 0) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_conf_set_log_cb(conf, of_log_rdkafka_cb);
+    rd_kafka_conf_set_error_cb(conf, on_kafka_error);
+    return conf;
+}
+
+/* Sets a default only when the environment did not already choose a value. */
+static int set_default(rd_kafka_conf_t *conf, const char *name, const char *value, char *errstr,
+                       size_t errstr_size)
+{
+    char cur[256];
+    size_t size = sizeof cur;
+    char envname[128];
+    size_t i = 0;
+    snprintf(envname, sizeof envname, "KAFKA_");
+    for (const char *r = name; *r != '\0' && i + 7 < sizeof envname; r++, i++)
+        envname[6 + i] = *r == '.' ? '_' : (char)toupper((unsigned char)*r);
+    envname[6 + i] = '\0';
+    if (getenv(envname) != NULL && rd_kafka_conf_get(conf, name, cur, &size) == RD_KAFKA_CONF_OK)
+        return 0;
+    return set_prop(conf, name, value, errstr, errstr_size);
+}
+
+/* The io-event pipe: librdkafka writes a byte when its queue gets work. */
+static int open_pipe(int fds[2])
+{
+    if (pipe(fds) != 0)
+        return -1;
+    for (int i = 0; i < 2; i++) {
+        int fl = fcntl(fds[i], F_GETFL);
+        if (fl < 0 || fcntl(fds[i], F_SETFL, fl | O_NONBLOCK) != 0 ||
+            fcntl(fds[i], F_SETFD, FD_CLOEXEC) != 0) {
+            close(fds[0]);
+            close(fds[1]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void drain_pipe(int fd)
+{
+    char buf[256];
+    while (read(fd, buf, sizeof buf) > 0) {
+    }
+}
+
+/* Consumer. */
+
+static void notify_rebalance(of_consumer *c, bool assigned,
+                             const rd_kafka_topic_partition_list_t *parts)
+{
+    if (assigned)
+        c->assigned_partitions += (uint64_t)parts->cnt;
+    else
+        c->assigned_partitions = c->assigned_partitions >= (uint64_t)parts->cnt
+                                     ? c->assigned_partitions - (uint64_t)parts->cnt
+                                     : 0;
+    for (int i = 0; i < parts->cnt; i++) {
+        of_log_ctx ctx = {NULL, NULL, parts->elems[i].topic, parts->elems[i].partition, -1};
+        of_log_write(OF_LOG_INFO, &ctx, "partition %s", assigned ? "assigned" : "revoked");
+    }
+    if (c->rebalance != NULL)
+        c->rebalance(c, assigned, parts, c->arg);
+}
+
+/* Applies a rebalance for either protocol: eager (assign/unassign all) or
+ * cooperative (incremental). */
+static void apply_rebalance(of_consumer *c, rd_kafka_resp_err_t err,
+                            rd_kafka_topic_partition_list_t *parts)
+{
+    rd_kafka_t *rk = c->rk;
+    bool coop = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    rd_kafka_error_t *error = NULL;
+    rd_kafka_resp_err_t rerr = RD_KAFKA_RESP_ERR_NO_ERROR;
+
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        if (coop)
+            error = rd_kafka_incremental_assign(rk, parts);
+        else
+            rerr = rd_kafka_assign(rk, parts);
+        notify_rebalance(c, true, parts);
+    } else {
+        notify_rebalance(c, false, parts);
+        /* Commit what was stored for the partitions being given away, so the
+         * next owner starts after the events already committed to Postgres
+         * (redeliveries would be dropped by the inbox anyway). */
+        if (!rd_kafka_assignment_lost(rk))
+            rd_kafka_commit(rk, NULL, 1);
+        if (coop)
+            error = rd_kafka_incremental_unassign(rk, parts);
+        else
+            rerr = rd_kafka_assign(rk, NULL);
+    }
+    if (error != NULL) {
+        of_log_error("could not apply rebalance: %s", rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+    } else if (rerr != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        of_log_error("could not apply rebalance: %s", rd_kafka_err2str(rerr));
+    }
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    apply_rebalance(opaque, err, parts);
+}
+
+static void consumer_close_handles(of_consumer *c);
+
+/* Serves the close queue until librdkafka reports the consumer closed. */
+static void consumer_serve_close(of_consumer *c)
+{
+    rd_kafka_event_t *ev;
+    rd_kafka_message_t *m;
+    /* Messages still queued are dropped: their offsets were not stored. */
+    while ((m = rd_kafka_consumer_poll(c->rk, 0)) != NULL)
+        rd_kafka_message_destroy(m);
+    while ((ev = rd_kafka_queue_poll(c->queue, 0)) != NULL) {
+        if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE) {
+            apply_rebalance(c, rd_kafka_event_error(ev), rd_kafka_event_topic_partition_list(ev));
+        }
+        rd_kafka_event_destroy(ev);
+    }
+    if (rd_kafka_consumer_closed(c->rk))
+        consumer_close_handles(c);
+}
+
+static void on_consumer_pipe(uv_poll_t *h, int status, int events)
+{
+    of_consumer *c = h->data;
+    drain_pipe(c->fds[0]);
+    if (c->closing) {
+        if (c->rk != NULL)
+            consumer_serve_close(c);
+        return;
+    }
+    c->wakeup(c, c->arg);
+}
+
+int of_consumer_init(of_consumer *c, uv_loop_t *loop, rd_kafka_conf_t *conf, const char *group,
+                     const char *const *topics, size_t n_topics, of_consumer_wakeup_cb wakeup,
+                     of_consumer_rebalance_cb rebalance, void *arg)
+{
+    char errstr[512];
+    rd_kafka_topic_partition_list_t *subs = NULL;
+    rd_kafka_resp_err_t err;
+    int result = -1;
+
+    memset(c, 0, sizeof *c);
+    c->fds[0] = c->fds[1] = -1;
+    c->wakeup = wakeup;
+    c->rebalance = rebalance;
+    c->arg = arg;
+    if (set_prop(conf, "group.id", group, errstr, sizeof errstr) != 0 ||
+        set_default(conf, "enable.auto.offset.store", "false", errstr, sizeof errstr) != 0 ||
+        set_prop(conf, "enable.auto.offset.store", "false", errstr, sizeof errstr) != 0 ||
+        set_default(conf, "enable.auto.commit", "true", errstr, sizeof errstr) != 0 ||
+        set_default(conf, "auto.commit.interval.ms", "1000", errstr, sizeof errstr) != 0 ||
+        set_default(conf, "auto.offset.reset", "earliest", errstr, sizeof errstr) != 0 ||
+        set_default(conf, "session.timeout.ms", "10000", errstr, sizeof errstr) != 0 ||
+        set_default(conf, "heartbeat.interval.ms", "1000", errstr, sizeof errstr) != 0 ||
+        set_default(conf, "fetch.wait.max.ms", "50", errstr, sizeof errstr) != 0 ||
+        set_default(conf, "partition.assignment.strategy", "cooperative-sticky", errstr,
+                    sizeof errstr) != 0) {
+        of_log_error("could not configure consumer: %s", errstr);
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    rd_kafka_conf_set_opaque(conf, c);
+    c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+    if (c->rk == NULL) {
+        of_log_error("could not create consumer: %s", errstr);
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    rd_kafka_poll_set_consumer(c->rk);
+    c->queue = rd_kafka_queue_get_consumer(c->rk);
+    if (open_pipe(c->fds) != 0) {
+        of_log_error("could not create pipe: %s", strerror(errno));
+        goto out;
+    }
+    rd_kafka_queue_io_event_enable(c->queue, c->fds[1], "1", 1);
+    if (uv_poll_init(loop, &c->poll, c->fds[0]) != 0)
+        goto out;
+    c->poll.data = c;
+    if (uv_poll_start(&c->poll, UV_READABLE, on_consumer_pipe) != 0)
+        goto out;
+    subs = rd_kafka_topic_partition_list_new((int)n_topics);
+    for (size_t i = 0; i < n_topics; i++)
+        rd_kafka_topic_partition_list_add(subs, topics[i], RD_KAFKA_PARTITION_UA);
+    err = rd_kafka_subscribe(c->rk, subs);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        of_log_error("could not subscribe: %s", rd_kafka_err2str(err));
+        goto out;
+    }
+    result = 0;
+out:
+    if (subs != NULL)
+        rd_kafka_topic_partition_list_destroy(subs);
+    /* On failure the half-built consumer stays for of_consumer_close(). */
+    return result;
+}
+
+size_t of_consumer_poll(of_consumer *c, rd_kafka_message_t **msgs, size_t max)
+{
+    size_t n = 0;
+    if (c->closing || c->rk == NULL)
+        return 0;
+    while (n < max) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, 0);
+        if (m == NULL)
+            break;
+        if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                of_log_warn("kafka consumer: %s", rd_kafka_message_errstr(m));
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        msgs[n++] = m;
+    }
+    return n;
+}
+
+int of_consumer_store(of_consumer *c, rd_kafka_message_t *const *msgs, size_t n)
+{
+    rd_kafka_topic_partition_list_t *list;
+    rd_kafka_resp_err_t err;
+    if (n == 0)
+        return 0;
+    list = rd_kafka_topic_partition_list_new((int)n);
+    for (size_t i = 0; i < n; i++) {
+        const char *topic = rd_kafka_topic_name(msgs[i]->rkt);
+        rd_kafka_topic_partition_t *tp =
+            rd_kafka_topic_partition_list_find(list, topic, msgs[i]->partition);
+        if (tp == NULL)
+            tp = rd_kafka_topic_partition_list_add(list, topic, msgs[i]->partition);
+        if (msgs[i]->offset + 1 > tp->offset)
+            tp->offset = msgs[i]->offset + 1;
+    }
+    err = rd_kafka_offsets_store(c->rk, list);
+    /* Per-partition errors (partition revoked meanwhile) are expected during
+     * a rebalance; the new owner redelivers and the inbox drops duplicates. */
+    for (int i = 0; i < list->cnt; i++) {
+        if (list->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            of_log_ctx ctx = {NULL, NULL, list->elems[i].topic, list->elems[i].partition,
+                              list->elems[i].offset};
+            of_log_write(OF_LOG_INFO, &ctx, "offset not stored: %s",
+                         rd_kafka_err2str(list->elems[i].err));
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(list);
+    return err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR__STATE ? 0 : -1;
+}
+
+static void consumer_poll_closed(uv_handle_t *h)
+{
+    of_consumer *c = h->data;
+    if (c->fds[0] >= 0)
+        close(c->fds[0]);
+    if (c->fds[1] >= 0)
+        close(c->fds[1]);
+    c->fds[0] = c->fds[1] = -1;
+    if (c->close_cb != NULL)
+        c->close_cb(c);
+}
+
+static void consumer_close_handles(of_consumer *c)
+{
+    if (c->queue != NULL) {
+        rd_kafka_queue_destroy(c->queue);
+        c->queue = NULL;
+    }
+    if (c->rk != NULL) {
+        rd_kafka_destroy(c->rk);
+        c->rk = NULL;
+    }
+    if (c->poll.data != NULL && !uv_is_closing((uv_handle_t *)&c->poll)) {
+        uv_close((uv_handle_t *)&c->poll, consumer_poll_closed);
+    } else if (c->poll.data == NULL) {
+        c->poll.data = c;
+        consumer_poll_closed((uv_handle_t *)&c->poll);
+    }
+}
+
+void of_consumer_close(of_consumer *c, void (*close_cb)(of_consumer *c))
+{
+    rd_kafka_error_t *error;
+    if (c->closing)
+        return;
+    c->closing = true;
+    c->close_cb = close_cb;
+    if (c->rk == NULL || c->queue == NULL || c->poll.data == NULL) {
+        consumer_close_handles(c);
+        return;
+    }
+    /* Close through the consumer queue, whose pipe the loop already watches:
+     * the rebalance (revoke) and the final commit are served in
+     * consumer_serve_close() on later wakeups. */
+    rd_kafka_queue_io_event_enable(c->queue, c->fds[1], "1", 1);
+    error = rd_kafka_consumer_close_queue(c->rk, c->queue);
+    if (error != NULL) {
+        of_log_warn("could not close consumer cleanly: %s", rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+        consumer_close_handles(c);
+        return;
+    }
+    consumer_serve_close(c);
+}
+
+/* Producer. */
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    of_producer *p = opaque;
+    if (p->dr != NULL)
+        p->dr(p, m->_private, m->err, p->arg);
+}
+
+static void producer_serve(of_producer *p)
+{
+    if (p->rk != NULL)
+        rd_kafka_poll(p->rk, 0);
+}
+
+static void on_producer_pipe(uv_poll_t *h, int status, int events)
+{
+    of_producer *p = h->data;
+    drain_pipe(p->fds[0]);
+    producer_serve(p);
+}
+
+int of_producer_init(of_producer *p, uv_loop_t *loop, rd_kafka_conf_t *conf, of_producer_dr_cb dr,
+                     void *arg)
+{
+    char errstr[512];
+    memset(p, 0, sizeof *p);
+    p->fds[0] = p->fds[1] = -1;
+    p->dr = dr;
+    p->arg = arg;
+    if (set_prop(conf, "enable.idempotence", "true", errstr, sizeof errstr) != 0 ||
+        set_default(conf, "linger.ms", "5", errstr, sizeof errstr) != 0 ||
+        set_default(conf, "message.timeout.ms", "60000", errstr, sizeof errstr) != 0) {
+        of_log_error("could not configure producer: %s", errstr);
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+    rd_kafka_conf_set_opaque(conf, p);
+    p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr);
+    if (p->rk == NULL) {
+        of_log_error("could not create producer: %s", errstr);
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    p->queue = rd_kafka_queue_get_main(p->rk);
+    if (open_pipe(p->fds) != 0)
+        return -1;
+    rd_kafka_queue_io_event_enable(p->queue, p->fds[1], "1", 1);
+    if (uv_poll_init(loop, &p->poll, p->fds[0]) != 0)
+        return -1;
+    p->poll.data = p;
+    if (uv_timer_init(loop, &p->timer) != 0)
+        return -1;
+    p->timer.data = p;
+    if (uv_poll_start(&p->poll, UV_READABLE, on_producer_pipe) != 0)
+        return -1;
+    return 0;
+}
+
+int of_producer_send(of_producer *p, const of_message *m, void *opaque)
+{
+    rd_kafka_headers_t *hdrs = rd_kafka_headers_new(m->n_headers);
+    rd_kafka_resp_err_t err;
+    for (size_t i = 0; i < m->n_headers; i++)
+        rd_kafka_header_add(hdrs, m->headers[i].name, -1, m->headers[i].value,
+                            (ssize_t)m->headers[i].len);
+    err = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(m->topic),
+                            RD_KAFKA_V_KEY(m->key, m->key ? m->key_len : 0),
+                            RD_KAFKA_V_VALUE(m->value, m->value_len),
+                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
+                            RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        rd_kafka_headers_destroy(hdrs); /* not taken over on failure */
+        return err < 0 ? (int)err : -(int)err;
+    }
+    return 0;
+}
+
+int of_producer_outq_len(of_producer *p)
+{
+    return p->rk ? rd_kafka_outq_len(p->rk) : 0;
+}
+
+static void producer_handle_closed(uv_handle_t *h)
+{
+    of_producer *p = h->data;
+    if (--p->pending_closes > 0)
+        return;
+    if (p->fds[0] >= 0)
+        close(p->fds[0]);
+    if (p->fds[1] >= 0)
+        close(p->fds[1]);
+    p->fds[0] = p->fds[1] = -1;
+    if (p->close_cb != NULL)
+        p->close_cb(p);
+}
+
+static void producer_finish_close(of_producer *p)
+{
+    uv_timer_stop(&p->timer);
+    if (p->rk != NULL) {
+        /* Whatever is left fails its delivery now, so callers see it. */
+        rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_poll(p->rk, 0);
+        rd_kafka_queue_destroy(p->queue);
+        p->queue = NULL;
+        rd_kafka_destroy(p->rk);
+        p->rk = NULL;
+    }
+    p->pending_closes = 2;
+    uv_close((uv_handle_t *)&p->poll, producer_handle_closed);
+    uv_close((uv_handle_t *)&p->timer, producer_handle_closed);
+}
+
+static void on_close_timer(uv_timer_t *t)
+{
+    of_producer *p = t->data;
+    producer_serve(p);
+    if (of_producer_outq_len(p) == 0 || uv_now(t->loop) >= p->close_deadline)
+        producer_finish_close(p);
+}
+
+void of_producer_close(of_producer *p, uint64_t timeout_ms, void (*close_cb)(of_producer *p))
+{
+    if (p->closing)
+        return;
+    p->closing = true;
+    p->close_cb = close_cb;
+    if (p->rk == NULL || p->poll.data == NULL) {
+        if (p->rk != NULL)
+            rd_kafka_destroy(p->rk);
+        p->rk = NULL;
+        if (close_cb != NULL)
+            close_cb(p);
+        return;
+    }
+    p->close_deadline = uv_now(p->timer.loop) + timeout_ms;
+    uv_timer_start(&p->timer, on_close_timer, 0, 20);
+}
+
+int of_kafka_create_topics(const char *bootstrap, const char *const *topics, size_t n,
+                           int partitions, int timeout_ms, char *errstr, size_t errstr_size)
+{
+    rd_kafka_conf_t *conf = of_kafka_conf_new(bootstrap, "orderflow-admin", errstr, errstr_size);
+    rd_kafka_t *rk = NULL;
+    rd_kafka_NewTopic_t **nt = NULL;
+    rd_kafka_AdminOptions_t *opts = NULL;
+    rd_kafka_queue_t *q = NULL;
+    rd_kafka_event_t *ev = NULL;
+    int result = -1;
+
+    if (conf == NULL)
+        return -1;
+    rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errstr_size);
+    if (rk == NULL) {
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    nt = calloc(n ? n : 1, sizeof *nt);
+    if (nt == NULL)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        nt[i] = rd_kafka_NewTopic_new(topics[i], partitions, -1, errstr, errstr_size);
+        if (nt[i] == NULL)
+            goto out;
+    }
+    opts = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_AdminOptions_set_operation_timeout(opts, timeout_ms, errstr, errstr_size);
+    q = rd_kafka_queue_new(rk);
+    rd_kafka_CreateTopics(rk, nt, n, opts, q);
+    ev = rd_kafka_queue_poll(q, timeout_ms + 5000);
+    if (ev == NULL) {
+        snprintf(errstr, errstr_size, "timed out creating topics");
+        goto out;
+    }
+    if (rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        snprintf(errstr, errstr_size, "%s", rd_kafka_event_error_string(ev));
+        goto out;
+    }
+    {
+        const rd_kafka_CreateTopics_result_t *res = rd_kafka_event_CreateTopics_result(ev);
+        size_t cnt = 0;
+        const rd_kafka_topic_result_t **tr = rd_kafka_CreateTopics_result_topics(res, &cnt);
+        for (size_t i = 0; i < cnt; i++) {
+            rd_kafka_resp_err_t e = rd_kafka_topic_result_error(tr[i]);
+            if (e != RD_KAFKA_RESP_ERR_NO_ERROR && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+                snprintf(errstr, errstr_size, "could not create topic \"%s\": %s",
+                         rd_kafka_topic_result_name(tr[i]), rd_kafka_topic_result_error_string(tr[i]));
+                goto out;
+            }
+        }
+    }
+    result = 0;
+out:
+    if (ev != NULL)
+        rd_kafka_event_destroy(ev);
+    if (q != NULL)
+        rd_kafka_queue_destroy(q);
+    if (opts != NULL)
+        rd_kafka_AdminOptions_destroy(opts);
+    if (nt != NULL) {
+        for (size_t i = 0; i < n; i++)
+            if (nt[i] != NULL)
+                rd_kafka_NewTopic_destroy(nt[i]);
+        free(nt);
+    }
+    rd_kafka_destroy(rk);
+    return result;
+}

@@ -1,0 +1,406 @@
+/* outbox.c: outbox rows written in a step's transaction and relayed to Kafka. */
+#include "orderflow/outbox.h"
+
+#include "orderflow/event.h"
+#include "orderflow/log.h"
+
+#include <cjson/cJSON.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A claimed row stays leased for this long before another sweep may take it. */
+#define SWEEP_LEASE "30 seconds"
+#define SWEEP_LIMIT 500
+
+const of_db_stmt of_outbox_stmts[] = {
+    {"of_outbox_insert",
+     "insert into outbox (id, topic, key, payload, headers) values ($1, $2, $3, $4, $5::jsonb)"},
+    {"of_outbox_mark",
+     "update outbox set published_at = now() where id = any($1::uuid[]) and published_at is null"},
+    {"of_outbox_claim",
+     "update outbox o set attempts = o.attempts + 1, claimed_until = now() + interval '" SWEEP_LEASE
+     "' where o.id in (select id from outbox where published_at is null"
+     " and created_at < now() - make_interval(secs => $1::double precision / 1000)"
+     " and (claimed_until is null or claimed_until < now())"
+     " order by seq limit $2 for update skip locked)"
+     " returning o.id, o.topic, o.key, o.payload, o.headers::text, o.seq"},
+};
+const size_t of_outbox_n_stmts = sizeof of_outbox_stmts / sizeof of_outbox_stmts[0];
+
+static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static char *b64_encode(const unsigned char *src, size_t len)
+{
+    char *out = malloc(4 * ((len + 2) / 3) + 1);
+    size_t o = 0;
+    if (out == NULL)
+        return NULL;
+    for (size_t i = 0; i < len; i += 3) {
+        uint32_t v = (uint32_t)src[i] << 16;
+        if (i + 1 < len)
+            v |= (uint32_t)src[i + 1] << 8;
+        if (i + 2 < len)
+            v |= src[i + 2];
+        out[o++] = b64chars[(v >> 18) & 63];
+        out[o++] = b64chars[(v >> 12) & 63];
+        out[o++] = i + 1 < len ? b64chars[(v >> 6) & 63] : '=';
+        out[o++] = i + 2 < len ? b64chars[v & 63] : '=';
+    }
+    out[o] = '\0';
+    return out;
+}
+
+static int b64_value(char c)
+{
+    const char *p = strchr(b64chars, c);
+    return c != '\0' && p != NULL ? (int)(p - b64chars) : -1;
+}
+
+static unsigned char *b64_decode(const char *src, size_t *len)
+{
+    size_t n = strlen(src);
+    unsigned char *out = malloc(n / 4 * 3 + 1);
+    size_t o = 0;
+    if (out == NULL || n % 4 != 0) {
+        free(out);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i += 4) {
+        int a = b64_value(src[i]), b = b64_value(src[i + 1]);
+        int c = src[i + 2] == '=' ? 0 : b64_value(src[i + 2]);
+        int d = src[i + 3] == '=' ? 0 : b64_value(src[i + 3]);
+        if (a < 0 || b < 0 || c < 0 || d < 0) {
+            free(out);
+            return NULL;
+        }
+        uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | (uint32_t)d;
+        out[o++] = (unsigned char)(v >> 16);
+        if (src[i + 2] != '=')
+            out[o++] = (unsigned char)(v >> 8);
+        if (src[i + 3] != '=')
+            out[o++] = (unsigned char)v;
+    }
+    *len = o;
+    return out;
+}
+
+char *of_outbox_headers_json(const of_header *headers, size_t n)
+{
+    cJSON *arr = cJSON_CreateArray();
+    char *text = NULL;
+    if (arr == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        cJSON *h = cJSON_CreateObject();
+        if (h == NULL || !cJSON_AddItemToArray(arr, h))
+            goto out;
+        if (cJSON_AddStringToObject(h, "k", headers[i].name) == NULL)
+            goto out;
+        bool text_ok = of_event_utf8_valid(headers[i].value, headers[i].len) &&
+                       memchr(headers[i].value, '\0', headers[i].len) == NULL;
+        if (text_ok) {
+            if (cJSON_AddStringToObject(h, "v", headers[i].value) == NULL)
+                goto out;
+        } else {
+            char *b = b64_encode((const unsigned char *)headers[i].value, headers[i].len);
+            cJSON *s = b ? cJSON_AddStringToObject(h, "b64", b) : NULL;
+            free(b);
+            if (s == NULL)
+                goto out;
+        }
+    }
+    text = cJSON_PrintUnformatted(arr);
+out:
+    cJSON_Delete(arr);
+    return text;
+}
+
+int of_outbox_headers_parse(const char *json, of_message *m)
+{
+    cJSON *arr = cJSON_Parse(json);
+    const cJSON *h;
+    int result = -1;
+    if (!cJSON_IsArray(arr))
+        goto out;
+    cJSON_ArrayForEach(h, arr)
+    {
+        const cJSON *k = cJSON_GetObjectItemCaseSensitive(h, "k");
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(h, "v");
+        const cJSON *b = cJSON_GetObjectItemCaseSensitive(h, "b64");
+        if (!cJSON_IsString(k))
+            goto out;
+        if (cJSON_IsString(v)) {
+            if (of_message_add_header(m, k->valuestring, v->valuestring,
+                                      strlen(v->valuestring)) != 0)
+                goto out;
+        } else if (cJSON_IsString(b)) {
+            size_t len = 0;
+            unsigned char *bytes = b64_decode(b->valuestring, &len);
+            int rc = bytes ? of_message_add_header(m, k->valuestring, bytes, len) : -1;
+            free(bytes);
+            if (rc != 0)
+                goto out;
+        } else {
+            goto out;
+        }
+    }
+    result = 0;
+out:
+    cJSON_Delete(arr);
+    return result;
+}
+
+int of_outbox_add(of_db_pipeline *p, const of_message *m)
+{
+    char *headers = of_outbox_headers_json(m->headers, m->n_headers);
+    int result;
+    if (headers == NULL)
+        return OF_DB_ENOMEM;
+    const char *values[5] = {m->id, m->topic, m->key, m->value, headers};
+    int lengths[5] = {0, 0, (int)m->key_len, (int)m->value_len, 0};
+    int formats[5] = {0, 0, 1, 1, 0};
+    result = of_db_pipeline_add_bin(p, "of_outbox_insert", 5, values, lengths, formats);
+    free(headers);
+    return result;
+}
+
+/* Relay. */
+
+/* What travels with a message through the producer: the outbox id. */
+static void *delivery_opaque(const char *id)
+{
+    return strdup(id);
+}
+
+static void relay_send(of_outbox_relay *r, of_message *m)
+{
+    void *opaque = delivery_opaque(m->id);
+    int rc = opaque ? of_producer_send(r->producer, m, opaque) : -1;
+    if (rc != 0) {
+        /* Queue full or no memory: the row stays unpublished and the next
+         * sweep after the grace period sends it. */
+        of_log_warn("could not enqueue outbox row \"%s\" for \"%s\": %s", m->id, m->topic,
+                    rc < 0 ? rd_kafka_err2str((rd_kafka_resp_err_t)rc) : "no memory");
+        free(opaque);
+        return;
+    }
+    r->in_flight++;
+}
+
+void of_outbox_relay_publish(of_outbox_relay *r, of_message *msgs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        relay_send(r, &msgs[i]);
+        of_message_free(&msgs[i]);
+    }
+}
+
+static void mark_flush(of_outbox_relay *r);
+
+static void on_mark_done(of_db *db, of_db_pipeline *p, int status, void *arg)
+{
+    of_outbox_relay *r = arg;
+    r->mark_in_flight = false;
+    if (status != OF_DB_OK)
+        of_log_warn("could not mark outbox rows published: %s (the sweep will resend them)",
+                    p->error);
+    of_db_pipeline_reset(p);
+    mark_flush(r);
+}
+
+/* Marks every delivered id in one UPDATE; one mark is in flight at a time and
+ * ids delivered meanwhile wait for the next. */
+static void mark_flush(of_outbox_relay *r)
+{
+    char *array;
+    if (r->mark_in_flight || r->n_delivered == 0)
+        return;
+    array = of_db_text_array((const char *const *)r->delivered, r->n_delivered);
+    if (array == NULL)
+        return;
+    const char *values[1] = {array};
+    if (of_db_pipeline_add(&r->mark, "of_outbox_mark", 1, values) != 0 ||
+        of_db_submit(r->db, &r->mark, on_mark_done, r) != 0) {
+        of_db_pipeline_reset(&r->mark);
+        free(array);
+        return;
+    }
+    free(array);
+    for (size_t i = 0; i < r->n_delivered; i++)
+        free(r->delivered[i]);
+    r->n_delivered = 0;
+    r->mark_in_flight = true;
+}
+
+void of_outbox_relay_delivered(of_outbox_relay *r, void *opaque, rd_kafka_resp_err_t err)
+{
+    char *id = opaque;
+    if (r->in_flight > 0)
+        r->in_flight--;
+    if (id == NULL)
+        return;
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        r->failed_total++;
+        of_log_warn("could not publish outbox row \"%s\": %s (the sweep will retry)", id,
+                    rd_kafka_err2str(err));
+        free(id);
+        return;
+    }
+    r->published_total++;
+    if (r->n_delivered == r->cap_delivered) {
+        size_t cap = r->cap_delivered ? r->cap_delivered * 2 : 256;
+        char **d = realloc(r->delivered, cap * sizeof *d);
+        if (d == NULL) {
+            free(id);
+            return;
+        }
+        r->delivered = d;
+        r->cap_delivered = cap;
+    }
+    r->delivered[r->n_delivered++] = id;
+    mark_flush(r);
+}
+
+/* Turns one claimed row into a message and sends it. */
+static void send_row(of_outbox_relay *r, const PGresult *res, int row)
+{
+    of_message m = {0};
+    size_t len = 0;
+    unsigned char *bytes;
+
+    m.id = strdup(PQgetvalue(res, row, 0));
+    m.topic = strdup(PQgetvalue(res, row, 1));
+    if (m.id == NULL || m.topic == NULL)
+        goto out;
+    if (!PQgetisnull(res, row, 2)) {
+        bytes = PQunescapeBytea((const unsigned char *)PQgetvalue(res, row, 2), &len);
+        if (bytes == NULL)
+            goto out;
+        m.key = malloc(len + 1);
+        if (m.key != NULL) {
+            memcpy(m.key, bytes, len);
+            m.key[len] = '\0';
+            m.key_len = len;
+        }
+        PQfreemem(bytes);
+    }
+    bytes = PQunescapeBytea((const unsigned char *)PQgetvalue(res, row, 3), &len);
+    if (bytes == NULL)
+        goto out;
+    m.value = malloc(len + 1);
+    if (m.value != NULL) {
+        memcpy(m.value, bytes, len);
+        m.value[len] = '\0';
+        m.value_len = len;
+    }
+    PQfreemem(bytes);
+    if (m.value == NULL || of_outbox_headers_parse(PQgetvalue(res, row, 4), &m) != 0) {
+        of_log_error("could not decode outbox row \"%s\"", m.id);
+        goto out;
+    }
+    relay_send(r, &m);
+    r->swept_total++;
+out:
+    of_message_free(&m);
+}
+
+static int cmp_seq(const void *a, const void *b)
+{
+    int64_t x = ((const int64_t *)a)[0], y = ((const int64_t *)b)[0];
+    return x < y ? -1 : x > y;
+}
+
+static void on_sweep_done(of_db *db, of_db_pipeline *p, int status, void *arg)
+{
+    of_outbox_relay *r = arg;
+    PGresult *res = of_db_pipeline_result(p, 0);
+    r->sweep_in_flight = false;
+    if (status != OF_DB_OK || res == NULL) {
+        of_log_warn("outbox sweep failed: %s", p->error);
+        of_db_pipeline_reset(p);
+        return;
+    }
+    int rows = PQntuples(res);
+    if (rows > 0) {
+        /* RETURNING has no order: send in seq order so one key's events keep theirs. */
+        int64_t(*order)[2] = calloc((size_t)rows, sizeof *order);
+        if (order != NULL) {
+            for (int i = 0; i < rows; i++) {
+                order[i][0] = strtoll(PQgetvalue(res, i, 5), NULL, 10);
+                order[i][1] = i;
+            }
+            qsort(order, (size_t)rows, sizeof *order, cmp_seq);
+            for (int i = 0; i < rows; i++)
+                send_row(r, res, (int)order[i][1]);
+            free(order);
+        }
+        of_log_info("outbox sweep republished %d row(s)", rows);
+    }
+    of_db_pipeline_reset(p);
+}
+
+static void on_sweep_timer(uv_timer_t *t)
+{
+    of_outbox_relay *r = t->data;
+    char grace[32], limit[32];
+    if (r->sweep_in_flight || r->stopping || !of_db_ready(r->db))
+        return;
+    snprintf(grace, sizeof grace, "%" PRIu64, r->sweep_grace_ms);
+    snprintf(limit, sizeof limit, "%zu", r->sweep_limit);
+    const char *values[2] = {grace, limit};
+    if (of_db_pipeline_add(&r->sweep, "of_outbox_claim", 2, values) != 0 ||
+        of_db_submit(r->db, &r->sweep, on_sweep_done, r) != 0) {
+        of_db_pipeline_reset(&r->sweep);
+        return;
+    }
+    r->sweep_in_flight = true;
+}
+
+int of_outbox_relay_init(of_outbox_relay *r, uv_loop_t *loop, of_db *db, of_producer *producer,
+                         uint64_t sweep_interval_ms, uint64_t sweep_grace_ms)
+{
+    memset(r, 0, sizeof *r);
+    r->db = db;
+    r->producer = producer;
+    r->sweep_interval_ms = sweep_interval_ms;
+    r->sweep_grace_ms = sweep_grace_ms;
+    r->sweep_limit = SWEEP_LIMIT;
+    of_db_pipeline_init(&r->mark);
+    of_db_pipeline_init(&r->sweep);
+    if (uv_timer_init(loop, &r->sweep_timer) != 0)
+        return -1;
+    r->sweep_timer.data = r;
+    return 0;
+}
+
+void of_outbox_relay_start(of_outbox_relay *r)
+{
+    uv_timer_start(&r->sweep_timer, on_sweep_timer, 0, r->sweep_interval_ms);
+}
+
+bool of_outbox_relay_idle(const of_outbox_relay *r)
+{
+    return r->in_flight == 0 && r->n_delivered == 0 && !r->mark_in_flight && !r->sweep_in_flight;
+}
+
+void of_outbox_relay_stop(of_outbox_relay *r)
+{
+    r->stopping = true;
+    uv_timer_stop(&r->sweep_timer);
+    if (!uv_is_closing((uv_handle_t *)&r->sweep_timer))
+        uv_close((uv_handle_t *)&r->sweep_timer, NULL);
+    mark_flush(r);
+}
+
+void of_outbox_relay_free(of_outbox_relay *r)
+{
+    for (size_t i = 0; i < r->n_delivered; i++)
+        free(r->delivered[i]);
+    free(r->delivered);
+    r->delivered = NULL;
+    r->n_delivered = r->cap_delivered = 0;
+    of_db_pipeline_free(&r->mark);
+    of_db_pipeline_free(&r->sweep);
+}

@@ -1,0 +1,729 @@
+/* worker.c: the event loop, batch transactions, retries and shutdown shared by every worker. */
+#include "orderflow/worker.h"
+
+#include "orderflow/dlq.h"
+#include "orderflow/inbox.h"
+#include "orderflow/log.h"
+
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#define RETRY_MIN_MS 100
+
+static void try_next_batch(of_worker *w);
+static void begin_txn(of_worker *w);
+static void on_kick(uv_idle_t *h);
+static void shutdown_continue(of_worker *w);
+
+const char *of_worker_topic(of_worker *w, const char *topic, char *buf, size_t size)
+{
+    snprintf(buf, size, "%s%s", w->cfg.topic_prefix ? w->cfg.topic_prefix : "", topic);
+    return buf;
+}
+
+/* Keeps m (taken over) to publish after commit, conditionally on command cmd. */
+static int keep_for_publish(of_worker_batch *b, of_message *m, long cmd)
+{
+    if (b->n_outbox == b->cap_outbox) {
+        size_t cap = b->cap_outbox ? b->cap_outbox * 2 : 64;
+        of_worker_out *o = realloc(b->outbox, cap * sizeof *o);
+        if (o == NULL)
+            return -1;
+        b->outbox = o;
+        b->cap_outbox = cap;
+    }
+    b->outbox[b->n_outbox].m = *m;
+    b->outbox[b->n_outbox].cmd = cmd;
+    b->n_outbox++;
+    memset(m, 0, sizeof *m);
+    return 0;
+}
+
+int of_worker_emit(of_worker_batch *b, of_db_pipeline *wp, of_message *m)
+{
+    if (of_outbox_add(wp, m) != 0)
+        return -1;
+    return keep_for_publish(b, m, -1);
+}
+
+static of_log_ctx item_ctx(const of_worker_item *it)
+{
+    of_log_ctx ctx = {NULL, NULL, it->rec.topic, it->rec.partition, it->rec.offset};
+    if (it->parsed) {
+        ctx.ce_id = it->ev.id;
+        if (it->ev.has_subject)
+            ctx.order_id = it->ev.subject;
+    }
+    return ctx;
+}
+
+/* Batch bookkeeping. */
+
+static void free_outbox(of_worker_batch *b)
+{
+    for (size_t i = 0; i < b->n_outbox; i++)
+        of_message_free(&b->outbox[i].m);
+    b->n_outbox = 0;
+}
+
+static void free_items(of_worker *w)
+{
+    of_worker_batch *b = &w->batch;
+    for (size_t i = 0; i < b->n; i++) {
+        of_worker_item *it = &b->items[i];
+        if (w->h->item_free != NULL)
+            w->h->item_free(w->h->ctx, it);
+        if (it->parsed)
+            of_event_free(&it->ev);
+        free(it->headers);
+        rd_kafka_message_destroy(it->msg);
+    }
+    free(b->items);
+    b->items = NULL;
+    b->n = b->lo = b->hi = 0;
+    free_outbox(b);
+    free(b->outbox);
+    b->outbox = NULL;
+    b->cap_outbox = 0;
+}
+
+static void finish_batch(of_worker *w)
+{
+    free_items(w);
+    w->busy = false;
+    w->isolating = false;
+    of_db_pipeline_reset(&w->lp);
+    of_db_pipeline_reset(&w->wp);
+    if (w->stopping) {
+        shutdown_continue(w);
+        return;
+    }
+    uv_idle_start(&w->kick, on_kick);
+}
+
+/* Fills the record view and parses/decodes one message. */
+static void prepare_item(of_worker *w, of_worker_item *it, rd_kafka_message_t *m)
+{
+    rd_kafka_headers_t *hdrs = NULL;
+    it->msg = m;
+    it->rec.topic = rd_kafka_topic_name(m->rkt);
+    it->rec.partition = m->partition;
+    it->rec.offset = m->offset;
+    it->rec.key = m->key;
+    it->rec.key_len = m->key_len;
+    it->rec.value = m->payload;
+    it->rec.value_len = m->len;
+    if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR && hdrs != NULL) {
+        size_t cnt = rd_kafka_header_cnt(hdrs);
+        it->headers = calloc(cnt ? cnt : 1, sizeof *it->headers);
+        for (size_t i = 0; it->headers != NULL && i < cnt; i++) {
+            const char *name;
+            const void *val;
+            size_t size;
+            if (rd_kafka_header_get_all(hdrs, i, &name, &val, &size) != RD_KAFKA_RESP_ERR_NO_ERROR)
+                break;
+            it->headers[it->rec.n_headers].name = name;
+            it->headers[it->rec.n_headers].value = val;
+            it->headers[it->rec.n_headers].len = size;
+            it->rec.n_headers++;
+        }
+        it->rec.headers = it->headers;
+    }
+    if (of_event_parse(&it->rec, &it->ev, &it->err) != 0) {
+        it->state = OF_ITEM_DEAD;
+    } else {
+        it->parsed = true;
+        it->state = OF_ITEM_PENDING;
+        if (w->h->decode(w->h->ctx, it, &it->err) != 0)
+            it->state = OF_ITEM_DEAD;
+    }
+    it->initial = it->state;
+}
+
+static void start_batch(of_worker *w, rd_kafka_message_t **msgs, size_t n)
+{
+    of_worker_batch *b = &w->batch;
+    memset(b, 0, sizeof *b);
+    b->w = w;
+    b->items = calloc(n, sizeof *b->items);
+    if (b->items == NULL) {
+        /* Without memory the messages cannot be kept; drop them unacknowledged
+         * so they are delivered again after a restart. */
+        of_log_error("could not allocate a batch of %zu events; exiting to be restarted", n);
+        for (size_t i = 0; i < n; i++)
+            rd_kafka_message_destroy(msgs[i]);
+        w->exit_code = EX_SOFTWARE;
+        raise(SIGTERM);
+        return;
+    }
+    b->n = n;
+    for (size_t i = 0; i < n; i++)
+        prepare_item(w, &b->items[i], msgs[i]);
+    /* The same ce_id twice in one batch: the second is a duplicate (the inbox
+     * would only see the first once both are in the same transaction). */
+    for (size_t i = 0; i < n; i++) {
+        if (b->items[i].state != OF_ITEM_PENDING)
+            continue;
+        for (size_t j = 0; j < i; j++) {
+            if (b->items[j].state == OF_ITEM_PENDING &&
+                strcmp(b->items[j].ev.id, b->items[i].ev.id) == 0) {
+                b->items[i].state = b->items[i].initial = OF_ITEM_DUPLICATE;
+                break;
+            }
+        }
+    }
+    b->lo = 0;
+    b->hi = n;
+    w->busy = true;
+    w->n_batches++;
+    w->n_events += n;
+    begin_txn(w);
+}
+
+static void on_kick(uv_idle_t *h)
+{
+    of_worker *w = h->data;
+    uv_idle_stop(h);
+    try_next_batch(w);
+}
+
+static void try_next_batch(of_worker *w)
+{
+    rd_kafka_message_t **msgs;
+    size_t n;
+    if (w->busy || w->stopping || !of_db_ready(&w->db))
+        return;
+    msgs = calloc((size_t)w->cfg.batch_size, sizeof *msgs);
+    if (msgs == NULL)
+        return;
+    n = of_consumer_poll(&w->consumer, msgs, (size_t)w->cfg.batch_size);
+    if (n > 0)
+        start_batch(w, msgs, n);
+    free(msgs);
+}
+
+/* Transactions. */
+
+static void restore_range(of_worker *w)
+{
+    of_worker_batch *b = &w->batch;
+    for (size_t i = b->lo; i < b->hi; i++) {
+        b->items[i].state = b->items[i].initial;
+        b->items[i].outcome = NULL;
+    }
+    free_outbox(b);
+}
+
+static void on_retry_timer(uv_timer_t *t)
+{
+    of_worker *w = t->data;
+    if (w->stopping) {
+        /* Abandon the batch: nothing was acknowledged, so it is redelivered. */
+        finish_batch(w);
+        return;
+    }
+    if (!of_db_ready(&w->db)) {
+        uv_timer_start(&w->retry_timer, on_retry_timer, w->retry_ms, 0);
+        return;
+    }
+    begin_txn(w);
+}
+
+static void schedule_retry(of_worker *w, const char *why)
+{
+    of_worker_batch *b = &w->batch;
+    w->n_retries++;
+    of_log_warn("transaction for %zu event(s) failed, retrying in %" PRIu64 " ms: %s",
+                b->hi - b->lo, w->retry_ms, why);
+    restore_range(w);
+    uv_timer_start(&w->retry_timer, on_retry_timer, w->retry_ms, 0);
+    w->retry_ms = w->retry_ms * 2 > (uint64_t)w->cfg.retry_max ? (uint64_t)w->cfg.retry_max
+                                                                : w->retry_ms * 2;
+}
+
+/* After a permanent failure: isolate events, or dead-letter the one at fault. */
+static void handle_permanent(of_worker *w, const of_db_pipeline *p)
+{
+    of_worker_batch *b = &w->batch;
+    restore_range(w);
+    if (b->hi - b->lo > 1) {
+        of_log_warn("transaction for %zu events failed (%s: %s); retrying them one by one",
+                    b->hi - b->lo, p->sqlstate, p->error);
+        w->isolating = true;
+        b->hi = b->lo + 1;
+        begin_txn(w);
+        return;
+    }
+    of_worker_item *it = &b->items[b->lo];
+    if (it->state == OF_ITEM_DEAD) {
+        /* Even the dead letter could not be written: that is not the event's
+         * fault, so keep retrying rather than lose it. */
+        schedule_retry(w, p->error);
+        return;
+    }
+    of_event_error_set(&it->err, OF_EVENT_ERR_INVALID_ATTRIBUTE,
+                       "could not apply event: %s (SQLSTATE %s)", p->error, p->sqlstate);
+    it->dlq_code = "PROCESSING_FAILED";
+    it->state = it->initial = OF_ITEM_DEAD;
+    begin_txn(w);
+}
+
+static void on_rolled_back(of_db *db, of_db_pipeline *p, int status, void *arg)
+{
+    of_worker *w = arg;
+    /* The failed pipeline's status and error were copied into wp/lp before. */
+    of_db_pipeline *failed = w->wp.status != OF_DB_OK ? &w->wp : &w->lp;
+    of_db_pipeline_free(p);
+    free(p);
+    if (failed->status == OF_DB_ESQL && !of_db_sqlstate_transient(failed->sqlstate))
+        handle_permanent(w, failed);
+    else
+        schedule_retry(w, failed->error);
+}
+
+static void on_txn_failed(of_worker *w, of_db_pipeline *failed)
+{
+    /* A failed pipeline leaves the transaction aborted: roll it back before
+     * the connection is used again. A lost connection took it with it. */
+    if (failed->status != OF_DB_ECONN && of_db_ready(&w->db)) {
+        of_db_pipeline *rb = malloc(sizeof *rb);
+        if (rb != NULL) {
+            of_db_pipeline_init(rb);
+            if (of_db_pipeline_add_sql(rb, "rollback", 0, NULL) == 0 &&
+                of_db_submit(&w->db, rb, on_rolled_back, w) == 0)
+                return;
+            of_db_pipeline_free(rb);
+            free(rb);
+        }
+    }
+    if (failed->status == OF_DB_ESQL && !of_db_sqlstate_transient(failed->sqlstate))
+        handle_permanent(w, failed);
+    else
+        schedule_retry(w, failed->error);
+}
+
+static void on_committed(of_db *db, of_db_pipeline *p, int status, void *arg)
+{
+    of_worker *w = arg;
+    of_worker_batch *b = &w->batch;
+    rd_kafka_message_t **msgs;
+    size_t n = 0;
+
+    if (status != OF_DB_OK) {
+        on_txn_failed(w, p);
+        return;
+    }
+    w->retry_ms = RETRY_MIN_MS;
+    msgs = calloc(b->hi - b->lo, sizeof *msgs);
+    for (size_t i = b->lo; i < b->hi; i++) {
+        of_worker_item *it = &b->items[i];
+        of_log_ctx ctx = item_ctx(it);
+        if (msgs != NULL)
+            msgs[n++] = it->msg;
+        switch (it->state) {
+        case OF_ITEM_DONE:
+            w->n_applied++;
+            of_log_write(OF_LOG_DEBUG, &ctx, "event %s (%s)", it->outcome ? it->outcome : "applied",
+                         it->ev.type);
+            break;
+        case OF_ITEM_DUPLICATE:
+            w->n_duplicates++;
+            of_log_write(OF_LOG_INFO, &ctx, "duplicate event skipped");
+            break;
+        case OF_ITEM_DEAD:
+            w->n_dead++;
+            of_log_write(OF_LOG_WARN, &ctx, "event dead-lettered: %s: %s",
+                         it->dlq_code ? it->dlq_code : of_event_code_name(it->err.code),
+                         it->err.reason);
+            break;
+        case OF_ITEM_PENDING:
+            of_log_write(OF_LOG_ERROR, &ctx, "event left pending by the handler");
+            break;
+        }
+    }
+    /* Offsets only now: the transaction holding the effects is durable. */
+    if (msgs != NULL) {
+        if (of_consumer_store(&w->consumer, msgs, n) != 0)
+            of_log_warn("could not store offsets for %zu event(s)", n);
+        free(msgs);
+    }
+    for (size_t i = 0; i < b->n_outbox; i++) {
+        of_worker_out *o = &b->outbox[i];
+        const PGresult *r = o->cmd >= 0 ? of_db_pipeline_result(p, (size_t)o->cmd) : NULL;
+        if (o->cmd < 0 || (r != NULL && PQntuples(r) > 0))
+            of_outbox_relay_publish(&w->relay, &o->m, 1);
+        else
+            of_message_free(&o->m);
+    }
+    b->n_outbox = 0;
+    if (w->isolating && b->hi < b->n) {
+        b->lo = b->hi;
+        b->hi = b->lo + 1;
+        begin_txn(w);
+        return;
+    }
+    finish_batch(w);
+}
+
+static int add_dead_letter(of_worker *w, of_worker_item *it, of_db_pipeline *wp)
+{
+    of_message dlq = {0};
+    const char *code = it->dlq_code ? it->dlq_code : of_event_code_name(it->err.code);
+    int rc = of_dlq_build(&dlq, &it->rec, w->h->name, code, it->err.reason);
+    if (rc != 0)
+        return rc;
+    long cmd = (long)wp->n;
+    rc = of_dlq_add(wp, &it->rec, &dlq, w->h->name, it->parsed ? it->ev.id : NULL,
+                    it->parsed ? it->ev.type : NULL, code, it->err.reason);
+    /* Published after commit only when the statement inserted the outbox row,
+     * i.e. this record was not dead-lettered before. */
+    if (rc == 0)
+        rc = keep_for_publish(&w->batch, &dlq, cmd);
+    of_message_free(&dlq);
+    return rc;
+}
+
+static void on_loaded(of_db *db, of_db_pipeline *p, int status, void *arg)
+{
+    of_worker *w = arg;
+    of_worker_batch *b = &w->batch;
+    of_db_pipeline *wp = &w->wp;
+    const PGresult *seen;
+    int rc = 0;
+
+    if (status != OF_DB_OK) {
+        on_txn_failed(w, p);
+        return;
+    }
+    seen = of_db_pipeline_result(p, 1);
+    for (size_t i = b->lo; i < b->hi; i++) {
+        of_worker_item *it = &b->items[i];
+        if (it->state == OF_ITEM_PENDING && of_inbox_result_has(seen, it->ev.id))
+            it->state = OF_ITEM_DUPLICATE;
+    }
+    of_db_pipeline_reset(wp);
+    wp->session = of_db_session(&w->db);
+    rc = w->h->apply(w->h->ctx, b, p, 2, wp);
+    for (size_t i = b->lo; rc == 0 && i < b->hi; i++) {
+        of_worker_item *it = &b->items[i];
+        if (it->state == OF_ITEM_DONE)
+            rc = of_inbox_add_record(wp, w->h->name, it->ev.id, it->ev.type, it->rec.topic,
+                                     it->rec.partition, it->rec.offset);
+        else if (it->state == OF_ITEM_DEAD)
+            rc = add_dead_letter(w, it, wp);
+    }
+    if (rc == 0)
+        rc = of_db_pipeline_add_sql(wp, "commit", 0, NULL);
+    if (rc == 0)
+        rc = of_db_submit(&w->db, wp, on_committed, w);
+    if (rc != 0) {
+        snprintf(wp->error, sizeof wp->error, "could not build the transaction (error %d)", rc);
+        wp->status = OF_DB_ENOMEM;
+        on_txn_failed(w, wp);
+    }
+}
+
+static void begin_txn(of_worker *w)
+{
+    of_worker_batch *b = &w->batch;
+    of_db_pipeline *lp = &w->lp;
+    const char **ids;
+    size_t n_ids = 0;
+    bool any_pending = false;
+    int rc;
+
+    of_db_pipeline_reset(lp);
+    of_db_pipeline_reset(&w->wp);
+    ids = calloc(b->hi - b->lo + 1, sizeof *ids);
+    if (ids == NULL) {
+        lp->status = OF_DB_ENOMEM;
+        snprintf(lp->error, sizeof lp->error, "out of memory");
+        schedule_retry(w, lp->error);
+        return;
+    }
+    for (size_t i = b->lo; i < b->hi; i++) {
+        if (b->items[i].state == OF_ITEM_PENDING) {
+            ids[n_ids++] = b->items[i].ev.id;
+            any_pending = true;
+        }
+    }
+    rc = of_db_pipeline_add_sql(lp, "begin", 0, NULL);
+    if (rc == 0)
+        rc = of_inbox_add_check(lp, w->h->name, ids, n_ids);
+    free(ids);
+    if (rc == 0 && any_pending)
+        rc = w->h->load(w->h->ctx, b, lp);
+    if (rc == 0)
+        rc = of_db_submit(&w->db, lp, on_loaded, w);
+    if (rc != 0) {
+        lp->status = OF_DB_ENOMEM;
+        snprintf(lp->error, sizeof lp->error, "could not build the load pipeline (error %d)", rc);
+        schedule_retry(w, lp->error);
+    }
+}
+
+/* Loop plumbing. */
+
+static void on_consumer_wakeup(of_consumer *c, void *arg)
+{
+    try_next_batch(arg);
+}
+
+static void on_db_state(of_db *db, of_db_state state, void *arg)
+{
+    of_worker *w = arg;
+    if (db == &w->db && state == OF_DB_READY && !w->stopping)
+        uv_idle_start(&w->kick, on_kick);
+}
+
+static void on_delivery(of_producer *p, void *opaque, rd_kafka_resp_err_t err, void *arg)
+{
+    of_worker *w = arg;
+    of_outbox_relay_delivered(&w->relay, opaque, err);
+}
+
+/* Shutdown: stop fetching, let the batch in progress finish, leave the
+ * group (committing stored offsets), let the relay publish and mark what
+ * committed, then close producer, connections and handles. */
+
+static void close_handle(of_worker *w, uv_handle_t *h);
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    of_worker *w = h->loop->data;
+    w->closing--;
+}
+
+static void close_handle(of_worker *w, uv_handle_t *h)
+{
+    if (h->loop == NULL || uv_is_closing(h))
+        return;
+    w->closing++;
+    uv_close(h, on_handle_closed);
+}
+
+static void close_base_handles(of_worker *w)
+{
+    close_handle(w, (uv_handle_t *)&w->sigterm);
+    close_handle(w, (uv_handle_t *)&w->sigint);
+    close_handle(w, (uv_handle_t *)&w->retry_timer);
+    close_handle(w, (uv_handle_t *)&w->shutdown_timer);
+    close_handle(w, (uv_handle_t *)&w->kick);
+}
+
+static void on_db_closed(of_db *db)
+{
+    of_worker *w = db->loop->data;
+    if (--w->closing == 0)
+        close_base_handles(w);
+}
+
+static void on_producer_closed(of_producer *p)
+{
+    of_worker *w = p->arg;
+    of_outbox_relay_free(&w->relay);
+    w->closing += 2;
+    of_db_close(&w->db, on_db_closed);
+    of_db_close(&w->aux, on_db_closed);
+}
+
+static void drain_relay(uv_timer_t *t)
+{
+    of_worker *w = t->data;
+    if (!of_outbox_relay_idle(&w->relay) && of_db_ready(&w->aux) &&
+        uv_now(w->loop) < (uint64_t)w->shutdown_timer.timeout)
+        return;
+    uv_timer_stop(t);
+    of_outbox_relay_stop(&w->relay);
+    of_producer_close(&w->producer, 2000, on_producer_closed);
+}
+
+static void on_consumer_closed(of_consumer *c)
+{
+    of_worker *w = c->arg;
+    of_log_info("left the consumer group; draining the outbox relay");
+    /* Reuse the retry timer to poll the relay until it is idle. */
+    uv_timer_stop(&w->retry_timer);
+    w->retry_timer.data = w;
+    uv_timer_start(&w->retry_timer, drain_relay, 0, 20);
+}
+
+static void shutdown_continue(of_worker *w)
+{
+    of_log_info("no batch in progress; closing the consumer");
+    of_consumer_close(&w->consumer, on_consumer_closed);
+}
+
+static void on_shutdown_timeout(uv_timer_t *t)
+{
+    of_worker *w = t->data;
+    of_log_error("grace period of %" PRId64 " ms exceeded; exiting without a clean drain",
+                 w->cfg.grace_period);
+    /* Nothing unacknowledged is lost: uncommitted events are redelivered and
+     * committed-but-unpublished outbox rows are swept on the next start. */
+    _exit(EX_TEMPFAIL);
+}
+
+static void begin_shutdown(of_worker *w, int signum)
+{
+    if (w->stopping) {
+        of_log_warn("second signal %d; exiting now", signum);
+        _exit(EX_TEMPFAIL);
+    }
+    w->stopping = true;
+    of_log_info("signal %d: shutting down (grace period %" PRId64 " ms)", signum,
+                w->cfg.grace_period);
+    if (w->h->stop != NULL)
+        w->h->stop(w->h->ctx, w);
+    uv_idle_stop(&w->kick);
+    uv_timer_start(&w->shutdown_timer, on_shutdown_timeout, (uint64_t)w->cfg.grace_period, 0);
+    if (!w->busy) {
+        shutdown_continue(w);
+    } else if (uv_is_active((uv_handle_t *)&w->retry_timer)) {
+        /* Waiting to retry: give up the batch now (it was not acknowledged). */
+        uv_timer_stop(&w->retry_timer);
+        finish_batch(w);
+    }
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    begin_shutdown(s->data, signum);
+}
+
+static int build_statements(of_worker *w, size_t *n)
+{
+    const of_db_stmt *groups[] = {of_outbox_stmts, of_inbox_stmts, of_dlq_stmts, w->h->stmts};
+    size_t sizes[] = {of_outbox_n_stmts, of_inbox_n_stmts, of_dlq_n_stmts, w->h->n_stmts};
+    size_t total = 0, k = 0;
+    for (size_t g = 0; g < 4; g++)
+        total += sizes[g];
+    w->stmts = calloc(total, sizeof *w->stmts);
+    if (w->stmts == NULL)
+        return -1;
+    for (size_t g = 0; g < 4; g++)
+        for (size_t i = 0; i < sizes[g]; i++)
+            w->stmts[k++] = groups[g][i];
+    *n = total;
+    return 0;
+}
+
+int of_worker_run(const of_worker_handler *h, of_worker_settings *cfg)
+{
+    uv_loop_t loop;
+    of_worker *w = calloc(1, sizeof *w);
+    rd_kafka_conf_t *pconf = NULL, *cconf = NULL;
+    const char *topics[8];
+    char errstr[512], group[128];
+    size_t n_stmts = 0;
+    of_log_level level;
+    int result = EX_SOFTWARE;
+
+    if (w == NULL)
+        return EX_OSERR;
+    w->h = h;
+    w->cfg = *cfg;
+    memset(cfg, 0, sizeof *cfg);
+    w->retry_ms = RETRY_MIN_MS;
+    w->exit_code = 0;
+    of_log_init(h->name);
+    if (of_log_level_parse(w->cfg.log_level, &level) == 0)
+        of_log_set_level(level);
+    snprintf(w->source, sizeof w->source, "orderflow/%s", h->name);
+    if (w->cfg.group_id == NULL) {
+        snprintf(group, sizeof group, "orderflow-%s", h->name);
+        w->cfg.group_id = strdup(group);
+    }
+    if (h->n_topics > 8 || w->cfg.group_id == NULL)
+        goto out_free;
+    for (size_t i = 0; i < h->n_topics; i++)
+        topics[i] = of_worker_topic(w, h->topics[i], w->topics[i], sizeof w->topics[i]);
+
+    if (uv_loop_init(&loop) != 0)
+        goto out_free;
+    loop.data = w;
+    w->loop = &loop;
+    if (build_statements(w, &n_stmts) != 0 ||
+        of_db_init(&w->db, &loop, w->cfg.database_url, "batch", w->stmts, n_stmts, on_db_state,
+                   w) != 0 ||
+        of_db_init(&w->aux, &loop, w->cfg.database_url, "relay", of_outbox_stmts,
+                   of_outbox_n_stmts, on_db_state, w) != 0) {
+        of_log_error("could not set up postgres connections");
+        goto out_loop;
+    }
+    pconf = of_kafka_conf_new(w->cfg.kafka_bootstrap, h->name, errstr, sizeof errstr);
+    cconf = of_kafka_conf_new(w->cfg.kafka_bootstrap, h->name, errstr, sizeof errstr);
+    if (pconf == NULL || cconf == NULL) {
+        of_log_error("invalid kafka configuration: %s", errstr);
+        result = EX_CONFIG;
+        goto out_loop;
+    }
+    if (of_producer_init(&w->producer, &loop, pconf, on_delivery, w) != 0) {
+        pconf = NULL;
+        goto out_loop;
+    }
+    pconf = NULL;
+    if (of_outbox_relay_init(&w->relay, &loop, &w->aux, &w->producer,
+                             (uint64_t)w->cfg.sweep_interval, (uint64_t)w->cfg.sweep_grace) != 0)
+        goto out_loop;
+    if (of_consumer_init(&w->consumer, &loop, cconf, w->cfg.group_id, topics, h->n_topics,
+                         on_consumer_wakeup, NULL, w) != 0) {
+        cconf = NULL;
+        goto out_loop;
+    }
+    cconf = NULL;
+    uv_signal_init(&loop, &w->sigterm);
+    uv_signal_init(&loop, &w->sigint);
+    w->sigterm.data = w->sigint.data = w;
+    uv_signal_start(&w->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&w->sigint, on_signal, SIGINT);
+    uv_timer_init(&loop, &w->retry_timer);
+    uv_timer_init(&loop, &w->shutdown_timer);
+    w->retry_timer.data = w->shutdown_timer.data = w;
+    uv_idle_init(&loop, &w->kick);
+    w->kick.data = w;
+    if (h->start != NULL && h->start(h->ctx, w) != 0) {
+        of_log_error("could not start the worker's handler");
+        raise(SIGTERM);
+    }
+    if (of_db_start(&w->db) != 0 || of_db_start(&w->aux) != 0)
+        goto out_loop;
+    of_outbox_relay_start(&w->relay);
+    of_log_info("started: group \"%s\", %zu topic(s) from \"%s\", batch size %" PRId64,
+                w->cfg.group_id, h->n_topics, topics[0], w->cfg.batch_size);
+
+    uv_run(&loop, UV_RUN_DEFAULT);
+    result = w->exit_code;
+    of_log_info("stopped: %" PRIu64 " batches, %" PRIu64 " events, %" PRIu64 " applied, %" PRIu64
+                " duplicates, %" PRIu64 " dead-lettered, %" PRIu64 " retries",
+                w->n_batches, w->n_events, w->n_applied, w->n_duplicates, w->n_dead, w->n_retries);
+    if (uv_loop_close(&loop) != 0) {
+        of_log_error("handles left open at exit");
+        result = EX_SOFTWARE;
+    }
+    goto out_free;
+out_loop:
+    /* Start-up failed before the loop ran: exit without a drain. */
+    if (pconf != NULL)
+        rd_kafka_conf_destroy(pconf);
+    if (cconf != NULL)
+        rd_kafka_conf_destroy(cconf);
+    of_log_error("could not start the worker");
+    _exit(result);
+out_free:
+    of_db_pipeline_free(&w->lp);
+    of_db_pipeline_free(&w->wp);
+    free(w->stmts);
+    free(w->cfg.database_url);
+    free(w->cfg.kafka_bootstrap);
+    free(w->cfg.group_id);
+    free(w->cfg.topic_prefix);
+    free(w->cfg.log_level);
+    free(w);
+    return result;
+}

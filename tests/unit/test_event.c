@@ -1,0 +1,937 @@
+/* test_event.c: unit tests of the CloudEvents envelope parser, builder and RFC 3339 helpers. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "orderflow/event.h"
+
+/* A header from a string literal (the literal may contain NULs). */
+#define H(n, v)                                                                                    \
+    {                                                                                              \
+        (n), (v), sizeof(v) - 1                                                                    \
+    }
+#define MAX_HEADERS 12
+
+#define H_SPEC    H("ce_specversion", "1.0")
+#define H_ID      H("ce_id", "evt-1")
+#define H_TYPE    H("ce_type", "order.created")
+#define H_SOURCE  H("ce_source", "shop/checkout")
+#define H_TIME    H("ce_time", "2026-11-25T04:00:00.123Z")
+#define H_CT      H("content-type", "application/json")
+#define DATA      "{\"customer_id\":\"c1\"}"
+#define STRUCTURED(body)                                                                           \
+    "{\"specversion\":\"1.0\",\"id\":\"evt-1\",\"type\":\"order.created\",\"source\":\"shop\"," body \
+    "}"
+
+/* One parse case: headers, value, and the expected code and exact reason. */
+typedef struct parse_case {
+    const char *name;                    /* what the case shows */
+    of_header_view headers[MAX_HEADERS]; /* record headers; a NULL name ends the list */
+    const char *value;                   /* value as a C string, or NULL for no value */
+    int code;                            /* expected result */
+    const char *reason;                  /* expected reason ("" for success) */
+} parse_case;
+
+static const parse_case parse_cases[] = {
+    {"binary, every attribute", {H_SPEC, H_ID, H_TYPE, H_SOURCE, H_TIME, H_CT}, DATA, 0, ""},
+    {"binary, no ce_time", {H_SPEC, H_ID, H_TYPE, H_SOURCE, H_CT}, DATA, 0, ""},
+    {"binary, content type with parameters",
+     {H_SPEC, H_ID, H_TYPE, H_SOURCE, H("content-type", " Application/JSON ; charset=utf-8")},
+     DATA,
+     0,
+     ""},
+    {"binary, content type header name in another case",
+     {H_SPEC, H_ID, H_TYPE, H_SOURCE, H("Content-Type", "application/json")},
+     DATA,
+     0,
+     ""},
+    {"binary, extension and foreign headers ignored",
+     {H("traceparent", "00-x\0y"), H_SPEC, H_ID, H("ce_traceid", "abc"), H_TYPE, H_SOURCE, H_CT},
+     DATA,
+     0,
+     ""},
+    {"binary, escaped backslash before u0000 is fine",
+     {H_SPEC, H_ID, H_TYPE, H_SOURCE, H_CT},
+     "{\"a\":\"\\\\u0000\"}",
+     0,
+     ""},
+    /* missing attributes */
+    {"missing ce_specversion",
+     {H_ID, H_TYPE, H_SOURCE, H_CT},
+     DATA,
+     OF_EVENT_ERR_MISSING_ATTRIBUTE,
+     "missing header \"ce_specversion\""},
+    {"missing ce_id",
+     {H_SPEC, H_TYPE, H_SOURCE, H_CT},
+     DATA,
+     OF_EVENT_ERR_MISSING_ATTRIBUTE,
+     "missing header \"ce_id\""},
+    {"missing ce_type",
+     {H_SPEC, H_ID, H_SOURCE, H_CT},
+     DATA,
+     OF_EVENT_ERR_MISSING_ATTRIBUTE,
+     "missing header \"ce_type\""},
+    {"missing ce_source",
+     {H_SPEC, H_ID, H_TYPE, H_CT},
+     DATA,
+     OF_EVENT_ERR_MISSING_ATTRIBUTE,
+     "missing header \"ce_source\""},
+    {"missing content-type",
+     {H_SPEC, H_ID, H_TYPE, H_SOURCE},
+     DATA,
+     OF_EVENT_ERR_MISSING_ATTRIBUTE,
+     "missing header \"content-type\""},
+    {"no headers, plain JSON object",
+     {{NULL, NULL, 0}},
+     DATA,
+     OF_EVENT_ERR_MISSING_ATTRIBUTE,
+     "record has no \"ce_\" headers and no content type, and its value is not a structured "
+     "event"},
+    {"no headers, not JSON",
+     {{NULL, NULL, 0}},
+     "hello",
+     OF_EVENT_ERR_MISSING_ATTRIBUTE,
+     "record has no \"ce_\" headers and no content type, and its value is not a structured "
+     "event"},
+    /* specversion */
+    {"specversion 0.3",
+     {H("ce_specversion", "0.3"), H_ID, H_TYPE, H_SOURCE, H_CT},
+     DATA,
+     OF_EVENT_ERR_UNSUPPORTED_SPECVERSION,
+     "header \"ce_specversion\" must be \"1.0\""},
+    {"specversion 1.0 with trailing space",
+     {H("ce_specversion", "1.0 "), H_ID, H_TYPE, H_SOURCE, H_CT},
+     DATA,
+     OF_EVENT_ERR_UNSUPPORTED_SPECVERSION,
+     "header \"ce_specversion\" must be \"1.0\""},
+    /* ids */
+    {"empty ce_id",
+     {H_SPEC, H("ce_id", ""), H_TYPE, H_SOURCE, H_CT},
+     DATA,
+     OF_EVENT_ERR_INVALID_ID,
+     "header \"ce_id\" is empty"},
+    {"ce_id of 64 characters",
+     {H_SPEC, H("ce_id", "0123456789012345678901234567890123456789012345678901234567890123"),
+      H_TYPE, H_SOURCE, H_CT},
+     DATA,
+     0,
+     ""},
+    {"ce_id of 65 characters",
+     {H_SPEC, H("ce_id", "01234567890123456789012345678901234567890123456789012345678901234"),
+      H_TYPE, H_SOURCE, H_CT},
+     DATA,
+     OF_EVENT_ERR_INVALID_ID,
+     "header \"ce_id\" has 65 characters, more than the limit of 64"},
+    {"ce_id with a space",
+     {H_SPEC, H("ce_id", "ab c"), H_TYPE, H_SOURCE, H_CT},
+     DATA,
+     OF_EVENT_ERR_INVALID_ID,
+     "header \"ce_id\" contains a character outside [A-Za-z0-9._:-] at position 3"},
+    {"ce_id with a NUL inside",
+     {H_SPEC, H("ce_id", "ab\0c"), H_TYPE, H_SOURCE, H_CT},
+     DATA,
+     OF_EVENT_ERR_INVALID_ATTRIBUTE,
+     "header \"ce_id\" contains a NUL byte"},
+    {"ce_id with a NULL value",
+     {H_SPEC, {"ce_id", NULL, 5}, H_TYPE, H_SOURCE, H_CT},
+     DATA,
+     OF_EVENT_ERR_INVALID_ID,
+     "header \"ce_id\" is empty"},
+    /* duplicates */
+    {"duplicate ce_id",
+     {H_SPEC, H_ID, H_TYPE, H_SOURCE, H("ce_id", "evt-2"), H_CT},
+     DATA,
+     OF_EVENT_ERR_INVALID_ATTRIBUTE,
+     "duplicate header \"ce_id\""},
+    {"duplicate ce_specversion with equal values",
+     {H_SPEC, H_SPEC, H_ID, H_TYPE, H_SOURCE, H_CT},
+     DATA,
+     OF_EVENT_ERR_INVALID_ATTRIBUTE,
+     "duplicate header \"ce_specversion\""},
+    {"duplicate extension header",
+     {H_SPEC, H("ce_x", "1"), H_ID, H_TYPE, H_SOURCE, H("ce_x", "2"), H_CT},
+     DATA,
+     OF_EVENT_ERR_INVALID_ATTRIBUTE,
+     "duplicate extension header at position 6"},
+    {"duplicate content-type in two spellings",
+     {H_SPEC, H_ID, H_TYPE, H_SOURCE, H_CT, H("CONTENT-TYPE", "application/json")},
+     DATA,
+     OF_EVENT_ERR_INVALID_ATTRIBUTE,
+     "duplicate header \"content-type\""},
+    /* type, source, subject */
+    {"ce_type with a colon",
+     {H_SPEC, H_ID, H("ce_type", "order:created"), H_SOURCE, H_CT},
+     DATA,
+     OF_EVENT_ERR_INVALID_ATTRIBUTE,
+     "header \"ce_type\" contains a character outside [A-Za-z0-9._-] at position 6"},
+    {"empty ce_type",
+     {H_SPEC, H_ID, H("ce_type", ""), H_SOURCE, H_CT},
+     DATA,
+     OF_EVENT_ERR_INVALID_ATTRIBUTE,
+     "header \"ce_type\" is empty"},
+    {"empty ce_source",
+     {H_SPEC, H_ID, H_TYPE, H("ce_source", ""), H_CT},
+     DATA,
+     OF_EVENT_ERR_INVALID_ATTRIBUTE,
+     "header \"ce_source\" is empty"},
+    {"ce_source with a control character",
+     {H_SPEC, H_ID, H_TYPE, H("ce_source", "shop\x01"), H_CT},
+     DATA,
+     OF_EVENT_ERR_INVALID_ATTRIBUTE,
+     "header \"ce_source\" contains a character that is not printable ASCII at position 5"},
+    {"ce_source with UTF-8",
+     {H_SPEC, H_ID, H_TYPE, H("ce_source", "caf\xc3\xa9"), H_CT},
+     DATA,
+     OF_EVENT_ERR_INVALID_ATTRIBUTE,
+     "header \"ce_source\" contains a character that is not printable ASCII at position 4"},
+    {"empty ce_subject",
+     {H_SPEC, H_ID, H_TYPE, H_SOURCE, H("ce_subject", ""), H_CT},
+     DATA,
+     OF_EVENT_ERR_INVALID_ATTRIBUTE,
+     "header \"ce_subject\" is empty"},
+    {"ce_subject with a NUL",
+     {H_SPEC, H_ID, H_TYPE, H_SOURCE, H("ce_subject", "\0"), H_CT},
+     DATA,
+     OF_EVENT_ERR_INVALID_ATTRIBUTE,
+     "header \"ce_subject\" contains a NUL byte"},
+    /* time */
+    {"ce_time with a space separator",
+     {H_SPEC, H_ID, H_TYPE, H_SOURCE, H("ce_time", "2026-11-25 04:00:00Z"), H_CT},
+     DATA,
+     OF_EVENT_ERR_INVALID_TIME,
+     "header \"ce_time\" is not an RFC 3339 date-time"},
+    {"empty ce_time",
+     {H_SPEC, H_ID, H_TYPE, H_SOURCE, H("ce_time", ""), H_CT},
+     DATA,
+     OF_EVENT_ERR_INVALID_TIME,
+     "header \"ce_time\" is not an RFC 3339 date-time"},
+    /* content types */
+    {"content type text/plain",
+     {H_SPEC, H_ID, H_TYPE, H_SOURCE, H("content-type", "text/plain")},
+     DATA,
+     OF_EVENT_ERR_UNSUPPORTED_CONTENT_TYPE,
+     "header \"content-type\" must be application/json or application/cloudevents+json"},
+    {"content type application/jsonx",
+     {H_SPEC, H_ID, H_TYPE, H_SOURCE, H("content-type", "application/jsonx")},
+     DATA,
+     OF_EVENT_ERR_UNSUPPORTED_CONTENT_TYPE,
+     "header \"content-type\" must be application/json or application/cloudevents+json"},
+    {"empty content type",
+     {H_SPEC, H_ID, H_TYPE, H_SOURCE, H("content-type", "")},
+     DATA,
+     OF_EVENT_ERR_INVALID_ATTRIBUTE,
+     "header \"content-type\" is empty"},
+    {"content type with a NUL",
+     {H_SPEC, H_ID, H_TYPE, H_SOURCE, H("content-type", "application/json\0")},
+     DATA,
+     OF_EVENT_ERR_INVALID_ATTRIBUTE,
+     "header \"content-type\" contains a NUL byte"},
+    {"batched content mode",
+     {H("content-type", "application/cloudevents-batch+json")},
+     "[]",
+     OF_EVENT_ERR_UNSUPPORTED_CONTENT_TYPE,
+     "batched mode (application/cloudevents-batch+json) is not supported"},
+    /* values */
+    {"no value",
+     {H_SPEC, H_ID, H_TYPE, H_SOURCE, H_CT},
+     NULL,
+     OF_EVENT_ERR_MALFORMED_JSON,
+     "value is empty"},
+    {"truncated JSON",
+     {H_SPEC, H_ID, H_TYPE, H_SOURCE, H_CT},
+     "{\"a\":",
+     OF_EVENT_ERR_MALFORMED_JSON,
+     "value is not valid JSON (near byte 6)"},
+    {"bytes after the JSON",
+     {H_SPEC, H_ID, H_TYPE, H_SOURCE, H_CT},
+     "{} x",
+     OF_EVENT_ERR_MALFORMED_JSON,
+     "value has extra bytes after the JSON text at byte 4"},
+    {"invalid UTF-8 in a string",
+     {H_SPEC, H_ID, H_TYPE, H_SOURCE, H_CT},
+     "{\"a\":\"\xc3\x28\"}",
+     OF_EVENT_ERR_MALFORMED_JSON,
+     "value is not valid UTF-8"},
+    {"escaped NUL in a string",
+     {H_SPEC, H_ID, H_TYPE, H_SOURCE, H_CT},
+     "{\"customer_id\":\"c1\\u0000x\"}",
+     OF_EVENT_ERR_MALFORMED_JSON,
+     "value contains the escape \\u0000, which is not supported"},
+    {"data is an array",
+     {H_SPEC, H_ID, H_TYPE, H_SOURCE, H_CT},
+     "[1]",
+     OF_EVENT_ERR_DATA_NOT_OBJECT,
+     "value must be a JSON object, not an array"},
+    {"data is null",
+     {H_SPEC, H_ID, H_TYPE, H_SOURCE, H_CT},
+     " null ",
+     OF_EVENT_ERR_DATA_NOT_OBJECT,
+     "value must be a JSON object, not null"},
+    /* structured mode */
+    {"structured", {H("content-type", "application/cloudevents+json")},
+     STRUCTURED("\"time\":\"2026-11-25T04:00:00Z\",\"subject\":\"o1\",\"data\":{\"a\":1}"), 0, ""},
+    {"structured without content type", {{NULL, NULL, 0}}, STRUCTURED("\"data\":{}"), 0, ""},
+    {"structured ignores ce_ headers",
+     {H("ce_id", "\0bad"), H("ce_type", ""), H("content-type", "application/cloudevents+json")},
+     STRUCTURED("\"data\":{}"),
+     0,
+     ""},
+    {"structured, duplicate ce_ headers still rejected",
+     {H("ce_id", "a"), H("ce_id", "a"), H("content-type", "application/cloudevents+json")},
+     STRUCTURED("\"data\":{}"),
+     OF_EVENT_ERR_INVALID_ATTRIBUTE,
+     "duplicate header \"ce_id\""},
+    {"structured, null optional attributes",
+     {H("content-type", "application/cloudevents+json")},
+     STRUCTURED("\"time\":null,\"subject\":null,\"datacontenttype\":null,\"data\":{}"),
+     0,
+     ""},
+    {"structured, missing id",
+     {H("content-type", "application/cloudevents+json")},
+     "{\"specversion\":\"1.0\",\"type\":\"t\",\"source\":\"s\",\"data\":{}}",
+     OF_EVENT_ERR_MISSING_ATTRIBUTE,
+     "missing attribute \"id\""},
+    {"structured, id is a number",
+     {H("content-type", "application/cloudevents+json")},
+     "{\"specversion\":\"1.0\",\"id\":7,\"type\":\"t\",\"source\":\"s\",\"data\":{}}",
+     OF_EVENT_ERR_INVALID_ATTRIBUTE,
+     "attribute \"id\" must be a string, not a number"},
+    {"structured, id twice",
+     {H("content-type", "application/cloudevents+json")},
+     STRUCTURED("\"id\":\"evt-2\",\"data\":{}"),
+     OF_EVENT_ERR_MALFORMED_JSON,
+     "duplicate attribute \"id\""},
+    {"structured, specversion 0.3",
+     {H("content-type", "application/cloudevents+json")},
+     "{\"specversion\":\"0.3\",\"id\":\"e\",\"type\":\"t\",\"source\":\"s\",\"data\":{}}",
+     OF_EVENT_ERR_UNSUPPORTED_SPECVERSION,
+     "attribute \"specversion\" must be \"1.0\""},
+    {"structured, bad time",
+     {H("content-type", "application/cloudevents+json")},
+     STRUCTURED("\"time\":\"yesterday\",\"data\":{}"),
+     OF_EVENT_ERR_INVALID_TIME,
+     "attribute \"time\" is not an RFC 3339 date-time"},
+    {"structured, missing data",
+     {H("content-type", "application/cloudevents+json")},
+     STRUCTURED("\"x\":1"),
+     OF_EVENT_ERR_MISSING_ATTRIBUTE,
+     "missing attribute \"data\""},
+    {"structured, data is a string",
+     {H("content-type", "application/cloudevents+json")},
+     STRUCTURED("\"data\":\"{}\""),
+     OF_EVENT_ERR_DATA_NOT_OBJECT,
+     "attribute \"data\" must be a JSON object, not a string"},
+    {"structured, data_base64",
+     {H("content-type", "application/cloudevents+json")},
+     STRUCTURED("\"data_base64\":\"e30=\""),
+     OF_EVENT_ERR_UNSUPPORTED_CONTENT_TYPE,
+     "attribute \"data_base64\" is not supported: data must be JSON"},
+    {"structured, XML data",
+     {H("content-type", "application/cloudevents+json")},
+     STRUCTURED("\"datacontenttype\":\"text/xml\",\"data\":{}"),
+     OF_EVENT_ERR_UNSUPPORTED_CONTENT_TYPE,
+     "attribute \"datacontenttype\" must be application/json"},
+    {"structured, an array",
+     {H("content-type", "application/cloudevents+json")},
+     "[]",
+     OF_EVENT_ERR_MALFORMED_JSON,
+     "structured event must be a JSON object, not an array"},
+};
+
+static size_t count_headers(const of_header_view *h)
+{
+    size_t n = 0;
+    while (n < MAX_HEADERS && h[n].name != NULL)
+        n++;
+    return n;
+}
+
+static void test_parse_table(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof parse_cases / sizeof parse_cases[0]; i++) {
+        const parse_case *c = &parse_cases[i];
+        of_record_view rec = {.topic = "order.created",
+                              .partition = 0,
+                              .offset = (int64_t)i,
+                              .value = c->value,
+                              .value_len = c->value != NULL ? strlen(c->value) : 0,
+                              .headers = c->headers,
+                              .n_headers = count_headers(c->headers)};
+        of_event ev;
+        of_event_error err;
+        int rc = of_event_parse(&rec, &ev, &err);
+        if (rc != c->code || strcmp(err.reason, c->reason) != 0)
+            print_error("case \"%s\": got %d %s \"%s\", want %d \"%s\"\n", c->name, rc,
+                        of_event_code_name(rc), err.reason, c->code, c->reason);
+        assert_int_equal(rc, c->code);
+        assert_int_equal(err.code, c->code);
+        assert_string_equal(err.reason, c->reason);
+        if (rc == 0) {
+            assert_non_null(ev.data);
+            assert_true(cJSON_IsObject(ev.data));
+            assert_string_equal(ev.specversion, "1.0");
+        } else {
+            assert_null(ev.data);
+        }
+        of_event_free(&ev);
+        assert_null(ev.data);
+    }
+}
+
+static void test_parse_binary_fields(void **state)
+{
+    (void)state;
+    const of_header_view h[] = {H_SPEC,      H_ID,   H_TYPE, H_SOURCE, H("ce_subject", "o-1"),
+                                H_TIME,      H_CT};
+    of_record_view rec = {.value = DATA, .value_len = strlen(DATA), .headers = h, .n_headers = 7};
+    of_event ev;
+    of_event_error err;
+
+    assert_int_equal(of_event_parse(&rec, &ev, &err), 0);
+    assert_int_equal(err.code, OF_EVENT_OK);
+    assert_int_equal(ev.mode, OF_EVENT_MODE_BINARY);
+    assert_string_equal(ev.id, "evt-1");
+    assert_string_equal(ev.type, "order.created");
+    assert_string_equal(ev.source, "shop/checkout");
+    assert_true(ev.has_subject);
+    assert_string_equal(ev.subject, "o-1");
+    assert_true(ev.has_time);
+    assert_string_equal(ev.time, "2026-11-25T04:00:00.123Z");
+    assert_string_equal(ev.datacontenttype, "application/json");
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(ev.data, "customer_id")->valuestring,
+                        "c1");
+    of_event_free(&ev);
+
+    /* Without the optional attributes. */
+    const of_header_view h2[] = {H_SPEC, H_ID, H_TYPE, H_SOURCE, H_CT};
+    rec.headers = h2;
+    rec.n_headers = 5;
+    assert_int_equal(of_event_parse(&rec, &ev, &err), 0);
+    assert_false(ev.has_subject);
+    assert_string_equal(ev.subject, "");
+    assert_false(ev.has_time);
+    assert_string_equal(ev.time, "");
+    of_event_free(&ev);
+}
+
+static void test_parse_structured_fields(void **state)
+{
+    (void)state;
+    const char *value = STRUCTURED("\"subject\":\"o-9\",\"time\":\"2026-01-02T03:04:05+01:00\","
+                                   "\"datacontenttype\":\"application/json; charset=utf-8\","
+                                   "\"data\":{\"customer_id\":\"c7\"},\"ext\":true");
+    const of_header_view h[] = {H("content-type", "application/cloudevents+json; charset=utf-8")};
+    of_record_view rec = {.value = value, .value_len = strlen(value), .headers = h, .n_headers = 1};
+    of_event ev;
+    of_event_error err;
+
+    assert_int_equal(of_event_parse(&rec, &ev, &err), 0);
+    assert_int_equal(ev.mode, OF_EVENT_MODE_STRUCTURED);
+    assert_string_equal(ev.id, "evt-1");
+    assert_string_equal(ev.type, "order.created");
+    assert_string_equal(ev.source, "shop");
+    assert_string_equal(ev.subject, "o-9");
+    assert_string_equal(ev.time, "2026-01-02T03:04:05+01:00");
+    assert_string_equal(ev.datacontenttype, "application/json; charset=utf-8");
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(ev.data, "customer_id")->valuestring,
+                        "c7");
+    /* data is detached: the rest of the envelope is gone, data stands alone */
+    assert_null(ev.data->next);
+    assert_null(ev.data->prev);
+    of_event_free(&ev);
+
+    /* datacontenttype defaults to application/json */
+    const char *plain = STRUCTURED("\"data\":{}");
+    rec.value = plain;
+    rec.value_len = strlen(plain);
+    assert_int_equal(of_event_parse(&rec, &ev, &err), 0);
+    assert_string_equal(ev.datacontenttype, "application/json");
+    assert_false(ev.has_time);
+    of_event_free(&ev);
+}
+
+/* A value of exactly len bytes: an object with one string padded to size. */
+static char *object_of_size(size_t len)
+{
+    char *v = malloc(len + 1);
+    assert_non_null(v);
+    memset(v, 'x', len);
+    memcpy(v, "{\"pad\":\"", 8);
+    v[len - 2] = '"';
+    v[len - 1] = '}';
+    v[len] = '\0';
+    return v;
+}
+
+static void test_value_size_limit(void **state)
+{
+    (void)state;
+    const of_header_view h[] = {H_SPEC, H_ID, H_TYPE, H_SOURCE, H_CT};
+    of_event ev;
+    of_event_error err;
+    char *at = object_of_size(65536), *over = object_of_size(65537);
+    of_record_view rec = {.value = at, .value_len = 65536, .headers = h, .n_headers = 5};
+
+    assert_int_equal(of_event_parse(&rec, &ev, &err), 0);
+    assert_int_equal(strlen(cJSON_GetObjectItemCaseSensitive(ev.data, "pad")->valuestring),
+                     65536 - 10);
+    of_event_free(&ev);
+
+    rec.value = over;
+    rec.value_len = 65537;
+    assert_int_equal(of_event_parse(&rec, &ev, &err), OF_EVENT_ERR_VALUE_TOO_LARGE);
+    assert_string_equal(err.reason, "value is 65537 bytes, more than the limit of 65536");
+    assert_null(ev.data);
+
+    rec.value_len = 70000; /* the limit is checked before anything is read */
+    assert_int_equal(of_event_parse(&rec, &ev, &err), OF_EVENT_ERR_VALUE_TOO_LARGE);
+    assert_string_equal(err.reason, "value is 70000 bytes, more than the limit of 65536");
+    free(at);
+    free(over);
+}
+
+static void test_value_not_nul_terminated(void **state)
+{
+    (void)state;
+    /* The value is exactly "{}" followed by bytes that are not part of it. */
+    const char buf[] = "{}garbage";
+    const of_header_view h[] = {H_SPEC, H_ID, H_TYPE, H_SOURCE, H_CT};
+    of_record_view rec = {.value = buf, .value_len = 2, .headers = h, .n_headers = 5};
+    of_event ev;
+    of_event_error err;
+    assert_int_equal(of_event_parse(&rec, &ev, &err), 0);
+    of_event_free(&ev);
+
+    /* A NUL inside the value is not whitespace. */
+    const char nul[] = "{}\0";
+    rec.value = nul;
+    rec.value_len = 3;
+    assert_int_equal(of_event_parse(&rec, &ev, &err), OF_EVENT_ERR_MALFORMED_JSON);
+    assert_string_equal(err.reason, "value has extra bytes after the JSON text at byte 3");
+}
+
+static void test_too_many_ce_headers(void **state)
+{
+    (void)state;
+    of_header_view h[70];
+    char names[70][16];
+    of_event ev;
+    of_event_error err;
+
+    for (int i = 0; i < 70; i++) {
+        snprintf(names[i], sizeof names[i], "ce_x%d", i);
+        h[i] = (of_header_view){names[i], "1", 1};
+    }
+    of_record_view rec = {.value = DATA, .value_len = strlen(DATA), .headers = h, .n_headers = 64};
+    /* 64 extension headers only: fine as far as the count goes, then ce_specversion is missing */
+    assert_int_equal(of_event_parse(&rec, &ev, &err), OF_EVENT_ERR_MISSING_ATTRIBUTE);
+    assert_string_equal(err.reason, "missing header \"ce_specversion\"");
+    rec.n_headers = 65;
+    assert_int_equal(of_event_parse(&rec, &ev, &err), OF_EVENT_ERR_INVALID_ATTRIBUTE);
+    assert_string_equal(err.reason, "record has more than 64 \"ce_\" headers");
+}
+
+static void test_parse_null_arguments(void **state)
+{
+    (void)state;
+    of_event ev;
+    of_event_error err;
+    assert_int_equal(of_event_parse(NULL, &ev, &err), OF_EVENT_ERR_MISSING_ATTRIBUTE);
+    assert_string_equal(err.reason, "could not parse event: no record");
+    of_record_view rec = {0};
+    /* err may be NULL */
+    assert_int_equal(of_event_parse(&rec, &ev, NULL), OF_EVENT_ERR_MISSING_ATTRIBUTE);
+    of_event_free(NULL);
+}
+
+static void test_code_names(void **state)
+{
+    (void)state;
+    static const struct {
+        int code;         /* code */
+        const char *name; /* its stable name */
+    } names[] = {
+        {OF_EVENT_OK, "OK"},
+        {OF_EVENT_ERR_VALUE_TOO_LARGE, "VALUE_TOO_LARGE"},
+        {OF_EVENT_ERR_MALFORMED_JSON, "MALFORMED_JSON"},
+        {OF_EVENT_ERR_MISSING_ATTRIBUTE, "MISSING_ATTRIBUTE"},
+        {OF_EVENT_ERR_INVALID_ATTRIBUTE, "INVALID_ATTRIBUTE"},
+        {OF_EVENT_ERR_UNSUPPORTED_SPECVERSION, "UNSUPPORTED_SPECVERSION"},
+        {OF_EVENT_ERR_UNSUPPORTED_CONTENT_TYPE, "UNSUPPORTED_CONTENT_TYPE"},
+        {OF_EVENT_ERR_DATA_NOT_OBJECT, "DATA_NOT_OBJECT"},
+        {OF_EVENT_ERR_MISSING_FIELD, "MISSING_FIELD"},
+        {OF_EVENT_ERR_WRONG_TYPE, "WRONG_TYPE"},
+        {OF_EVENT_ERR_OUT_OF_RANGE, "OUT_OF_RANGE"},
+        {OF_EVENT_ERR_INVALID_ID, "INVALID_ID"},
+        {OF_EVENT_ERR_TOO_MANY_ITEMS, "TOO_MANY_ITEMS"},
+        {OF_EVENT_ERR_UNKNOWN_TYPE, "UNKNOWN_TYPE"},
+        {OF_EVENT_ERR_INVALID_STATUS, "INVALID_STATUS"},
+        {OF_EVENT_ERR_INVALID_TIME, "INVALID_TIME"},
+        {OF_EVENT_ERR_NO_MEMORY, "OUT_OF_MEMORY"},
+        {-17, "UNKNOWN"},
+        {1, "UNKNOWN"},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        assert_string_equal(of_event_code_name(names[i].code), names[i].name);
+    assert_true(of_event_code_transient(OF_EVENT_ERR_NO_MEMORY));
+    assert_false(of_event_code_transient(OF_EVENT_ERR_MALFORMED_JSON));
+    assert_false(of_event_code_transient(OF_EVENT_OK));
+}
+
+static void test_rfc3339(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text; /* input */
+        bool valid;       /* expected of_event_time_valid() */
+        int64_t ms;       /* expected of_event_time_parse() when valid */
+    } cases[] = {
+        {"1970-01-01T00:00:00Z", true, 0},
+        {"1970-01-01t00:00:00z", true, 0},
+        {"1970-01-01T01:00:00+01:00", true, 0},
+        {"1969-12-31T19:00:00-05:00", true, 0},
+        {"1969-12-31T23:59:59.999Z", true, -1},
+        {"2026-11-25T04:00:00.123Z", true, 1795579200123},
+        {"2026-11-25T04:00:00.1Z", true, 1795579200100},
+        {"2026-11-25T04:00:00.123456789+00:00", true, 1795579200123},
+        {"2024-02-29T23:59:59Z", true, 1709251199000},
+        {"2024-02-29T23:59:60Z", true, 1709251199999}, /* leap second */
+        {"2000-02-29T00:00:00Z", true, 951782400000},
+        {"0000-01-01T00:00:00Z", true, -62167219200000},
+        {"9999-12-31T23:59:59.999-23:59", true, 253402387139999},
+        {"2026-11-25 04:00:00Z", false, 0},
+        {"2026-11-25T04:00:00", false, 0},
+        {"2026-11-25", false, 0},
+        {"", false, 0},
+        {"2025-02-29T00:00:00Z", false, 0},
+        {"1900-02-29T00:00:00Z", false, 0},
+        {"2026-13-01T00:00:00Z", false, 0},
+        {"2026-00-01T00:00:00Z", false, 0},
+        {"2026-11-31T00:00:00Z", false, 0},
+        {"2026-11-00T00:00:00Z", false, 0},
+        {"2026-11-25T24:00:00Z", false, 0},
+        {"2026-11-25T04:60:00Z", false, 0},
+        {"2026-11-25T04:00:61Z", false, 0},
+        {"2026-11-25T04:00:00.Z", false, 0},
+        {"2026-11-25T04:00:00.1234567890Z", false, 0},
+        {"2026-11-25T04:00:00+0530", false, 0},
+        {"2026-11-25T04:00:00+24:00", false, 0},
+        {"2026-11-25T04:00:00+05:60", false, 0},
+        {"2026-11-25T04:00:00+05:30x", false, 0},
+        {"2026-11-25T04:00:00Zx", false, 0},
+        {"2026-1-25T04:00:00Z", false, 0},
+        {"+026-11-25T04:00:00Z", false, 0},
+        {"2026-11-25T4:00:00Z", false, 0},
+        {"2026-11-25T04:00:00.12a3Z", false, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int64_t ms = 42;
+        if (of_event_time_valid(cases[i].text) != cases[i].valid)
+            print_error("case \"%s\"\n", cases[i].text);
+        assert_int_equal(of_event_time_valid(cases[i].text), cases[i].valid);
+        if (cases[i].valid) {
+            assert_int_equal(of_event_time_parse(cases[i].text, &ms), 0);
+            assert_int_equal(ms, cases[i].ms);
+        } else {
+            assert_int_equal(of_event_time_parse(cases[i].text, &ms), -1);
+            assert_int_equal(ms, 42);
+        }
+    }
+    assert_false(of_event_time_valid(NULL));
+}
+
+static void test_time_format(void **state)
+{
+    (void)state;
+    char out[OF_EVENT_TIME_MAX + 1];
+    int64_t back;
+
+    assert_int_equal(of_event_time_format(0, out), 0);
+    assert_string_equal(out, "1970-01-01T00:00:00.000Z");
+    assert_int_equal(of_event_time_format(-1, out), 0);
+    assert_string_equal(out, "1969-12-31T23:59:59.999Z");
+    assert_int_equal(of_event_time_format(1795579200123, out), 0);
+    assert_string_equal(out, "2026-11-25T04:00:00.123Z");
+    assert_int_equal(of_event_time_format(951782400000, out), 0);
+    assert_string_equal(out, "2000-02-29T00:00:00.000Z");
+    assert_int_equal(of_event_time_format(-62167219200000, out), 0);
+    assert_string_equal(out, "0000-01-01T00:00:00.000Z");
+    assert_int_equal(of_event_time_format(253402300799999, out), 0);
+    assert_string_equal(out, "9999-12-31T23:59:59.999Z");
+    assert_int_equal(of_event_time_format(253402300800000, out), -1);
+    assert_int_equal(of_event_time_format(-62167219200001, out), -1);
+
+    /* format and parse are inverses over the whole range */
+    for (int64_t ms = -62167219200000; ms <= 253402300799999; ms += 7777777777) {
+        assert_int_equal(of_event_time_format(ms, out), 0);
+        assert_true(of_event_time_valid(out));
+        assert_int_equal(of_event_time_parse(out, &back), 0);
+        assert_int_equal(back, ms);
+    }
+
+    assert_int_equal(of_event_time_now(out), 0);
+    assert_int_equal(strlen(out), 24);
+    assert_true(of_event_time_valid(out));
+    assert_int_equal(out[23], 'Z');
+    assert_int_equal(out[19], '.');
+    assert_int_equal(of_event_time_parse(out, &back), 0);
+    assert_true(back > 1767225600000); /* after 2026-01-01 */
+}
+
+static void test_ids_and_utf8(void **state)
+{
+    (void)state;
+    assert_true(of_event_id_valid("a"));
+    assert_true(of_event_id_valid("Order_1.2:3-x"));
+    assert_true(of_event_id_valid("0123456789012345678901234567890123456789012345678901234567890123"));
+    assert_false(
+        of_event_id_valid("01234567890123456789012345678901234567890123456789012345678901234"));
+    assert_false(of_event_id_valid(""));
+    assert_false(of_event_id_valid(NULL));
+    assert_false(of_event_id_valid("a/b"));
+    assert_false(of_event_id_valid("caf\xc3\xa9"));
+
+    static const struct {
+        const char *s; /* bytes */
+        bool valid;    /* expected */
+    } u[] = {
+        {"plain", true},
+        {"caf\xc3\xa9", true},
+        {"\xe2\x82\xac", true},
+        {"\xf0\x9f\x98\x80", true},
+        {"\xf4\x8f\xbf\xbf", true},
+        {"\xc3", false},
+        {"\xc0\xaf", false},
+        {"\xe0\x80\xaf", false},
+        {"\xed\xa0\x80", false},
+        {"\xf4\x90\x80\x80", false},
+        {"\xf8\x88\x80\x80\x80", false},
+        {"\xe2\x82", false},
+        {"\x80", false},
+    };
+    for (size_t i = 0; i < sizeof u / sizeof u[0]; i++)
+        assert_int_equal(of_event_utf8_valid(u[i].s, strlen(u[i].s)), u[i].valid);
+}
+
+static const of_header *find_header(const of_message *m, const char *name)
+{
+    for (size_t i = 0; i < m->n_headers; i++) {
+        if (strcmp(m->headers[i].name, name) == 0)
+            return &m->headers[i];
+    }
+    return NULL;
+}
+
+/* Parses a built message back through the consumer path. */
+static int parse_message(const of_message *m, of_event *ev, of_event_error *err)
+{
+    of_header_view h[16];
+    assert_true(m->n_headers <= 16);
+    for (size_t i = 0; i < m->n_headers; i++)
+        h[i] = (of_header_view){m->headers[i].name, m->headers[i].value, m->headers[i].len};
+    of_record_view rec = {.topic = m->topic,
+                          .partition = -1,
+                          .offset = -1,
+                          .key = m->key,
+                          .key_len = m->key_len,
+                          .value = m->value,
+                          .value_len = m->value_len,
+                          .headers = h,
+                          .n_headers = m->n_headers};
+    return of_event_parse(&rec, ev, err);
+}
+
+static void test_build_round_trip(void **state)
+{
+    (void)state;
+    of_message m = {0};
+    of_event ev;
+    of_event_error err;
+    cJSON *data = cJSON_Parse("{\"order_id\":\"0190a0b0-0000-7000-8000-000000000001\","
+                              "\"status\":\"CONFIRMED\",\"note\":\"caf\xc3\xa9 \\\"q\\\"\"}");
+    of_event_attrs attrs = {.id = "evt-42",
+                            .type = "order.status.changed",
+                            .source = "orderflow/order-status",
+                            .subject = "0190a0b0-0000-7000-8000-000000000001",
+                            .time = "2026-11-25T04:00:00.123Z"};
+
+    assert_non_null(data);
+    assert_int_equal(
+        of_event_build(&m, "order.status", "0190a0b0-0000-7000-8000-000000000001", &attrs, data,
+                       &err),
+        0);
+    assert_string_equal(m.topic, "order.status");
+    assert_string_equal(m.id, "evt-42");
+    assert_string_equal(m.key, "0190a0b0-0000-7000-8000-000000000001");
+    assert_int_equal(m.key_len, 36);
+    assert_int_equal(m.value_len, strlen(m.value));
+    assert_string_equal(m.value, "{\"order_id\":\"0190a0b0-0000-7000-8000-000000000001\","
+                                 "\"status\":\"CONFIRMED\",\"note\":\"caf\xc3\xa9 \\\"q\\\"\"}");
+    assert_int_equal(m.n_headers, 7);
+    assert_string_equal(find_header(&m, "ce_specversion")->value, "1.0");
+    assert_string_equal(find_header(&m, "ce_id")->value, "evt-42");
+    assert_string_equal(find_header(&m, "ce_type")->value, "order.status.changed");
+    assert_string_equal(find_header(&m, "ce_source")->value, "orderflow/order-status");
+    assert_string_equal(find_header(&m, "ce_time")->value, "2026-11-25T04:00:00.123Z");
+    assert_string_equal(find_header(&m, "ce_subject")->value,
+                        "0190a0b0-0000-7000-8000-000000000001");
+    assert_string_equal(find_header(&m, "content-type")->value, "application/json");
+
+    assert_int_equal(parse_message(&m, &ev, &err), 0);
+    assert_int_equal(ev.mode, OF_EVENT_MODE_BINARY);
+    assert_string_equal(ev.id, attrs.id);
+    assert_string_equal(ev.type, attrs.type);
+    assert_string_equal(ev.source, attrs.source);
+    assert_string_equal(ev.subject, attrs.subject);
+    assert_string_equal(ev.time, attrs.time);
+    assert_true(cJSON_Compare(ev.data, data, 1));
+    of_event_free(&ev);
+    of_message_free(&m);
+
+    /* No subject, no key, time = now. */
+    attrs.subject = NULL;
+    attrs.time = NULL;
+    assert_int_equal(of_event_build(&m, "order.status", NULL, &attrs, data, &err), 0);
+    assert_null(m.key);
+    assert_int_equal(m.n_headers, 6);
+    assert_null(find_header(&m, "ce_subject"));
+    const of_header *t = find_header(&m, "ce_time");
+    assert_non_null(t);
+    assert_true(of_event_time_valid(t->value));
+    assert_int_equal(t->len, 24);
+    assert_int_equal(parse_message(&m, &ev, &err), 0);
+    assert_false(ev.has_subject);
+    assert_true(ev.has_time);
+    of_event_free(&ev);
+    of_message_free(&m);
+    cJSON_Delete(data);
+}
+
+static void test_build_errors(void **state)
+{
+    (void)state;
+    static const struct {
+        of_event_attrs attrs; /* attributes */
+        int code;             /* expected code */
+        const char *reason;   /* expected reason */
+    } cases[] = {
+        {{"bad id", "t", "s", NULL, NULL},
+         OF_EVENT_ERR_INVALID_ID,
+         "attribute \"ce_id\" contains a character outside [A-Za-z0-9._:-] at position 4"},
+        {{"", "t", "s", NULL, NULL}, OF_EVENT_ERR_INVALID_ID, "attribute \"ce_id\" is empty"},
+        {{"e", "t/x", "s", NULL, NULL},
+         OF_EVENT_ERR_INVALID_ATTRIBUTE,
+         "attribute \"ce_type\" contains a character outside [A-Za-z0-9._-] at position 2"},
+        {{"e", "t", "", NULL, NULL},
+         OF_EVENT_ERR_INVALID_ATTRIBUTE,
+         "attribute \"ce_source\" is empty"},
+        {{"e", "t", "s", "", NULL},
+         OF_EVENT_ERR_INVALID_ATTRIBUTE,
+         "attribute \"ce_subject\" is empty"},
+        {{"e", "t", "s", NULL, "2026-11-25"},
+         OF_EVENT_ERR_INVALID_TIME,
+         "attribute \"ce_time\" is not an RFC 3339 date-time"},
+        {{"e", "t", "s", NULL, "2026-11-25T04:00:00.123456789+00:00 and more"},
+         OF_EVENT_ERR_INVALID_TIME,
+         "attribute \"ce_time\" is not an RFC 3339 date-time"},
+        {{NULL, "t", "s", NULL, NULL},
+         OF_EVENT_ERR_MISSING_ATTRIBUTE,
+         "could not build event: \"ce_id\", \"ce_type\" and \"ce_source\" are required"},
+    };
+    cJSON *data = cJSON_CreateObject();
+    of_event_error err;
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        of_message m = {0};
+        assert_int_equal(of_event_build(&m, "order.status", "k", &cases[i].attrs, data, &err),
+                         cases[i].code);
+        assert_string_equal(err.reason, cases[i].reason);
+        assert_null(m.topic);
+        assert_null(m.value);
+        assert_int_equal(m.n_headers, 0);
+    }
+
+    of_event_attrs ok = {"e", "t", "s", NULL, NULL};
+    of_message m = {0};
+    cJSON *arr = cJSON_CreateArray();
+    assert_int_equal(of_event_build(&m, "order.status", NULL, &ok, arr, &err),
+                     OF_EVENT_ERR_DATA_NOT_OBJECT);
+    assert_string_equal(err.reason, "could not build event: data must be a JSON object, not an "
+                                    "array");
+    assert_int_equal(of_event_build(&m, "order.status", NULL, &ok, NULL, &err),
+                     OF_EVENT_ERR_DATA_NOT_OBJECT);
+    assert_int_equal(of_event_build(&m, NULL, NULL, &ok, data, &err),
+                     OF_EVENT_ERR_MISSING_ATTRIBUTE);
+    cJSON_Delete(arr);
+
+    /* Too large once printed: {"pad":"x...x"} of 65537 bytes. */
+    char *pad = malloc(65537 - 10 + 1);
+    assert_non_null(pad);
+    memset(pad, 'x', 65537 - 10);
+    pad[65537 - 10] = '\0';
+    assert_non_null(cJSON_AddStringToObject(data, "pad", pad));
+    assert_int_equal(of_event_build(&m, "order.status", NULL, &ok, data, &err),
+                     OF_EVENT_ERR_VALUE_TOO_LARGE);
+    assert_string_equal(err.reason, "value is 65537 bytes, more than the limit of 65536");
+    assert_null(m.value);
+    /* One byte less fits exactly. */
+    pad[65536 - 10] = '\0';
+    cJSON_DeleteItemFromObjectCaseSensitive(data, "pad");
+    assert_non_null(cJSON_AddStringToObject(data, "pad", pad));
+    assert_int_equal(of_event_build(&m, "order.status", NULL, &ok, data, &err), 0);
+    assert_int_equal(m.value_len, 65536);
+    of_message_free(&m);
+    free(pad);
+
+    /* Strings that are not UTF-8 would be refused by every reader. */
+    cJSON_DeleteItemFromObjectCaseSensitive(data, "pad");
+    assert_non_null(cJSON_AddStringToObject(data, "bad", "\xff"));
+    assert_int_equal(of_event_build(&m, "order.status", NULL, &ok, data, &err),
+                     OF_EVENT_ERR_MALFORMED_JSON);
+    assert_string_equal(err.reason, "could not build event: data is not valid UTF-8");
+    cJSON_Delete(data);
+}
+
+static void test_json_member(void **state)
+{
+    (void)state;
+    cJSON *o = cJSON_Parse("{\"a\":1,\"A\":2,\"b\":3,\"a\":4}");
+    bool dup;
+    assert_non_null(o);
+    assert_int_equal(of_event_json_member(o, "a", &dup)->valueint, 1);
+    assert_true(dup);
+    assert_int_equal(of_event_json_member(o, "A", &dup)->valueint, 2);
+    assert_false(dup);
+    assert_null(of_event_json_member(o, "c", &dup));
+    assert_false(dup);
+    assert_null(of_event_json_member(NULL, "a", &dup));
+    cJSON_Delete(o);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_table),
+        cmocka_unit_test(test_parse_binary_fields),
+        cmocka_unit_test(test_parse_structured_fields),
+        cmocka_unit_test(test_value_size_limit),
+        cmocka_unit_test(test_value_not_nul_terminated),
+        cmocka_unit_test(test_too_many_ce_headers),
+        cmocka_unit_test(test_parse_null_arguments),
+        cmocka_unit_test(test_code_names),
+        cmocka_unit_test(test_rfc3339),
+        cmocka_unit_test(test_time_format),
+        cmocka_unit_test(test_ids_and_utf8),
+        cmocka_unit_test(test_build_round_trip),
+        cmocka_unit_test(test_build_errors),
+        cmocka_unit_test(test_json_member),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
