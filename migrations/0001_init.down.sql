@@ -3,6 +3,7 @@
 --
 -- Applied by `orderctl migrate down --to 0` inside one transaction.
 
+drop function of_expect_one(bigint, text);
 drop table deadlines;
 drop table dead_letters;
 drop table outbox;

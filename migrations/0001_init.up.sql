@@ -245,3 +245,16 @@ create index deadlines_pending_idx on deadlines (due_at)
     where fired_at is null and cancelled_at is null;
 comment on table deadlines is
     'Per-state timers (TimeoutSeconds): a PAYMENT deadline cancels a CONFIRMED order that is not PAID in time.';
+
+-- Guard used by the workers' state updates: a guarded UPDATE that touched no
+-- row means the entity moved on since it was read. The error is raised as a
+-- serialization failure (40001) so that the worker retries the transaction
+-- with fresh rows instead of dead-lettering the event.
+create function of_expect_one(n bigint, what text) returns void
+language plpgsql as $$
+begin
+    if n <> 1 then
+        raise exception 'expected one row for %, found %', what, n using errcode = '40001';
+    end if;
+end
+$$;

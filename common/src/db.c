@@ -105,6 +105,7 @@ static void free_cmd(of_db_cmd *c)
     free(c->lengths);
     free(c->formats);
     free(c->sql);
+    free(c->stmt);
     memset(c, 0, sizeof *c);
 }
 
@@ -163,9 +164,13 @@ static int add_cmd(of_db_pipeline *p, const char *stmt, const char *sql, int npa
     }
     c = &p->cmds[p->n];
     memset(c, 0, sizeof *c);
-    c->stmt = stmt;
-    if (sql != NULL && (c->sql = strdup(sql)) == NULL)
+    if (stmt != NULL && (c->stmt = strdup(stmt)) == NULL)
         return OF_DB_ENOMEM;
+    if (sql != NULL && (c->sql = strdup(sql)) == NULL) {
+        free(c->stmt);
+        c->stmt = NULL;
+        return OF_DB_ENOMEM;
+    }
     if (nparams > 0) {
         c->values = calloc((size_t)nparams, sizeof *c->values);
         c->lengths = calloc((size_t)nparams, sizeof *c->lengths);

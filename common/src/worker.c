@@ -196,7 +196,9 @@ static void try_next_batch(of_worker *w)
 {
     rd_kafka_message_t **msgs;
     size_t n;
-    if (w->busy || w->stopping || !of_db_ready(&w->db))
+    /* Polling goes on while Postgres is away: it serves rebalances, and a
+     * batch taken meanwhile waits in the connection's queue. */
+    if (w->busy || w->stopping)
         return;
     msgs = calloc((size_t)w->cfg.batch_size, sizeof *msgs);
     if (msgs == NULL)
@@ -267,7 +269,12 @@ static void handle_permanent(of_worker *w, const of_db_pipeline *p)
         return;
     }
     of_event_error_set(&it->err, OF_EVENT_ERR_INVALID_ATTRIBUTE,
-                       "could not apply event: %s (SQLSTATE %s)", p->error, p->sqlstate);
+                       "could not apply event: %s (SQLSTATE %s, statement %s)", p->error,
+                       p->sqlstate,
+                       p->failed_index >= 0 && (size_t)p->failed_index < p->n
+                           ? (p->cmds[p->failed_index].stmt ? p->cmds[p->failed_index].stmt
+                                                            : "ad hoc")
+                           : "?");
     it->dlq_code = "PROCESSING_FAILED";
     it->state = it->initial = OF_ITEM_DEAD;
     begin_txn(w);

@@ -18,16 +18,16 @@
     }
 #define MAX_HEADERS 12
 
-#define H_SPEC    H("ce_specversion", "1.0")
-#define H_ID      H("ce_id", "evt-1")
-#define H_TYPE    H("ce_type", "order.created")
-#define H_SOURCE  H("ce_source", "shop/checkout")
-#define H_TIME    H("ce_time", "2026-11-25T04:00:00.123Z")
-#define H_CT      H("content-type", "application/json")
-#define DATA      "{\"customer_id\":\"c1\"}"
+#define H_SPEC   H("ce_specversion", "1.0")
+#define H_ID     H("ce_id", "evt-1")
+#define H_TYPE   H("ce_type", "order.created")
+#define H_SOURCE H("ce_source", "shop/checkout")
+#define H_TIME   H("ce_time", "2026-11-25T04:00:00.123Z")
+#define H_CT     H("content-type", "application/json")
+#define DATA     "{\"customer_id\":\"c1\"}"
 #define STRUCTURED(body)                                                                           \
-    "{\"specversion\":\"1.0\",\"id\":\"evt-1\",\"type\":\"order.created\",\"source\":\"shop\"," body \
-    "}"
+    "{\"specversion\":\"1.0\",\"id\":\"evt-1\",\"type\":\"order.created\",\"source\":"             \
+    "\"shop\"," body "}"
 
 /* One parse case: headers, value, and the expected code and exact reason. */
 typedef struct parse_case {
@@ -274,8 +274,11 @@ static const parse_case parse_cases[] = {
      OF_EVENT_ERR_DATA_NOT_OBJECT,
      "value must be a JSON object, not null"},
     /* structured mode */
-    {"structured", {H("content-type", "application/cloudevents+json")},
-     STRUCTURED("\"time\":\"2026-11-25T04:00:00Z\",\"subject\":\"o1\",\"data\":{\"a\":1}"), 0, ""},
+    {"structured",
+     {H("content-type", "application/cloudevents+json")},
+     STRUCTURED("\"time\":\"2026-11-25T04:00:00Z\",\"subject\":\"o1\",\"data\":{\"a\":1}"),
+     0,
+     ""},
     {"structured without content type", {{NULL, NULL, 0}}, STRUCTURED("\"data\":{}"), 0, ""},
     {"structured ignores ce_ headers",
      {H("ce_id", "\0bad"), H("ce_type", ""), H("content-type", "application/cloudevents+json")},
@@ -388,8 +391,8 @@ static void test_parse_table(void **state)
 static void test_parse_binary_fields(void **state)
 {
     (void)state;
-    const of_header_view h[] = {H_SPEC,      H_ID,   H_TYPE, H_SOURCE, H("ce_subject", "o-1"),
-                                H_TIME,      H_CT};
+    const of_header_view h[] = {H_SPEC, H_ID, H_TYPE, H_SOURCE, H("ce_subject", "o-1"),
+                                H_TIME, H_CT};
     of_record_view rec = {.value = DATA, .value_len = strlen(DATA), .headers = h, .n_headers = 7};
     of_event ev;
     of_event_error err;
@@ -690,7 +693,8 @@ static void test_ids_and_utf8(void **state)
     (void)state;
     assert_true(of_event_id_valid("a"));
     assert_true(of_event_id_valid("Order_1.2:3-x"));
-    assert_true(of_event_id_valid("0123456789012345678901234567890123456789012345678901234567890123"));
+    assert_true(
+        of_event_id_valid("0123456789012345678901234567890123456789012345678901234567890123"));
     assert_false(
         of_event_id_valid("01234567890123456789012345678901234567890123456789012345678901234"));
     assert_false(of_event_id_valid(""));
@@ -763,10 +767,9 @@ static void test_build_round_trip(void **state)
                             .time = "2026-11-25T04:00:00.123Z"};
 
     assert_non_null(data);
-    assert_int_equal(
-        of_event_build(&m, "order.status", "0190a0b0-0000-7000-8000-000000000001", &attrs, data,
-                       &err),
-        0);
+    assert_int_equal(of_event_build(&m, "order.status", "0190a0b0-0000-7000-8000-000000000001",
+                                    &attrs, data, &err),
+                     0);
     assert_string_equal(m.topic, "order.status");
     assert_string_equal(m.id, "evt-42");
     assert_string_equal(m.key, "0190a0b0-0000-7000-8000-000000000001");

@@ -26,7 +26,7 @@ typedef struct migrate_settings {
 
 static const of_config_item migrate_items[] = {
     {"database-url", "DATABASE_URL", "database-url", OF_CFG_SECRET,
-     "postgresql://orderflow@127.0.0.1:55432/orderflow", "PostgreSQL to migrate (libpq URI)",
+     "postgresql://orderflow@127.0.0.1:25432/orderflow", "PostgreSQL to migrate (libpq URI)",
      offsetof(migrate_settings, database_url), 0, -1},
     {"migrations-dir", "ORDERFLOW_MIGRATIONS_DIR", "dir", OF_CFG_STRING, "migrations",
      "directory with NNNN_name.up.sql / NNNN_name.down.sql files", offsetof(migrate_settings, dir),

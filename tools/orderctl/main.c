@@ -9,6 +9,7 @@
  * describe, history, dlq, graph, ...) are one line here and one cmd_<name>.c. */
 static const orderctl_command commands[] = {
     {"migrate", orderctl_migrate, "apply, revert, list or verify the database schema migrations"},
+    {"topics", orderctl_topics, "create the contract's Kafka topics and their dead-letter topics"},
 };
 
 static void print_usage(FILE *out)

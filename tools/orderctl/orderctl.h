@@ -22,5 +22,7 @@ typedef struct orderctl_command {
 
 /* orderctl migrate up|down|status|verify: the database schema (cmd_migrate.c). */
 int orderctl_migrate(int argc, char **argv);
+/* orderctl topics create: the contract's topics and DLQ topics (cmd_topics.c). */
+int orderctl_topics(int argc, char **argv);
 
 #endif

@@ -210,7 +210,7 @@ int of_contract_check_type(const char *topic, const char *type, of_event_error *
 
 /* Any decoded event, tagged by its type. */
 typedef struct of_contract_data {
-    const char *type; /* one of the OF_TYPE_ constants (static string) */
+    const char *type; /* an OF_TYPE_ constant (static; compare with strcmp) */
     union {
         of_order_created order_created;                 /* OF_TYPE_ORDER_CREATED */
         of_order_status_update order_status_update;     /* OF_TYPE_ORDER_STATUS_UPDATE */

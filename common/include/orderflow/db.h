@@ -38,7 +38,7 @@ typedef struct of_db_stmt {
 
 /* One command of a pipeline; storage belongs to the pipeline. */
 typedef struct of_db_cmd {
-    const char *stmt;    /* prepared statement name, or NULL when sql is set */
+    char *stmt;          /* prepared statement name (copied), or NULL when sql is set */
     char *sql;           /* ad hoc SQL (copied), or NULL */
     int nparams;         /* number of parameters */
     char **values;       /* parameter values (copied; NULL = SQL NULL) */

@@ -13,7 +13,7 @@
  * A record with neither ce_ headers nor content-type is read as structured
  * when its value is a JSON object with a "specversion" member; otherwise it
  * is rejected. In structured mode ce_ headers are ignored, as the binding
- * says.
+ * says (the count and duplicate rules below still apply to them).
  *
  * Every rejection fills an of_event_error: a stable code (its name, from
  * of_event_code_name(), is what goes into "dlq_error_code") and a reason in
@@ -29,7 +29,13 @@
  *     appear twice in its object (MALFORMED_JSON), so two readers of one
  *     event can never see different values;
  *   - at most OF_EVENT_CE_HEADERS_MAX headers start with "ce_", and none
- *     twice (INVALID_ATTRIBUTE).
+ *     twice; "content-type" (any case) at most once (INVALID_ATTRIBUTE);
+ *   - header values the parser reads may not contain NUL bytes
+ *     (INVALID_ATTRIBUTE); a NULL header value counts as empty.
+ * Number syntax is cJSON's, which also accepts a few spellings RFC 8259 does
+ * not (01, 1.); the typed decoders check the values that matter. cJSON
+ * cannot tell a failed allocation from a syntax error while parsing, so a
+ * parse that ran out of memory is reported as MALFORMED_JSON.
  *
  * of_event_build() is the other direction, for events orderflow publishes:
  * binary mode, attributes checked with the same rules, so that everything

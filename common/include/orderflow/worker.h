@@ -154,10 +154,10 @@ struct of_worker {
 #define OF_WORKER_CFG_(type, member, field) offsetof(type, member) + offsetof(of_worker_settings, field)
 #define OF_WORKER_CONFIG(type, member)                                                             \
     {"database-url", "DATABASE_URL", "database-url", OF_CFG_SECRET,                                \
-     "postgresql://orderflow@127.0.0.1:55432/orderflow", "PostgreSQL connection URI",             \
+     "postgresql://orderflow@127.0.0.1:25432/orderflow", "PostgreSQL connection URI",             \
      OF_WORKER_CFG_(type, member, database_url), 0, -1},                                           \
     {"kafka-bootstrap-servers", "KAFKA_BOOTSTRAP_SERVERS", "kafka-bootstrap-servers",              \
-     OF_CFG_STRING, "127.0.0.1:59092", "Kafka bootstrap servers (host:port,...)",                  \
+     OF_CFG_STRING, "127.0.0.1:29092", "Kafka bootstrap servers (host:port,...)",                  \
      OF_WORKER_CFG_(type, member, kafka_bootstrap), 0, -1},                                        \
     {"group-id", "ORDERFLOW_GROUP_ID", "group-id", OF_CFG_STRING, NULL,                            \
      "Kafka consumer group (default orderflow-<worker>)", OF_WORKER_CFG_(type, member, group_id), \
