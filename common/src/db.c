@@ -258,7 +258,11 @@ static void complete_head(of_db *db, int status)
             /* Typically a statement that cannot be prepared because the
              * schema is not migrated yet: retry the whole connection later. */
             char why[600];
-            snprintf(why, sizeof why, "could not set up session: %s", p->error);
+            size_t n_sets = p->n - db->n_stmts;
+            const char *what = p->failed_index >= (long)n_sets
+                                   ? db->stmts[(size_t)p->failed_index - n_sets].name
+                                   : "session settings";
+            snprintf(why, sizeof why, "could not set up session (%s): %s", what, p->error);
             db_fail_connection(db, why);
         }
         return;

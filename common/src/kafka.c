@@ -179,6 +179,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 }
 
 static void consumer_close_handles(of_consumer *c);
+static void on_consumer_close_timer(uv_timer_t *t);
 
 /* Serves the close queue until librdkafka reports the consumer closed. */
 static void consumer_serve_close(of_consumer *c)
@@ -257,6 +258,13 @@ int of_consumer_init(of_consumer *c, uv_loop_t *loop, rd_kafka_conf_t *conf, con
     if (uv_poll_init(loop, &c->poll, c->fds[0]) != 0)
         goto out;
     c->poll.data = c;
+    if (uv_timer_init(loop, &c->close_timer) != 0) {
+        /* Without its timer the handle pair is incomplete: drop the watcher. */
+        uv_close((uv_handle_t *)&c->poll, NULL);
+        c->poll.data = NULL;
+        goto out;
+    }
+    c->close_timer.data = c;
     if (uv_poll_start(&c->poll, UV_READABLE, on_consumer_pipe) != 0)
         goto out;
     subs = rd_kafka_topic_partition_list_new((int)n_topics);
@@ -329,6 +337,8 @@ int of_consumer_store(of_consumer *c, rd_kafka_message_t *const *msgs, size_t n)
 static void consumer_poll_closed(uv_handle_t *h)
 {
     of_consumer *c = h->data;
+    if (--c->pending_closes > 0)
+        return;
     if (c->fds[0] >= 0)
         close(c->fds[0]);
     if (c->fds[1] >= 0)
@@ -349,11 +359,21 @@ static void consumer_close_handles(of_consumer *c)
         c->rk = NULL;
     }
     if (c->poll.data != NULL && !uv_is_closing((uv_handle_t *)&c->poll)) {
+        c->pending_closes = 2;
+        uv_close((uv_handle_t *)&c->close_timer, consumer_poll_closed);
         uv_close((uv_handle_t *)&c->poll, consumer_poll_closed);
     } else if (c->poll.data == NULL) {
         c->poll.data = c;
+        c->pending_closes = 1;
         consumer_poll_closed((uv_handle_t *)&c->poll);
     }
+}
+
+static void on_consumer_close_timer(uv_timer_t *t)
+{
+    of_consumer *c = t->data;
+    if (c->rk != NULL)
+        consumer_serve_close(c);
 }
 
 void of_consumer_close(of_consumer *c, void (*close_cb)(of_consumer *c))
@@ -378,6 +398,9 @@ void of_consumer_close(of_consumer *c, void (*close_cb)(of_consumer *c))
         consumer_close_handles(c);
         return;
     }
+    /* Closing may complete without any event reaching the queue (no group
+     * joined yet), so the close is also served on a short timer. */
+    uv_timer_start(&c->close_timer, on_consumer_close_timer, 20, 20);
     consumer_serve_close(c);
 }
 

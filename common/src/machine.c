@@ -64,15 +64,9 @@ int of_machine_validate(const of_machine *m, char *err, size_t errsize)
                      t->from, t->trigger);
             return -1;
         }
-        if (first->fn != t->fn || strcmp(first->execution, t->execution) != 0 ||
-            strcmp(first->step, t->step) != 0) {
-            snprintf(err, errsize,
-                     "row %zu: rows for (\"%s\", \"%s\") differ in step, function or execution", i,
-                     t->from, t->trigger);
-            return -1;
-        }
-        if (n > 1 && t->fn == NULL) {
-            snprintf(err, errsize, "row %zu: several targets but no step function to choose", i);
+        if (strcmp(first->execution, t->execution) != 0 || strcmp(first->step, t->step) != 0) {
+            snprintf(err, errsize, "row %zu: rows for (\"%s\", \"%s\") differ in step or execution",
+                     i, t->from, t->trigger);
             return -1;
         }
     }
@@ -150,21 +144,43 @@ static int add_exec_update(of_step_ctx *s, const char *execution, const char *st
     return of_db_pipeline_add(s->wp, stmt, 6, values);
 }
 
-int of_machine_apply(const of_machine *m, of_step_ctx *s, const char *from, const char *trigger)
+static const of_step_impl *find_impl(const of_step_impl *impls, const char *step)
+{
+    for (const of_step_impl *i = impls; i != NULL && i->step != NULL; i++)
+        if (strcmp(i->step, step) == 0)
+            return i;
+    return NULL;
+}
+
+bool of_machine_runs(const of_machine *m, const of_step_impl *impls, const char *from,
+                     const char *trigger)
+{
+    const of_transition *t = of_machine_find(m, from, trigger, NULL);
+    return t != NULL && find_impl(impls, t->step) != NULL;
+}
+
+int of_machine_apply(const of_machine *m, const of_step_impl *impls, of_step_ctx *s,
+                     const char *from, const char *trigger)
 {
     size_t n = 0;
     const of_transition *t = of_machine_find(m, from, trigger, &n);
+    const of_step_impl *impl;
     const char *to;
     char stmt[64], ver[16];
     int rc;
 
     if (t == NULL)
         return OF_MACHINE_ILLEGAL;
+    impl = find_impl(impls, t->step);
+    if (impl == NULL) {
+        of_log_error("step \"%s\" of the %s machine is not run by this worker", t->step, m->name);
+        return -OF_DB_ESTATE;
+    }
     s->m = m;
     s->t = t;
     s->to = NULL;
-    if (t->fn != NULL) {
-        rc = t->fn(s);
+    if (impl->fn != NULL) {
+        rc = impl->fn(s);
         if (rc != 0)
             return rc < 0 ? rc : -rc;
     }

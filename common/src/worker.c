@@ -239,6 +239,12 @@ static void on_retry_timer(uv_timer_t *t)
 static void schedule_retry(of_worker *w, const char *why)
 {
     of_worker_batch *b = &w->batch;
+    if (w->stopping) {
+        /* Nothing of the batch was acknowledged: it is redelivered later. */
+        of_log_info("shutting down; batch of %zu event(s) left for redelivery: %s", b->n, why);
+        finish_batch(w);
+        return;
+    }
     w->n_retries++;
     of_log_warn("transaction for %zu event(s) failed, retrying in %" PRIu64 " ms: %s",
                 b->hi - b->lo, w->retry_ms, why);
@@ -523,27 +529,42 @@ static void close_base_handles(of_worker *w)
     close_handle(w, (uv_handle_t *)&w->kick);
 }
 
+static void maybe_close_base(of_worker *w)
+{
+    if (w->dbs_closed == 2 && w->producer_closed)
+        close_base_handles(w);
+}
+
 static void on_db_closed(of_db *db)
 {
     of_worker *w = db->loop->data;
-    if (--w->closing == 0)
-        close_base_handles(w);
+    w->dbs_closed++;
+    maybe_close_base(w);
+}
+
+static void close_db(of_worker *w, of_db *db)
+{
+    if (db->state != OF_DB_CLOSING)
+        of_db_close(db, on_db_closed);
 }
 
 static void on_producer_closed(of_producer *p)
 {
     of_worker *w = p->arg;
     of_outbox_relay_free(&w->relay);
-    w->closing += 2;
-    of_db_close(&w->db, on_db_closed);
-    of_db_close(&w->aux, on_db_closed);
+    w->producer_closed = true;
+    close_db(w, &w->db);
+    close_db(w, &w->aux);
+    maybe_close_base(w);
 }
 
+/* Polls until the relay has published and marked what committed (or the
+ * connection it marks with is gone, or the grace period runs short). */
 static void drain_relay(uv_timer_t *t)
 {
     of_worker *w = t->data;
     if (!of_outbox_relay_idle(&w->relay) && of_db_ready(&w->aux) &&
-        uv_now(w->loop) < (uint64_t)w->shutdown_timer.timeout)
+        uv_now(w->loop) < w->drain_deadline)
         return;
     uv_timer_stop(t);
     of_outbox_relay_stop(&w->relay);
@@ -554,9 +575,8 @@ static void on_consumer_closed(of_consumer *c)
 {
     of_worker *w = c->arg;
     of_log_info("left the consumer group; draining the outbox relay");
-    /* Reuse the retry timer to poll the relay until it is idle. */
+    /* The retry timer is free now: reuse it to poll the relay. */
     uv_timer_stop(&w->retry_timer);
-    w->retry_timer.data = w;
     uv_timer_start(&w->retry_timer, drain_relay, 0, 20);
 }
 
@@ -589,7 +609,15 @@ static void begin_shutdown(of_worker *w, int signum)
         w->h->stop(w->h->ctx, w);
     uv_idle_stop(&w->kick);
     uv_timer_start(&w->shutdown_timer, on_shutdown_timeout, (uint64_t)w->cfg.grace_period, 0);
-    if (!w->busy) {
+    /* Leave 3 s of the grace period for the producer and the connections. */
+    w->drain_deadline = uv_now(w->loop) + (uint64_t)w->cfg.grace_period -
+                        ((uint64_t)w->cfg.grace_period > 6000 ? 3000 : 0);
+    if (w->busy && !of_db_ready(&w->db)) {
+        /* The batch cannot finish while Postgres is away; closing the
+         * connection cancels it, and it is redelivered after the restart. */
+        of_log_warn("postgres is unavailable; abandoning the batch in progress");
+        close_db(w, &w->db);
+    } else if (!w->busy) {
         shutdown_continue(w);
     } else if (uv_is_active((uv_handle_t *)&w->retry_timer)) {
         /* Waiting to retry: give up the batch now (it was not acknowledged). */

@@ -45,9 +45,14 @@ static int widget_changed(of_step_ctx *s, const char *from, const char *to, int 
 
 static const of_transition widget_rows[] = {
     {OF_STATE_NONE, "widget.created", "NEW", "CreateWidget", "OrderProcess", true, "RUNNING",
-     NULL, create_widget},
-    {"NEW", OF_TRIGGER_AUTO, "DONE", "FinishWidget", "OrderProcess", false, "SUCCEEDED", NULL,
      NULL},
+    {"NEW", OF_TRIGGER_AUTO, "DONE", "FinishWidget", "OrderProcess", false, "SUCCEEDED", NULL},
+};
+
+static const of_step_impl widget_steps[] = {
+    {"CreateWidget", create_widget},
+    {"FinishWidget", NULL},
+    {NULL, NULL},
 };
 
 static const of_machine widget_machine = {"widget", "widget", widget_rows,
@@ -188,7 +193,7 @@ static int widget_apply(void *ctx, of_worker_batch *b, const of_db_pipeline *lp,
                 return -1;
             memcpy(s.order_id, s.entity_id, sizeof s.order_id);
             snprintf(s.correlation_id, sizeof s.correlation_id, "%s", it->ev.id);
-            rc = of_machine_apply(&widget_machine, &s, OF_STATE_NONE, "widget.created");
+            rc = of_machine_apply(&widget_machine, widget_steps, &s, OF_STATE_NONE, "widget.created");
         } else if (!find_row(rows, e->widget_id, &row)) {
             of_event_error_set(&it->err, OF_EVENT_ERR_INVALID_ID, "unknown widget \"%s\"",
                                e->widget_id);
@@ -203,7 +208,7 @@ static int widget_apply(void *ctx, of_worker_batch *b, const of_db_pipeline *lp,
             memcpy(s.order_id, s.entity_id, sizeof s.order_id);
             snprintf(s.correlation_id, sizeof s.correlation_id, "%s", row.correlation);
             s.version = row.version;
-            rc = of_machine_apply(&widget_machine, &s, row.status, OF_TRIGGER_AUTO);
+            rc = of_machine_apply(&widget_machine, widget_steps, &s, row.status, OF_TRIGGER_AUTO);
             if (rc == OF_MACHINE_ILLEGAL) {
                 it->state = OF_ITEM_DONE; /* no automatic step from here */
                 it->outcome = "ignored";

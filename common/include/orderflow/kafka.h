@@ -45,6 +45,8 @@ struct of_consumer {
     rd_kafka_queue_t *queue;           /* consumer queue (main queue forwarded to it) */
     int fds[2];                        /* io-event pipe: [0] watched, [1] written by librdkafka */
     uv_poll_t poll;                    /* watcher on fds[0] */
+    uv_timer_t close_timer;            /* serves the close, which may finish without an event */
+    int pending_closes;                /* handles still closing */
     of_consumer_wakeup_cb wakeup;      /* caller's wakeup callback */
     of_consumer_rebalance_cb rebalance;/* caller's rebalance callback, or NULL */
     void *arg;                         /* argument for the callbacks */

@@ -46,8 +46,13 @@ typedef struct of_transition {
     bool starts_execution;   /* the step starts that execution */
     const char *exec_status; /* execution status after: RUNNING, SUCCEEDED, FAILED, ABORTED, TIMED_OUT */
     const char *then_starts; /* another execution that starts in state `to`, or NULL */
-    of_step_fn fn;           /* effects, or NULL when the step only moves the status */
 } of_transition;
+
+/* A worker's implementation of one step. */
+typedef struct of_step_impl {
+    const char *step; /* step name as in the table; NULL ends a list */
+    of_step_fn fn;    /* effects; NULL for a step that only moves the status */
+} of_step_impl;
 
 typedef struct of_machine of_machine;
 /* Builds the "<entity>.status.changed" event for a transition into out. */
@@ -75,7 +80,7 @@ struct of_step_ctx {
     char correlation_id[65];    /* ce_id of the event that started the chain */
     int version;                /* entity version before the transition (0 when created) */
     const char *to;             /* target chosen by the step (NULL: the row's) */
-    char reason[128];           /* status reason (e.g. OUT_OF_STOCK), or "" */
+    char reason[1025];          /* status reason (OUT_OF_STOCK, or an update's text), or "" */
     cJSON *detail;              /* history detail object, created on demand */
     cJSON *input;               /* execution input when the step starts one, or NULL */
     void *user;                 /* the worker's loaded state for this entity */
@@ -118,16 +123,21 @@ const of_transition *of_machine_find(const of_machine *m, const char *from, cons
                                      size_t *n);
 /* True when the table has the row (from, trigger, to). */
 bool of_machine_allows(const of_machine *m, const char *from, const char *trigger, const char *to);
-/* Checks the table: consecutive rows per (from, trigger), one step function
- * and execution per (from, trigger), known execution statuses. Returns 0 or
- * -1 and writes the reason to err. */
+/* Checks the table: consecutive rows per (from, trigger), one step and
+ * execution per (from, trigger), known execution statuses. Returns 0 or -1
+ * and writes the reason to err. */
 int of_machine_validate(const of_machine *m, char *err, size_t errsize);
 
-/* Applies (from, trigger) to the entity described by s. Returns OF_MACHINE_OK,
- * OF_MACHINE_ILLEGAL (nothing appended; see of_machine_reject) or a negative
- * error. */
-int of_machine_apply(const of_machine *m, of_step_ctx *s, const char *from, const char *trigger)
-    __attribute__((warn_unused_result));
+/* Applies (from, trigger) to the entity described by s, running the step
+ * with its function from impls (a list ending with {NULL, NULL}). Returns
+ * OF_MACHINE_OK, OF_MACHINE_ILLEGAL (no such transition; nothing appended, see
+ * of_machine_record) or a negative error, also when the step is not in impls
+ * (this worker does not run it). */
+int of_machine_apply(const of_machine *m, const of_step_impl *impls, of_step_ctx *s,
+                     const char *from, const char *trigger) __attribute__((warn_unused_result));
+/* True when impls runs the step of (from, trigger). */
+bool of_machine_runs(const of_machine *m, const of_step_impl *impls, const char *from,
+                     const char *trigger);
 /* Records an event the machine did not accept (or that did not apply) in the
  * entity's latest execution history, with outcome "rejected" or "ignored",
  * and changes nothing else. */

@@ -141,7 +141,10 @@ struct of_worker {
     uint64_t retry_ms;               /* next retry delay */
     bool stopping;                   /* shutdown started */
     int exit_code;                   /* process exit code */
-    int closing;                     /* components still closing */
+    int closing;                     /* base handles still closing */
+    int dbs_closed;                  /* connections closed during shutdown (of 2) */
+    bool producer_closed;            /* the producer is closed */
+    uint64_t drain_deadline;         /* uv_now() limit for draining the relay */
     char topics[8][256];             /* prefixed topic names */
     /* counters (metrics) */
     uint64_t n_batches, n_events, n_applied, n_duplicates, n_dead, n_retries;
