@@ -278,6 +278,7 @@ static void run_exchange(run *r)
         of_kafka_conf_new(r->bootstraps, "test-producer", errstr, sizeof errstr);
     if (conf == NULL)
         fail_msg("could not configure producer: %s", errstr);
+    assert_int_equal(rd_kafka_conf_set(conf, "request.timeout.ms", "1000", errstr, sizeof errstr), RD_KAFKA_CONF_OK);
     assert_int_equal(of_producer_init(&r->prod, &r->loop, conf, on_delivery, r), 0);
     conf = of_kafka_conf_new(r->bootstraps, "test-consumer", errstr, sizeof errstr);
     if (conf == NULL)
@@ -382,10 +383,10 @@ static void test_produce_retries_idempotent(void **state)
      * retries them; nothing may be lost, duplicated or reordered. */
     for (int b = 1; b <= N_BROKERS; b++) {
         assert_int_equal(rd_kafka_mock_broker_push_request_error_rtts(
-                             r->mcluster, b, API_PRODUCE, 4, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+                             r->mcluster, b, API_PRODUCE, 5, RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
                              0, RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT, 0,
                              RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION, 0,
-                             RD_KAFKA_RESP_ERR__TRANSPORT, 0),
+                             RD_KAFKA_RESP_ERR__TRANSPORT, 0, RD_KAFKA_RESP_ERR_NO_ERROR, 3000),
                          RD_KAFKA_RESP_ERR_NO_ERROR);
     }
     run_exchange(r);

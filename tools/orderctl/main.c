@@ -10,6 +10,7 @@
 static const orderctl_command commands[] = {
     {"migrate", orderctl_migrate, "apply, revert, list or verify the database schema migrations"},
     {"topics", orderctl_topics, "create the contract's Kafka topics and their dead-letter topics"},
+    {"graph", orderctl_graph, "print a machine's state diagram (Mermaid or Graphviz DOT)"},
 };
 
 static void print_usage(FILE *out)

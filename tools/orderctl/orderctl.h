@@ -24,5 +24,7 @@ typedef struct orderctl_command {
 int orderctl_migrate(int argc, char **argv);
 /* orderctl topics create: the contract's topics and DLQ topics (cmd_topics.c). */
 int orderctl_topics(int argc, char **argv);
+/* orderctl graph MACHINE: the machine's diagram from its transition table (cmd_graph.c). */
+int orderctl_graph(int argc, char **argv);
 
 #endif
