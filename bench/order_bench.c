@@ -1,0 +1,305 @@
+/* order_bench.c: load generator that measures OrderProcess throughput and latency end to end.
+ *
+ * It publishes N order.created events (binary-mode CloudEvents) at a target
+ * rate or as fast as the producer allows, consumes order.status, and for
+ * each order records the time from the publish call to the
+ * order.status.changed event carrying its final OrderProcess status
+ * (CONFIRMED or REJECTED), matched by correlation_id = the order.created
+ * ce_id. It prints throughput and latency percentiles as text and as one
+ * JSON object. It is a client, so plain blocking polling is fine here. */
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <librdkafka/rdkafka.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct bench_order {
+    int64_t sent_ns; /* monotonic time of the publish call */
+    int64_t done_ns; /* when its final status arrived, 0 until then */
+    int confirmed;   /* 1 CONFIRMED, 0 REJECTED */
+} bench_order;
+
+static volatile sig_atomic_t stop;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop = 1;
+}
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double pct(const int64_t *sorted, size_t n, double p)
+{
+    if (n == 0)
+        return 0;
+    size_t i = (size_t)(p / 100.0 * (double)(n - 1) + 0.5);
+    return (double)sorted[i] / 1e6;
+}
+
+static void usage(void)
+{
+    fprintf(
+        stderr,
+        "usage: order-bench [--bootstrap HOST:PORT] [--count N] [--rate PER_S] [--items K<=10]\n"
+        "                   [--customer ID] [--product ID] [--topic-prefix P] [--timeout S]\n"
+        "                   [--json FILE]\n"
+        "Publishes N order.created events and waits for each order's final status on\n"
+        "order.status. --rate 0 (default) publishes as fast as possible.\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *bootstrap = getenv("KAFKA_BOOTSTRAP_SERVERS");
+    const char *customer = "c-bench", *product = "p-bench", *prefix = "", *json_path = NULL;
+    long count = 1000, rate = 0, items = 1, timeout_s = 300;
+    char errstr[512], topic_in[256], topic_out[256], group[64], run[32];
+    static const struct option opts[] = {{"bootstrap", required_argument, NULL, 'b'},
+                                         {"count", required_argument, NULL, 'n'},
+                                         {"rate", required_argument, NULL, 'r'},
+                                         {"items", required_argument, NULL, 'i'},
+                                         {"customer", required_argument, NULL, 'c'},
+                                         {"product", required_argument, NULL, 'p'},
+                                         {"topic-prefix", required_argument, NULL, 'x'},
+                                         {"timeout", required_argument, NULL, 't'},
+                                         {"json", required_argument, NULL, 'j'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'b':
+            bootstrap = optarg;
+            break;
+        case 'n':
+            count = strtol(optarg, NULL, 10);
+            break;
+        case 'r':
+            rate = strtol(optarg, NULL, 10);
+            break;
+        case 'i':
+            items = strtol(optarg, NULL, 10);
+            break;
+        case 'c':
+            customer = optarg;
+            break;
+        case 'p':
+            product = optarg;
+            break;
+        case 'x':
+            prefix = optarg;
+            break;
+        case 't':
+            timeout_s = strtol(optarg, NULL, 10);
+            break;
+        case 'j':
+            json_path = optarg;
+            break;
+        default:
+            usage();
+            return c == 'h' ? 0 : 64;
+        }
+    }
+    if (bootstrap == NULL)
+        bootstrap = "127.0.0.1:29092";
+    if (count < 1 || count > 10000000 || rate < 0 || items < 1 || items > 10) {
+        usage();
+        return 64;
+    }
+    signal(SIGINT, on_signal);
+    snprintf(topic_in, sizeof topic_in, "%sorder.created", prefix);
+    snprintf(topic_out, sizeof topic_out, "%sorder.status", prefix);
+    snprintf(run, sizeof run, "b%ld", (long)time(NULL));
+    snprintf(group, sizeof group, "order-bench-%s-%d", run, (int)getpid());
+
+    bench_order *orders = calloc((size_t)count, sizeof *orders);
+    if (orders == NULL)
+        return 71;
+
+    /* The consumer is assigned and positioned at the end before anything is
+     * published, so every answer is seen. */
+    rd_kafka_conf_t *cc = rd_kafka_conf_new();
+    if (rd_kafka_conf_set(cc, "bootstrap.servers", bootstrap, errstr, sizeof errstr) ||
+        rd_kafka_conf_set(cc, "group.id", group, errstr, sizeof errstr) ||
+        rd_kafka_conf_set(cc, "auto.offset.reset", "latest", errstr, sizeof errstr) ||
+        rd_kafka_conf_set(cc, "enable.auto.commit", "false", errstr, sizeof errstr) ||
+        rd_kafka_conf_set(cc, "fetch.wait.max.ms", "10", errstr, sizeof errstr)) {
+        fprintf(stderr, "order-bench: %s\n", errstr);
+        return 78;
+    }
+    rd_kafka_t *consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cc, errstr, sizeof errstr);
+    if (consumer == NULL) {
+        fprintf(stderr, "order-bench: could not create consumer: %s\n", errstr);
+        return 69;
+    }
+    rd_kafka_poll_set_consumer(consumer);
+    rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(subs, topic_out, RD_KAFKA_PARTITION_UA);
+    rd_kafka_subscribe(consumer, subs);
+    rd_kafka_topic_partition_list_destroy(subs);
+    for (int i = 0; i < 300 && !stop; i++) {
+        rd_kafka_topic_partition_list_t *a = NULL;
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(consumer, 100);
+        if (m != NULL)
+            rd_kafka_message_destroy(m);
+        if (rd_kafka_assignment(consumer, &a) == RD_KAFKA_RESP_ERR_NO_ERROR && a->cnt > 0) {
+            rd_kafka_topic_partition_list_destroy(a);
+            break;
+        }
+        if (a != NULL)
+            rd_kafka_topic_partition_list_destroy(a);
+    }
+
+    rd_kafka_conf_t *pc = rd_kafka_conf_new();
+    if (rd_kafka_conf_set(pc, "bootstrap.servers", bootstrap, errstr, sizeof errstr) ||
+        rd_kafka_conf_set(pc, "enable.idempotence", "true", errstr, sizeof errstr) ||
+        rd_kafka_conf_set(pc, "linger.ms", "5", errstr, sizeof errstr)) {
+        fprintf(stderr, "order-bench: %s\n", errstr);
+        return 78;
+    }
+    rd_kafka_t *producer = rd_kafka_new(RD_KAFKA_PRODUCER, pc, errstr, sizeof errstr);
+    if (producer == NULL) {
+        fprintf(stderr, "order-bench: could not create producer: %s\n", errstr);
+        return 69;
+    }
+
+    /* One value serves every order: the events differ only in ce_id and key. */
+    char value[8192];
+    size_t vlen =
+        (size_t)snprintf(value, sizeof value, "{\"customer_id\":\"%s\",\"items\":[", customer);
+    for (long k = 0; k < items; k++) {
+        /* Line k names "<product>" or "<product>-<k>" (bench/run seeds 10 of them). */
+        char pid[96];
+        if (k == 0)
+            snprintf(pid, sizeof pid, "%s", product);
+        else
+            snprintf(pid, sizeof pid, "%s-%ld", product, k);
+        vlen += (size_t)snprintf(value + vlen, sizeof value - vlen,
+                                 "%s{\"product_id\":\"%s\",\"quantity\":1}", k ? "," : "", pid);
+    }
+    vlen += (size_t)snprintf(value + vlen, sizeof value - vlen, "]}");
+
+    int64_t start = now_ns();
+    long sent = 0, done = 0, confirmed = 0;
+    int64_t deadline = start + (int64_t)timeout_s * 1000000000LL;
+    while (!stop && done < count && now_ns() < deadline) {
+        /* Publish what the rate allows so far. */
+        while (sent < count) {
+            if (rate > 0 && sent >= (now_ns() - start) * rate / 1000000000LL + 1)
+                break;
+            char id[64], ts[40];
+            struct timespec wall;
+            struct tm tm;
+            clock_gettime(CLOCK_REALTIME, &wall);
+            gmtime_r(&wall.tv_sec, &tm);
+            strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+            snprintf(id, sizeof id, "%s-%ld", run, sent);
+            rd_kafka_headers_t *h = rd_kafka_headers_new(6);
+            rd_kafka_header_add(h, "ce_specversion", -1, "1.0", -1);
+            rd_kafka_header_add(h, "ce_id", -1, id, -1);
+            rd_kafka_header_add(h, "ce_type", -1, "order.created", -1);
+            rd_kafka_header_add(h, "ce_source", -1, "bench/order-bench", -1);
+            rd_kafka_header_add(h, "ce_time", -1, ts, -1);
+            rd_kafka_header_add(h, "content-type", -1, "application/json", -1);
+            orders[sent].sent_ns = now_ns();
+            rd_kafka_resp_err_t err = rd_kafka_producev(
+                producer, RD_KAFKA_V_TOPIC(topic_in), RD_KAFKA_V_KEY(id, strlen(id)),
+                RD_KAFKA_V_VALUE(value, vlen), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
+            if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+                rd_kafka_headers_destroy(h);
+                break;
+            }
+            if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+                fprintf(stderr, "order-bench: could not publish: %s\n", rd_kafka_err2str(err));
+                rd_kafka_headers_destroy(h);
+                return 69;
+            }
+            sent++;
+        }
+        rd_kafka_poll(producer, 0);
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(consumer, sent < count ? 0 : 50);
+        if (m == NULL)
+            continue;
+        if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR && m->payload != NULL) {
+            cJSON *d = cJSON_ParseWithLength(m->payload, m->len);
+            const cJSON *st = cJSON_GetObjectItemCaseSensitive(d, "status");
+            const cJSON *corr = cJSON_GetObjectItemCaseSensitive(d, "correlation_id");
+            size_t rl = strlen(run);
+            if (cJSON_IsString(st) && cJSON_IsString(corr) &&
+                strncmp(corr->valuestring, run, rl) == 0 && corr->valuestring[rl] == '-' &&
+                (strcmp(st->valuestring, "CONFIRMED") == 0 ||
+                 strcmp(st->valuestring, "REJECTED") == 0)) {
+                long i = strtol(corr->valuestring + rl + 1, NULL, 10);
+                if (i >= 0 && i < count && orders[i].done_ns == 0) {
+                    orders[i].done_ns = now_ns();
+                    orders[i].confirmed = strcmp(st->valuestring, "CONFIRMED") == 0;
+                    confirmed += orders[i].confirmed;
+                    done++;
+                }
+            }
+            cJSON_Delete(d);
+        }
+        rd_kafka_message_destroy(m);
+    }
+    int64_t end = now_ns();
+
+    int64_t *lat = calloc((size_t)(done ? done : 1), sizeof *lat);
+    size_t n = 0;
+    int64_t last = start;
+    for (long i = 0; i < count && lat != NULL; i++) {
+        if (orders[i].done_ns == 0)
+            continue;
+        lat[n++] = orders[i].done_ns - orders[i].sent_ns;
+        if (orders[i].done_ns > last)
+            last = orders[i].done_ns;
+    }
+    qsort(lat, n, sizeof *lat, cmp_i64);
+    double secs = (double)(last - start) / 1e9;
+    double tput = secs > 0 ? (double)n / secs : 0;
+    printf("orders      %ld published, %ld final (%ld CONFIRMED, %ld REJECTED), %ld missing\n",
+           sent, done, confirmed, done - confirmed, count - done);
+    printf("throughput  %.1f orders/s (first publish to last final status: %.2f s)\n", tput, secs);
+    printf("latency ms  p50 %.1f  p95 %.1f  p99 %.1f  max %.1f  (publish -> final status event)\n",
+           pct(lat, n, 50), pct(lat, n, 95), pct(lat, n, 99), pct(lat, n, 100));
+    char jsonbuf[512];
+    snprintf(jsonbuf, sizeof jsonbuf,
+             "{\"orders\":%ld,\"final\":%ld,\"confirmed\":%ld,\"rejected\":%ld,\"missing\":%ld,"
+             "\"rate_target\":%ld,\"items_per_order\":%ld,\"seconds\":%.3f,"
+             "\"orders_per_second\":%.1f,\"latency_ms\":{\"p50\":%.2f,\"p95\":%.2f,\"p99\":%.2f,"
+             "\"max\":%.2f}}",
+             count, done, confirmed, done - confirmed, count - done, rate, items, secs, tput,
+             pct(lat, n, 50), pct(lat, n, 95), pct(lat, n, 99), pct(lat, n, 100));
+    printf("%s\n", jsonbuf);
+    if (json_path != NULL) {
+        FILE *f = fopen(json_path, "w");
+        if (f != NULL) {
+            fprintf(f, "%s\n", jsonbuf);
+            fclose(f);
+        }
+    }
+    (void)end;
+    free(lat);
+    free(orders);
+    rd_kafka_flush(producer, 5000);
+    rd_kafka_destroy(producer);
+    rd_kafka_consumer_close(consumer);
+    rd_kafka_destroy(consumer);
+    return done == count ? 0 : 1;
+}
