@@ -467,6 +467,29 @@ int of_order_status_update_decode(const cJSON *data, of_order_status_update *out
                         &out->expected_version, err);
 }
 
+int of_order_deadline_expired_decode(const cJSON *data, of_order_deadline_expired *out,
+                                     of_event_error *err)
+{
+    const char *kind = NULL;
+    const cJSON *item = NULL;
+    int result = need_object(data, err);
+    if (result != 0)
+        return result;
+    memset(out, 0, sizeof *out);
+    result = read_uuid(data, "order_id", out->order_id, err);
+    if (result == 0)
+        result = member(data, "kind", "kind", true, &item, err);
+    if (result == 0)
+        result = need_string(item, "kind", &kind, err);
+    if (result != 0)
+        return result;
+    if (strcmp(kind, "PAYMENT") != 0)
+        return of_event_error_set(err, OF_EVENT_ERR_OUT_OF_RANGE,
+                                  "field \"kind\" must be \"PAYMENT\"");
+    snprintf(out->kind, sizeof out->kind, "%s", kind);
+    return read_time(data, "due_at", out->due_at, err);
+}
+
 int of_order_status_changed_decode(const cJSON *data, of_order_status_changed *out,
                                    of_event_error *err)
 {
@@ -736,6 +759,7 @@ int of_contract_check_type(const char *topic, const char *type, of_event_error *
         {OF_TOPIC_ORDER_CREATED, OF_TYPE_ORDER_CREATED},
         {OF_TOPIC_ORDER_STATUS, OF_TYPE_ORDER_STATUS_CHANGED},
         {OF_TOPIC_ORDER_STATUS, OF_TYPE_ORDER_STATUS_UPDATE},
+        {OF_TOPIC_ORDER_STATUS, OF_TYPE_ORDER_DEADLINE_EXPIRED},
         {OF_TOPIC_RETURN_REQUESTED, OF_TYPE_RETURN_REQUESTED},
         {OF_TOPIC_RETURN_REQUESTED, OF_TYPE_RETURN_STATUS_CHANGED},
     };
@@ -767,6 +791,10 @@ int of_contract_decode(const of_event *ev, of_contract_data *out, of_event_error
         out->type = OF_TYPE_ORDER_STATUS_CHANGED;
         return of_order_status_changed_decode(ev->data, &out->u.order_status_changed, err);
     }
+    if (strcmp(type, OF_TYPE_ORDER_DEADLINE_EXPIRED) == 0) {
+        out->type = OF_TYPE_ORDER_DEADLINE_EXPIRED;
+        return of_order_deadline_expired_decode(ev->data, &out->u.deadline_expired, err);
+    }
     if (strcmp(type, OF_TYPE_RETURN_REQUESTED) == 0) {
         out->type = OF_TYPE_RETURN_REQUESTED;
         return of_return_requested_decode(ev->data, &out->u.return_requested, err);
@@ -780,4 +808,33 @@ int of_contract_decode(const of_event *ev, of_contract_data *out, of_event_error
         return of_event_error_set(err, OF_EVENT_ERR_UNKNOWN_TYPE, "unknown event type \"%s\"",
                                   type);
     return of_event_error_set(err, OF_EVENT_ERR_UNKNOWN_TYPE, "unknown event type");
+}
+
+int of_order_deadline_expired_encode(const of_order_deadline_expired *in, cJSON **out,
+                                     of_event_error *err)
+{
+    int result;
+    cJSON *obj = NULL;
+    of_order_deadline_expired check;
+
+    *out = NULL;
+    if (!terminated(in->order_id, sizeof in->order_id))
+        return bad_string("order_id", err);
+    if (!terminated(in->kind, sizeof in->kind))
+        return bad_string("kind", err);
+    if (!terminated(in->due_at, sizeof in->due_at))
+        return bad_string("due_at", err);
+    obj = cJSON_CreateObject();
+    if (obj == NULL || !add_uuid(obj, "order_id", in->order_id) ||
+        cJSON_AddStringToObject(obj, "kind", in->kind) == NULL ||
+        cJSON_AddStringToObject(obj, "due_at", in->due_at) == NULL)
+        return no_memory(&obj, err);
+    /* What orderflow publishes, it must be able to read back. */
+    result = of_order_deadline_expired_decode(obj, &check, err);
+    if (result != 0) {
+        cJSON_Delete(obj);
+        return result;
+    }
+    *out = obj;
+    return 0;
 }

@@ -9,6 +9,7 @@
  * recorded in the order's history as rejected and change nothing. Changed
  * events that no longer match the order (stale, duplicated, out of order)
  * are acknowledged without effect. */
+#include "deadlines.h"
 #include "order_machine.h"
 
 #include "orderflow/config.h"
@@ -25,6 +26,7 @@
 typedef struct settings {
     of_worker_settings w;     /* common worker settings */
     int64_t payment_deadline; /* ms a CONFIRMED order may wait for PAID */
+    int64_t deadline_scan;    /* ms between scans for due deadlines */
 } settings;
 
 static const of_config_item items[] = {
@@ -32,6 +34,9 @@ static const of_config_item items[] = {
     {"payment-deadline", "ORDERFLOW_PAYMENT_DEADLINE", "payment-deadline", OF_CFG_MS, "30m",
      "time a CONFIRMED order may wait for PAID before it is cancelled (PAYMENT_TIMEOUT)",
      offsetof(settings, payment_deadline), 1000, 30LL * 24 * 3600 * 1000},
+    {"deadline-scan-interval", "ORDERFLOW_DEADLINE_SCAN_INTERVAL", "deadline-scan-interval",
+     OF_CFG_MS, "1s", "time between scans for expired deadlines", offsetof(settings, deadline_scan),
+     100, 3600000},
 };
 
 static const char *const topics[] = {OF_TOPIC_ORDER_STATUS};
@@ -79,13 +84,13 @@ typedef struct loaded_order {
 
 /* The batch's view of the database, shared by the steps. */
 typedef struct batch_state {
-    loaded_order *orders;     /* orders the batch names */
-    size_t n_orders;          /* count */
-    const PGresult *items;    /* order_id, product_id, quantity, reserved */
-    stock *stocks;            /* products locked for reservations */
-    size_t n_stocks;          /* count */
-    int64_t deadline_ms;      /* payment deadline */
-    loaded_order *cur;        /* order of the step being applied */
+    loaded_order *orders;  /* orders the batch names */
+    size_t n_orders;       /* count */
+    const PGresult *items; /* order_id, product_id, quantity, reserved */
+    stock *stocks;         /* products locked for reservations */
+    size_t n_stocks;       /* count */
+    int64_t deadline_ms;   /* payment deadline */
+    loaded_order *cur;     /* order of the step being applied */
 } batch_state;
 
 static settings cfg;
@@ -108,7 +113,7 @@ static int update_inventory(of_step_ctx *s)
     const PGresult *r = bs->items;
     char *pids = NULL, *qtys = NULL;
     const char **ids = NULL, **qs = NULL;
-    char (*qbuf)[16] = NULL;
+    char(*qbuf)[16] = NULL;
     int n = o->item_hi - o->item_lo;
     int rc = -1;
 
@@ -258,6 +263,8 @@ static const char *order_id_of(const of_contract_data *d)
 {
     if (strcmp(d->type, OF_TYPE_ORDER_STATUS_CHANGED) == 0)
         return d->u.order_status_changed.order_id;
+    if (strcmp(d->type, OF_TYPE_ORDER_DEADLINE_EXPIRED) == 0)
+        return d->u.deadline_expired.order_id;
     return d->u.order_status_update.order_id;
 }
 
@@ -267,6 +274,8 @@ static bool moves_stock(const of_contract_data *d)
 {
     if (strcmp(d->type, OF_TYPE_ORDER_STATUS_CHANGED) == 0)
         return d->u.order_status_changed.status == OF_ORDER_CREATED;
+    if (strcmp(d->type, OF_TYPE_ORDER_DEADLINE_EXPIRED) == 0)
+        return true;
     return d->u.order_status_update.status == OF_ORDER_CANCELLED;
 }
 
@@ -384,8 +393,7 @@ static int apply_changed(of_step_ctx *s, of_worker_item *it, loaded_order *o,
 {
     /* Only the event announcing the order's current state drives the next
      * step; any other is stale or a repeat and changes nothing. */
-    if (strcmp(o->st.status, of_order_status_name(c->status)) != 0 ||
-        o->st.version != c->version ||
+    if (strcmp(o->st.status, of_order_status_name(c->status)) != 0 || o->st.version != c->version ||
         !of_machine_runs(&of_order_machine, steps, o->st.status, OF_TRIGGER_AUTO)) {
         it->outcome = "ignored";
         return 0;
@@ -417,6 +425,25 @@ static int apply_update(of_step_ctx *s, of_worker_item *it, loaded_order *o,
     return rc;
 }
 
+/* A payment deadline fired: PaymentTimeout if the order still waits for
+ * payment; otherwise the deadline no longer applies, which the history
+ * records as ignored. */
+static int apply_deadline(of_step_ctx *s, of_worker_item *it, loaded_order *o)
+{
+    char why[128];
+    int rc;
+    if (of_machine_find(&of_order_machine, o->st.status, OF_TRIGGER_PAYMENT_TIMEOUT, NULL) ==
+        NULL) {
+        snprintf(why, sizeof why, "payment deadline passed while the order was %s", o->st.status);
+        it->outcome = "ignored";
+        return of_machine_record(&of_order_machine, s, "ignored", o->st.status,
+                                 OF_TRIGGER_PAYMENT_TIMEOUT, why);
+    }
+    rc = transition(s, o, OF_TRIGGER_PAYMENT_TIMEOUT);
+    it->outcome = "applied";
+    return rc;
+}
+
 static int apply(void *ctx, of_worker_batch *b, const of_db_pipeline *lp, size_t first,
                  of_db_pipeline *wp)
 {
@@ -444,6 +471,8 @@ static int apply(void *ctx, of_worker_batch *b, const of_db_pipeline *lp, size_t
         step_ctx(&s, b, it, wp, &bs, o);
         if (strcmp(d->type, OF_TYPE_ORDER_STATUS_CHANGED) == 0)
             rc = apply_changed(&s, it, o, &d->u.order_status_changed);
+        else if (strcmp(d->type, OF_TYPE_ORDER_DEADLINE_EXPIRED) == 0)
+            rc = apply_deadline(&s, it, o);
         else
             rc = apply_update(&s, it, o, &d->u.order_status_update);
         of_step_ctx_free(&s);
@@ -463,12 +492,24 @@ static void item_free(void *ctx, of_worker_item *it)
     it->user = NULL;
 }
 
+static deadline_scanner scanner;
+
+static int start(void *ctx, of_worker *w)
+{
+    return deadline_scanner_start(&scanner, w, (uint64_t)cfg.deadline_scan);
+}
+
+static void stop(void *ctx, of_worker *w)
+{
+    deadline_scanner_stop(&scanner);
+}
+
 int main(int argc, char **argv)
 {
     char err[256];
     static const of_worker_handler h = {
-        "order-status", topics, 1, stmts, sizeof stmts / sizeof stmts[0], decode, load, apply,
-        item_free,      NULL,   NULL, NULL,
+        "order-status", topics, 1,    stmts, sizeof stmts / sizeof stmts[0], decode, load, apply,
+        item_free,      start,  stop, NULL,
     };
     if (of_machine_validate(&of_order_machine, err, sizeof err) != 0) {
         fprintf(stderr, "order machine table is invalid: %s\n", err);

@@ -54,6 +54,10 @@
 #define OF_TYPE_ORDER_STATUS_UPDATE   "order.status.update"
 #define OF_TYPE_RETURN_REQUESTED      "return.requested"
 #define OF_TYPE_RETURN_STATUS_CHANGED "return.status.changed"
+/* An extension of the contract (docs/events.md): a deadline of an order
+ * passed. Published by orderflow itself on order.status when the deadline
+ * timer fires, so that the timeout is applied like any other event. */
+#define OF_TYPE_ORDER_DEADLINE_EXPIRED "order.deadline.expired"
 
 /* Limits (contract section 2). */
 #define OF_ITEMS_MAX        100
@@ -145,6 +149,13 @@ typedef struct of_order_status_changed {
     char at[OF_EVENT_TIME_MAX + 1];           /* when, RFC 3339 */
 } of_order_status_changed;
 
+/* order.deadline.expired data (an extension, see OF_TYPE_ORDER_DEADLINE_EXPIRED). */
+typedef struct of_order_deadline_expired {
+    char order_id[OF_UUID_STRLEN + 1];  /* order, lowercase UUID */
+    char kind[16];                      /* which deadline: "PAYMENT" */
+    char due_at[OF_EVENT_TIME_MAX + 1]; /* when it was due, RFC 3339 */
+} of_order_deadline_expired;
+
 /* return.requested data. */
 typedef struct of_return_requested {
     char order_id[OF_UUID_STRLEN + 1]; /* order, lowercase UUID */
@@ -181,6 +192,8 @@ int of_order_status_update_decode(const cJSON *data, of_order_status_update *out
 /* previous_status must be present (null or a status); status may not be null. */
 int of_order_status_changed_decode(const cJSON *data, of_order_status_changed *out,
                                    of_event_error *err) __attribute__((warn_unused_result));
+int of_order_deadline_expired_decode(const cJSON *data, of_order_deadline_expired *out,
+                                     of_event_error *err) __attribute__((warn_unused_result));
 int of_return_requested_decode(const cJSON *data, of_return_requested *out, of_event_error *err)
     __attribute__((warn_unused_result));
 /* previous_status must be present (null or a status); status may not be null. */
@@ -199,6 +212,8 @@ int of_order_status_changed_encode(const of_order_status_changed *in, cJSON **ou
                                    of_event_error *err) __attribute__((warn_unused_result));
 int of_order_status_update_encode(const of_order_status_update *in, cJSON **out,
                                   of_event_error *err) __attribute__((warn_unused_result));
+int of_order_deadline_expired_encode(const of_order_deadline_expired *in, cJSON **out,
+                                     of_event_error *err) __attribute__((warn_unused_result));
 int of_return_status_changed_encode(const of_return_status_changed *in, cJSON **out,
                                     of_event_error *err) __attribute__((warn_unused_result));
 
@@ -217,6 +232,7 @@ typedef struct of_contract_data {
         of_order_status_changed order_status_changed;   /* OF_TYPE_ORDER_STATUS_CHANGED */
         of_return_requested return_requested;           /* OF_TYPE_RETURN_REQUESTED */
         of_return_status_changed return_status_changed; /* OF_TYPE_RETURN_STATUS_CHANGED */
+        of_order_deadline_expired deadline_expired;     /* OF_TYPE_ORDER_DEADLINE_EXPIRED */
     } u;                                                /* the member named by type */
 } of_contract_data;
 
