@@ -73,6 +73,8 @@ static int parse_ms(const char *text, int64_t *out)
         mult = 60 * 1000;
     else if (strcmp(end, "h") == 0)
         mult = 3600 * 1000;
+    else if (strcmp(end, "d") == 0)
+        mult = 24LL * 3600 * 1000;
     else
         return -1;
     if (v > INT64_MAX / mult)
@@ -113,7 +115,7 @@ static int apply_value(const of_config_item *item, void *target, const char *tex
     case OF_CFG_MS:
         if ((item->type == OF_CFG_INT ? parse_int(text, &num) : parse_ms(text, &num)) != 0) {
             fprintf(err, "invalid value for \"%s\" (%s): \"%s\" is not %s\n", item->name, origin,
-                    text, item->type == OF_CFG_INT ? "an integer" : "a duration like 500ms, 5s, 2m");
+                    text, item->type == OF_CFG_INT ? "an integer" : "a duration like 500ms, 5s, 2m, 1h, 30d");
             return -1;
         }
         if (item->min <= item->max && (num < item->min || num > item->max)) {

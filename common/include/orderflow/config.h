@@ -18,7 +18,7 @@ typedef enum of_config_type {
     OF_CFG_SECRET, /* char *, like STRING but masked when printed or logged */
     OF_CFG_INT,    /* int64_t, decimal */
     OF_CFG_BOOL,   /* int, true/false/1/0/yes/no/on/off */
-    OF_CFG_MS,     /* int64_t milliseconds; accepts 250ms, 5s, 2m, 1h or a bare ms number */
+    OF_CFG_MS,     /* int64_t milliseconds; accepts 250ms, 5s, 2m, 1h, 30d or a bare ms number */
 } of_config_type;
 
 typedef struct of_config_item {
