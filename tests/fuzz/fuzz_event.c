@@ -78,6 +78,8 @@ static void try_decoders(const cJSON *json)
                    of_order_status_changed_encode, json);
     CHECK_REENCODE(of_return_status_changed, of_return_status_changed_decode,
                    of_return_status_changed_encode, json);
+    CHECK_REENCODE(of_order_deadline_expired, of_order_deadline_expired_decode,
+                   of_order_deadline_expired_encode, json);
 }
 
 static void check_time(const char *text)
