@@ -494,8 +494,28 @@ static void item_free(void *ctx, of_worker_item *it)
 
 static deadline_scanner scanner;
 
+/* Metrics of the payment deadlines, next to the runtime's on /metrics. */
+static const char pending_deadlines_sql[] =
+    "select count(*) from deadlines where fired_at is null and cancelled_at is null";
+static of_metric *deadlines_fired;
+
+static void collect_deadlines(void *arg, of_metrics *m)
+{
+    of_metric_set(deadlines_fired, NULL, (double)scanner.fired_total);
+    of_metric_set(of_metrics_find(m, "orderflow_db_reconnects_total"),
+                  (const char *const[]){"deadlines"}, (double)scanner.db.reconnects);
+}
+
 static int start(void *ctx, of_worker *w)
 {
+    deadlines_fired = of_metrics_counter(&w->metrics, "orderflow_deadlines_fired_total",
+                                         "Payment deadlines fired by this process.", NULL, 0);
+    if (of_worker_gauge_query(w, "orderflow_deadlines_pending",
+                              "Payment deadlines armed, not yet fired or cancelled (all replicas), "
+                              "refreshed every 5 s.",
+                              pending_deadlines_sql) != 0 ||
+        of_metrics_add_collector(&w->metrics, collect_deadlines, NULL) != 0)
+        return -1;
     return deadline_scanner_start(&scanner, w, (uint64_t)cfg.deadline_scan);
 }
 

@@ -18,6 +18,17 @@
  * commit. Undecodable or invalid events are dead-lettered without touching
  * the others. Nothing is acknowledged to Kafka before its transaction commits.
  *
+ * Observability: an HTTP endpoint on the same loop (http-address,
+ * http-port; port 0 disables it) serves /healthz (200 while the loop runs),
+ * /readyz (200 when the batch connection is ready, the consumer has
+ * partitions or is polled and in its group, and no shutdown has begun; 503
+ * with the reason otherwise) and /metrics (Prometheus text: events, outcomes,
+ * dead letters, transitions, batch and transaction histograms, step latency,
+ * retries, outbox, consumer lag, reconnects, build info). Handlers add their
+ * own families to w->metrics in start(), and gauges fed by a query with
+ * of_worker_gauge_query(). A port that cannot be bound is logged as an error
+ * and the worker runs on without the endpoint.
+ *
  * Ownership: the runtime owns items and their Kafka messages; handlers own
  * what they hang on item->user and release it in item_free. */
 #ifndef ORDERFLOW_WORKER_H
@@ -31,8 +42,10 @@
 #include "orderflow/config.h"
 #include "orderflow/db.h"
 #include "orderflow/event.h"
+#include "orderflow/http.h"
 #include "orderflow/kafka.h"
 #include "orderflow/message.h"
+#include "orderflow/metrics.h"
 #include "orderflow/outbox.h"
 
 typedef enum of_item_state {
@@ -49,6 +62,7 @@ typedef struct of_worker_item {
     of_header_view *headers;   /* header views (owned) */
     of_event ev;               /* parsed envelope (valid unless DEAD before parsing) */
     bool parsed;               /* ev holds data to free */
+    bool decoded;              /* the handler's decode accepted it (ev.type is one of its types) */
     of_item_state state;       /* what happens to it in this transaction */
     of_item_state initial;     /* state after decoding, restored when a transaction is retried */
     const char *dlq_code;      /* error code for the DLQ when not err.code's name, or NULL */
@@ -117,6 +131,8 @@ typedef struct of_worker_settings {
     int64_t sweep_grace;      /* ms before the sweep considers a row stuck */
     int64_t retry_max;        /* ms, cap of the retry backoff */
     int64_t grace_period;     /* ms allowed for a graceful shutdown */
+    char *http_address;       /* address of the health and metrics endpoint */
+    int64_t http_port;        /* its port; 0 disables it */
 } of_worker_settings;
 
 struct of_worker {
@@ -146,6 +162,9 @@ struct of_worker {
     bool producer_closed;            /* the producer is closed */
     uint64_t drain_deadline;         /* uv_now() limit for draining the relay */
     char topics[8][256];             /* prefixed topic names */
+    of_metrics metrics;              /* registry served on /metrics (handlers may add families) */
+    of_http http;                    /* health and metrics endpoint */
+    struct of_worker_obs *obs;       /* the runtime's metric families and probes (worker.c) */
     /* counters (metrics) */
     uint64_t n_batches, n_events, n_applied, n_duplicates, n_dead, n_retries;
 };
@@ -183,7 +202,13 @@ struct of_worker {
      OF_WORKER_CFG_(type, member, retry_max), 100, 3600000},                                       \
     {"grace-period", "ORDERFLOW_GRACE_PERIOD", "grace-period", OF_CFG_MS, "25s",                   \
      "time allowed to drain and exit on SIGTERM", OF_WORKER_CFG_(type, member, grace_period),      \
-     1000, 3600000}
+     1000, 3600000},                                                                               \
+    {"http-address", "ORDERFLOW_HTTP_ADDRESS", "http-address", OF_CFG_STRING, "0.0.0.0",           \
+     "address of the /healthz, /readyz and /metrics endpoint",                                     \
+     OF_WORKER_CFG_(type, member, http_address), 0, -1},                                           \
+    {"http-port", "ORDERFLOW_HTTP_PORT", "http-port", OF_CFG_INT, "8080",                          \
+     "port of the /healthz, /readyz and /metrics endpoint (0 disables it)",                        \
+     OF_WORKER_CFG_(type, member, http_port), 0, 65535}
 
 /* Runs the worker until SIGTERM/SIGINT and a graceful drain; returns the
  * process exit code. cfg is taken over (freed by the runtime). */
@@ -195,6 +220,13 @@ const char *of_worker_topic(of_worker *w, const char *topic, char *buf, size_t s
 /* For handlers' apply: appends m's outbox INSERT to wp and keeps m (taken
  * over, m is zeroed) to publish after commit. */
 int of_worker_emit(of_worker_batch *b, of_db_pipeline *wp, of_message *m)
+    __attribute__((warn_unused_result));
+
+/* For handlers' start: registers a gauge (no labels) set from the first
+ * column of the first row of sql, run every 5 s on the relay connection
+ * with the outbox backlog query (keep it cheap). name and help are copied,
+ * sql must be static. Returns 0 or -1 (bad name, too many queries, memory). */
+int of_worker_gauge_query(of_worker *w, const char *name, const char *help, const char *sql)
     __attribute__((warn_unused_result));
 
 #endif

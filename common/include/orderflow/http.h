@@ -1,0 +1,87 @@
+/* http.h: a small HTTP server on the libuv loop, for health checks and metrics.
+ *
+ * libmicrohttpd parses HTTP. It runs without threads of its own, in external
+ * polling mode with epoll (MHD_USE_EPOLL): its epoll descriptor is watched by
+ * a uv_poll_t and MHD_run() is called when it becomes readable; a uv_timer_t
+ * armed from MHD_get_timeout() after every run lets MHD finish buffered work
+ * and close idle connections. Requests are answered in the loop by route
+ * callbacks, so a route must not block.
+ *
+ * Routes match the path exactly (the query string is not part of it). GET and
+ * HEAD are served (HEAD without the body); other methods get 405, unknown
+ * paths 404. A route fills an of_http_response: the status (200 unless it
+ * says otherwise), the content type, and the body written to a memory stream.
+ *
+ * Ownership: the caller owns the of_http struct (it must stay in place until
+ * close_cb) and each route's arg; paths are copied. The body stream belongs
+ * to the server, which hands the buffer to libmicrohttpd to send and free. */
+#ifndef ORDERFLOW_HTTP_H
+#define ORDERFLOW_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <uv.h>
+
+#define OF_HTTP_MAX_ROUTES 8  /* routes per server */
+#define OF_HTTP_PATH_MAX   64 /* bytes of a route's path, NUL included */
+
+/* Error codes (besides libuv's negative UV_E* codes from the handles). */
+#define OF_HTTP_EINVAL -1 /* bad argument: address, path, too many routes */
+#define OF_HTTP_ESTART -2 /* libmicrohttpd could not start (port in use, no permission) */
+#define OF_HTTP_ESTATE -3 /* not allowed now (already started, closing) */
+
+/* What a route answers. */
+typedef struct of_http_response {
+    int status;               /* HTTP status; 200 unless the route sets another */
+    const char *content_type; /* static string; "text/plain; charset=utf-8" unless set */
+    FILE *body;               /* the body: write to it (memory stream owned by the server) */
+} of_http_response;
+
+/* Answers one request for the route's path. */
+typedef void (*of_http_route_fn)(void *arg, of_http_response *res);
+
+/* One registered path. */
+typedef struct of_http_route {
+    char path[OF_HTTP_PATH_MAX]; /* exact path, e.g. "/healthz" */
+    of_http_route_fn fn;         /* callback */
+    void *arg;                   /* callback argument (caller's) */
+} of_http_route;
+
+struct MHD_Daemon;
+typedef struct of_http of_http;
+
+struct of_http {
+    uv_loop_t *loop;                          /* loop the server runs on */
+    struct MHD_Daemon *daemon;                /* libmicrohttpd daemon, or NULL when not started */
+    uv_poll_t poll;                           /* watcher on the daemon's epoll descriptor */
+    uv_timer_t timer;                         /* calls MHD_run() when MHD_get_timeout() says so */
+    of_http_route routes[OF_HTTP_MAX_ROUTES]; /* registered routes */
+    size_t n_routes;                          /* used entries of routes */
+    char address[64];                         /* bound address as text */
+    uint16_t port;                            /* bound port (the real one when 0 was asked) */
+    bool closing;                             /* of_http_close() was called */
+    int pending_closes;                       /* handles still closing */
+    void (*close_cb)(of_http *h);             /* called once everything is released */
+    uint64_t requests;                        /* requests answered, any status (metrics) */
+};
+
+/* Prepares h on loop; nothing is bound yet. */
+void of_http_init(of_http *h, uv_loop_t *loop);
+/* Registers fn for path (copied; must start with '/'). Before or after start.
+ * Returns 0 or OF_HTTP_EINVAL. */
+int of_http_add_route(of_http *h, const char *path, of_http_route_fn fn, void *arg)
+    __attribute__((warn_unused_result));
+/* Binds address (IPv4 or IPv6 literal) and port (0: any free port, see
+ * h->port) and starts serving on the loop. Returns 0 or a negative code
+ * (OF_HTTP_* or UV_E*); started or not, the server is released with
+ * of_http_close(). */
+int of_http_start(of_http *h, const char *address, uint16_t port)
+    __attribute__((warn_unused_result));
+/* Stops serving: the handles are closed, then the daemon is stopped (open
+ * connections are dropped) and close_cb (may be NULL) runs; at once when the
+ * server was never started. Calling it again does nothing. */
+void of_http_close(of_http *h, void (*close_cb)(of_http *h));
+
+#endif
