@@ -2,6 +2,7 @@
 #include "orderctl.h"
 
 #include "order_machine.h"
+#include "return_machine.h"
 
 #include "orderflow/config.h"
 
@@ -25,9 +26,11 @@ static const struct {
     const char *name;    /* as typed */
     const of_machine *m; /* table */
 } machines[] = {
-    {"order", &of_order_machine},
-    {"OrderProcess", &of_order_machine},
-    {"OrderUpdate", &of_order_machine},
+    {"order", &of_order_machine},         /* the order entity */
+    {"OrderProcess", &of_order_machine},  /* its first execution */
+    {"OrderUpdate", &of_order_machine},   /* its second execution */
+    {"return", &of_return_machine},       /* the return entity */
+    {"ReturnRefund", &of_return_machine}, /* its execution */
 };
 
 int orderctl_graph(int argc, char **argv)
@@ -38,8 +41,8 @@ int orderctl_graph(int argc, char **argv)
 
     of_config_load_or_exit(items, N_ITEMS, &s, argc, argv, &rest, "orderctl graph",
                            "orderctl graph MACHINE [--format mermaid|dot]\n"
-                           "Prints the state diagram of MACHINE (order, OrderProcess, OrderUpdate) "
-                           "from the transition table the workers run.");
+                           "Prints the state diagram of MACHINE (order, OrderProcess, OrderUpdate, "
+                           "return, ReturnRefund) from the transition table the workers run.");
     if (rest != 2) {
         fprintf(stderr, "orderctl: usage: orderctl graph MACHINE [--format mermaid|dot]\n");
         goto out;

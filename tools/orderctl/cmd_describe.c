@@ -1,0 +1,479 @@
+/* cmd_describe.c: orderctl describe, history and executions, the read-only views an operator uses
+ * in place of the Step Functions console.
+ *
+ * Everything here only reads PostgreSQL (blocking libpq, as befits a CLI):
+ * the orders and their items, the order_overview and order_timeline views
+ * (migration 0002), executions, returns and refunds. An ORDER argument is
+ * the order id or the ce_id of the order.created event that created it (what
+ * `orderctl submit` prints), so `orderctl describe "$(orderctl submit ...)"`
+ * works. Unknown orders exit EX_NOINPUT (66), malformed arguments
+ * EX_DATAERR (65). */
+#include "orderctl.h"
+
+#include "orderflow/event.h"
+#include "orderflow/uuid.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <time.h>
+
+/* Settings of describe, history and executions. */
+typedef struct describe_settings {
+    orderctl_common c; /* database (the only one used here), Kafka, prefix, log level */
+    int json;          /* print JSON instead of text */
+    char *machine;     /* executions: OrderProcess, OrderUpdate or ReturnRefund */
+    char *status;      /* executions: RUNNING, SUCCEEDED, FAILED, TIMED_OUT or ABORTED */
+    char *since;       /* executions: RFC 3339 time or a duration back from now */
+    int64_t limit;     /* executions: rows at most */
+} describe_settings;
+
+#define JSON_ITEM(help)                                                                            \
+    {                                                                                              \
+        "json", NULL, "json", OF_CFG_BOOL, "false", help, offsetof(describe_settings, json), 0, -1 \
+    }
+
+static const of_config_item describe_items[] = {
+    ORDERCTL_COMMON_ITEMS(describe_settings, c),
+    JSON_ITEM("print one JSON object (order, items, executions, returns, refunds, deadlines)"),
+};
+static const of_config_item history_items[] = {
+    ORDERCTL_COMMON_ITEMS(describe_settings, c),
+    JSON_ITEM("print a JSON array of history rows"),
+};
+static const of_config_item executions_items[] = {
+    ORDERCTL_COMMON_ITEMS(describe_settings, c),
+    {"machine", NULL, "machine", OF_CFG_STRING, NULL, "OrderProcess, OrderUpdate or ReturnRefund",
+     offsetof(describe_settings, machine), 0, -1},
+    {"status", NULL, "status", OF_CFG_STRING, NULL,
+     "RUNNING, SUCCEEDED, FAILED, TIMED_OUT or ABORTED", offsetof(describe_settings, status), 0,
+     -1},
+    {"since", NULL, "since", OF_CFG_STRING, NULL,
+     "started at or after: RFC 3339 (2025-01-31T12:00:00Z) or a duration back (90s, 15m, 1h, 7d)",
+     offsetof(describe_settings, since), 0, -1},
+    {"limit", NULL, "limit", OF_CFG_INT, "50", "most rows, newest first",
+     offsetof(describe_settings, limit), 1, 100000},
+    JSON_ITEM("print a JSON array"),
+};
+#define N_DESCRIBE_ITEMS   (sizeof describe_items / sizeof describe_items[0])
+#define N_HISTORY_ITEMS    (sizeof history_items / sizeof history_items[0])
+#define N_EXECUTIONS_ITEMS (sizeof executions_items / sizeof executions_items[0])
+
+/* Loads settings, applies the log level and checks the argument count; returns true to go on. */
+static bool start(const of_config_item *items, size_t n, describe_settings *s, int argc,
+                  char **argv, int *rest, const char *progname, const char *summary, int want_args,
+                  const char *usage, int *code)
+{
+    memset(s, 0, sizeof *s);
+    if (!orderctl_settings_load(items, n, s, argc, argv, rest, progname, summary, code))
+        return false;
+    *code = orderctl_common_apply(&s->c);
+    if (*code == EX_OK && *rest != want_args + 1) {
+        fprintf(stderr, "orderctl: usage: %s\n", usage);
+        *code = EX_USAGE;
+    }
+    return *code == EX_OK;
+}
+
+/* Finds the order named by arg (its id, or the ce_id of its order.created)
+ * and writes its id. Returns EX_OK, EX_DATAERR, EX_NOINPUT or a query error. */
+static int resolve_order(PGconn *conn, const char *arg, char id[OF_UUID_STRLEN + 1])
+{
+    PGresult *r = NULL;
+    const char *vals[1] = {arg};
+    int code;
+
+    if (!of_uuid_valid(arg) && !of_event_id_valid(arg)) {
+        fprintf(stderr,
+                "orderctl: invalid order \"%s\": expected an order id (UUID) or the ce_id of "
+                "its order.created\n",
+                arg);
+        return EX_DATAERR;
+    }
+    /* The id first; a ce_id only when no order has that id (both may be UUIDs). */
+    code = orderctl_db_query(conn,
+                             of_uuid_valid(arg)
+                                 ? "select id from orders where id = $1::text::uuid union all"
+                                   " select id from orders where source_event_id = $1::text"
+                                   " limit 1"
+                                 : "select id from orders where source_event_id = $1",
+                             1, vals, &r);
+    if (code != EX_OK)
+        return code;
+    if (PQntuples(r) == 0) {
+        fprintf(stderr, "orderctl: order \"%s\" not found\n", arg);
+        code = EX_NOINPUT;
+    } else {
+        snprintf(id, OF_UUID_STRLEN + 1, "%s", PQgetvalue(r, 0, 0));
+    }
+    PQclear(r);
+    return code;
+}
+
+/* --- describe ----------------------------------------------------------------- */
+
+static const char describe_summary[] =
+    "       orderctl describe ORDER [--json]\n"
+    "Shows one order: status, version, reason, customer, totals, timestamps, items with the\n"
+    "price snapshot, executions, returns, refunds and deadlines. ORDER is the order id or the\n"
+    "ce_id of its order.created (what orderctl submit prints). Exit 66 if it is unknown.";
+
+/* clang-format off */
+static const char sql_order[] =
+    "select v.order_id, v.status, v.version, v.status_reason as reason, v.customer_id,"
+    " v.total_cents, v.currency, v.correlation_id, o.source_event_id,"
+    " " ORDERCTL_TS("v.created_at") " as created_at,"
+    " " ORDERCTL_TS("v.updated_at") " as updated_at,"
+    " " ORDERCTL_TS("v.confirmed_at") " as confirmed_at,"
+    " " ORDERCTL_TS("v.delivered_at") " as delivered_at,"
+    " v.order_process, v.order_update, round(v.ms_to_confirm)::bigint as ms_to_confirm,"
+    " v.rejected_updates"
+    " from order_overview v join orders o on o.id = v.order_id where v.order_id = $1::uuid";
+
+static const char sql_items[] =
+    "select i.line, i.product_id, i.quantity, i.unit_price_cents,"
+    " i.quantity * i.unit_price_cents as line_total_cents, i.reserved,"
+    " (select coalesce(sum(ri.quantity), 0) from return_items ri join returns r"
+    " on r.id = ri.return_id where r.order_id = i.order_id and ri.product_id = i.product_id"
+    " and r.status <> 'REJECTED')::integer as returned"
+    " from order_items i where i.order_id = $1::uuid order by i.line";
+
+static const char sql_executions[] =
+    "select machine, status, current_state,"
+    " " ORDERCTL_TS("started_at") " as started_at,"
+    " " ORDERCTL_TS("stopped_at") " as stopped_at, return_id, error, id"
+    " from executions where order_id = $1::uuid order by started_at, id";
+
+/* Returns: items as "product:qty" text for people, as a JSON array for programs. */
+static const char sql_returns_text[] =
+    "select r.id, r.status, r.version, r.refund_cents, r.reason, r.status_reason,"
+    " (select string_agg(product_id || ':' || quantity, ' ' order by product_id)"
+    " from return_items where return_id = r.id) as items,"
+    " " ORDERCTL_TS("r.created_at") " as created_at"
+    " from returns r where r.order_id = $1::uuid order by r.created_at, r.id";
+static const char sql_returns_json[] =
+    "select r.id, r.status, r.version, r.refund_cents, r.reason, r.status_reason,"
+    " coalesce((select json_agg(json_build_object('product_id', product_id, 'quantity',"
+    " quantity, 'unit_price_cents', unit_price_cents) order by product_id)"
+    " from return_items where return_id = r.id), '[]'::json) as items, r.correlation_id,"
+    " " ORDERCTL_TS("r.created_at") " as created_at,"
+    " " ORDERCTL_TS("r.updated_at") " as updated_at"
+    " from returns r where r.order_id = $1::uuid order by r.created_at, r.id";
+
+static const char sql_refunds[] =
+    "select id, cause, amount_cents, return_id,"
+    " " ORDERCTL_TS("created_at") " as created_at"
+    " from refunds where order_id = $1::uuid order by created_at, id";
+
+static const char sql_deadlines[] =
+    "select kind, " ORDERCTL_TS("due_at") " as due_at,"
+    " " ORDERCTL_TS("fired_at") " as fired_at,"
+    " " ORDERCTL_TS("cancelled_at") " as cancelled_at"
+    " from deadlines where order_id = $1::uuid order by due_at";
+/* clang-format on */
+
+/* The parts of describe after the order row, in output order. */
+static const struct {
+    const char *name;     /* section title and JSON member */
+    const char *sql_text; /* query for text output */
+    const char *sql_json; /* query for JSON output */
+} sections[] = {
+    {"items", sql_items, sql_items},
+    {"executions", sql_executions, sql_executions},
+    {"returns", sql_returns_text, sql_returns_json},
+    {"refunds", sql_refunds, sql_refunds},
+    {"deadlines", sql_deadlines, sql_deadlines},
+};
+#define N_SECTIONS (sizeof sections / sizeof sections[0])
+
+/* A column of the order row by name, "-" for NULL. */
+static const char *col(const PGresult *r, const char *name)
+{
+    int c = PQfnumber(r, name);
+    return c < 0 || PQgetisnull(r, 0, c) ? "-" : PQgetvalue(r, 0, c);
+}
+
+static void print_order_text(const PGresult *o)
+{
+    printf("order            %s\n", col(o, "order_id"));
+    printf("status           %s (version %s)\n", col(o, "status"), col(o, "version"));
+    printf("reason           %s\n", col(o, "reason"));
+    printf("customer         %s\n", col(o, "customer_id"));
+    printf("total            %s cents %s\n", col(o, "total_cents"), col(o, "currency"));
+    printf("created          %s\n", col(o, "created_at"));
+    printf("updated          %s\n", col(o, "updated_at"));
+    printf("confirmed        %s\n", col(o, "confirmed_at"));
+    printf("delivered        %s\n", col(o, "delivered_at"));
+    printf("correlation id   %s (order.created ce_id %s)\n", col(o, "correlation_id"),
+           col(o, "source_event_id"));
+    printf("OrderProcess     %s, OrderUpdate %s, %s ms to confirm, %s rejected update(s)\n",
+           col(o, "order_process"), col(o, "order_update"), col(o, "ms_to_confirm"),
+           col(o, "rejected_updates"));
+}
+
+int orderctl_describe(int argc, char **argv)
+{
+    describe_settings s;
+    PGconn *conn = NULL;
+    PGresult *o = NULL, *r = NULL;
+    cJSON *obj = NULL;
+    char id[OF_UUID_STRLEN + 1];
+    int rest = 0, code = EX_OK;
+
+    if (!start(describe_items, N_DESCRIBE_ITEMS, &s, argc, argv, &rest, "orderctl describe",
+               describe_summary, 1, "orderctl describe ORDER [--json]", &code))
+        goto out;
+    code = orderctl_db_connect(s.c.database_url, &conn);
+    if (code == EX_OK)
+        code = resolve_order(conn, argv[1], id);
+    if (code != EX_OK)
+        goto out;
+    const char *vals[1] = {id};
+    code = orderctl_db_query(conn, sql_order, 1, vals, &o);
+    if (code != EX_OK)
+        goto out;
+    if (PQntuples(o) == 0) { /* deleted between the two queries */
+        fprintf(stderr, "orderctl: order \"%s\" not found\n", id);
+        code = EX_NOINPUT;
+        goto out;
+    }
+    if (s.json) {
+        obj = orderctl_row_json(o, 0);
+        if (obj == NULL) {
+            code = orderctl_print_json(NULL);
+            goto out;
+        }
+    } else {
+        print_order_text(o);
+    }
+    for (size_t i = 0; i < N_SECTIONS; i++) {
+        code = orderctl_db_query(conn, s.json ? sections[i].sql_json : sections[i].sql_text, 1,
+                                 vals, &r);
+        if (code != EX_OK)
+            goto out;
+        if (s.json) {
+            cJSON *rows = orderctl_rows_json(r);
+            if (rows == NULL || !cJSON_AddItemToObject(obj, sections[i].name, rows)) {
+                cJSON_Delete(rows);
+                code = orderctl_print_json(NULL);
+                goto out;
+            }
+        } else {
+            printf("\n%s\n", sections[i].name);
+            if (PQntuples(r) == 0)
+                printf("  (none)\n");
+            else
+                orderctl_print_table(stdout, r, "  ", 60);
+        }
+        PQclear(r);
+        r = NULL;
+    }
+    if (s.json) {
+        code = orderctl_print_json(obj);
+        obj = NULL;
+    }
+out:
+    cJSON_Delete(obj);
+    PQclear(r);
+    PQclear(o);
+    PQfinish(conn);
+    of_config_free(describe_items, N_DESCRIBE_ITEMS, &s);
+    return code;
+}
+
+/* --- history -------------------------------------------------------------------- */
+
+static const char history_summary[] =
+    "       orderctl history ORDER [--json]\n"
+    "Prints the order's timeline from the order_timeline view: every step and every rejected\n"
+    "or ignored update of its OrderProcess, OrderUpdate and (for its returns) ReturnRefund\n"
+    "executions, in time order, with the event that caused it (topic/partition@offset, ce_id)\n"
+    "and the detail (reason, ...). Exit 66 if the order is unknown.";
+
+/* Time order; rows of one transaction may share a timestamp (OrderCompleted
+ * and the Start of OrderUpdate), so the execution that started first, then
+ * seq, break the tie. */
+/* clang-format off */
+#define HISTORY_WHERE_ORDER                                                                        \
+    " where t.order_id = $1::uuid order by t.at, (select e.started_at from executions e"           \
+    " where e.order_id = t.order_id and e.machine = t.machine"                                     \
+    " and e.return_id is not distinct from t.return_id), t.seq"
+
+static const char sql_history_text[] =
+    "select " ORDERCTL_TS("t.at") " as time,"
+    " t.machine || coalesce('(' || left(t.return_id::text, 8) || ')', '') as machine, t.step,"
+    " coalesce(t.from_state, '(none)') || ' -> '"
+    " || coalesce(t.to_state, t.detail->>'trigger', '?') as transition, t.outcome,"
+    " t.topic || '/' || coalesce(t.partition::text, '?') || '@'"
+    " || coalesce(t.\"offset\"::text, '?') as caused_by,"
+    " t.event_id as ce_id, nullif(t.detail::text, '{}') as detail"
+    " from order_timeline t" HISTORY_WHERE_ORDER;
+static const char sql_history_json[] =
+    "select " ORDERCTL_TS("t.at") " as at, t.machine, t.execution_status, t.return_id, t.seq,"
+    " t.step, t.from_state, t.to_state, t.outcome, t.topic, t.partition, t.\"offset\","
+    " t.event_id as ce_id, t.detail"
+    " from order_timeline t" HISTORY_WHERE_ORDER;
+/* clang-format on */
+
+int orderctl_history(int argc, char **argv)
+{
+    describe_settings s;
+    PGconn *conn = NULL;
+    PGresult *r = NULL;
+    char id[OF_UUID_STRLEN + 1];
+    int rest = 0, code = EX_OK;
+
+    if (!start(history_items, N_HISTORY_ITEMS, &s, argc, argv, &rest, "orderctl history",
+               history_summary, 1, "orderctl history ORDER [--json]", &code))
+        goto out;
+    code = orderctl_db_connect(s.c.database_url, &conn);
+    if (code == EX_OK)
+        code = resolve_order(conn, argv[1], id);
+    if (code != EX_OK)
+        goto out;
+    const char *vals[1] = {id};
+    code = orderctl_db_query(conn, s.json ? sql_history_json : sql_history_text, 1, vals, &r);
+    if (code != EX_OK)
+        goto out;
+    if (s.json)
+        code = orderctl_print_json(orderctl_rows_json(r));
+    else if (PQntuples(r) == 0)
+        printf("order %s has no history yet\n", id);
+    else
+        orderctl_print_table(stdout, r, "", 80);
+out:
+    PQclear(r);
+    PQfinish(conn);
+    of_config_free(history_items, N_HISTORY_ITEMS, &s);
+    return code;
+}
+
+/* --- executions ------------------------------------------------------------------- */
+
+static const char executions_summary[] =
+    "       orderctl executions [--machine M] [--status S] [--since T] [--limit N] [--json]\n"
+    "Lists executions, newest first. M: OrderProcess, OrderUpdate, ReturnRefund; S: RUNNING,\n"
+    "SUCCEEDED, FAILED, TIMED_OUT, ABORTED; T: an RFC 3339 time or a duration back from now\n"
+    "(500ms, 90s, 15m, 1h, 7d, 2w). Exit 65 for a value outside those.";
+
+static bool one_of(const char *v, const char *const *set)
+{
+    for (; *set != NULL; set++)
+        if (strcmp(v, *set) == 0)
+            return true;
+    return false;
+}
+
+/* Parses a duration such as 90s or 1h into milliseconds. Returns 0 or -1. */
+static int parse_duration(const char *text, int64_t *ms)
+{
+    static const struct {
+        const char *unit; /* suffix */
+        int64_t ms;       /* its length */
+    } units[] = {{"ms", 1},      {"s", 1000},     {"m", 60000},
+                 {"h", 3600000}, {"d", 86400000}, {"w", 604800000}};
+    char *end = NULL;
+    long long v;
+    if (!isdigit((unsigned char)text[0]))
+        return -1;
+    errno = 0;
+    v = strtoll(text, &end, 10);
+    if (errno != 0)
+        return -1;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        if (strcmp(end, units[i].unit) == 0) {
+            if (v > INT64_MAX / units[i].ms)
+                return -1;
+            *ms = v * units[i].ms;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int orderctl_executions(int argc, char **argv)
+{
+    static const char *const machines[] = {"OrderProcess", "OrderUpdate", "ReturnRefund", NULL};
+    static const char *const statuses[] = {"RUNNING",   "SUCCEEDED", "FAILED",
+                                           "TIMED_OUT", "ABORTED",   NULL};
+    /* clang-format off */
+    static const char sql[] =
+        "select id, machine, order_id, return_id, status, current_state,"
+        " " ORDERCTL_TS("started_at") " as started_at,"
+        " " ORDERCTL_TS("stopped_at") " as stopped_at, error"
+        " from executions"
+        " where ($1::text is null or machine = $1) and ($2::text is null or status = $2)"
+        " and ($3::timestamptz is null or started_at >= $3::timestamptz)"
+        " order by started_at desc, id desc limit $4::integer";
+    /* clang-format on */
+    describe_settings s;
+    PGconn *conn = NULL;
+    PGresult *r = NULL;
+    char since[OF_EVENT_TIME_MAX + 1], limit[24];
+    int rest = 0, code = EX_OK;
+
+    if (!start(executions_items, N_EXECUTIONS_ITEMS, &s, argc, argv, &rest, "orderctl executions",
+               executions_summary, 0,
+               "orderctl executions [--machine M] [--status S] [--since T] [--limit N] [--json]",
+               &code))
+        goto out;
+    if (s.machine != NULL && !one_of(s.machine, machines)) {
+        fprintf(stderr,
+                "orderctl: invalid machine \"%s\": use OrderProcess, OrderUpdate or "
+                "ReturnRefund\n",
+                s.machine);
+        code = EX_DATAERR;
+        goto out;
+    }
+    if (s.status != NULL && !one_of(s.status, statuses)) {
+        fprintf(stderr,
+                "orderctl: invalid status \"%s\": use RUNNING, SUCCEEDED, FAILED, TIMED_OUT or "
+                "ABORTED\n",
+                s.status);
+        code = EX_DATAERR;
+        goto out;
+    }
+    if (s.since != NULL) {
+        int64_t back = 0;
+        struct timespec now;
+        if (of_event_time_valid(s.since)) {
+            snprintf(since, sizeof since, "%s", s.since);
+        } else if (parse_duration(s.since, &back) == 0 &&
+                   clock_gettime(CLOCK_REALTIME, &now) == 0 &&
+                   of_event_time_format((int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 - back,
+                                        since) == 0) {
+            /* since holds the start of the window */
+        } else {
+            fprintf(stderr,
+                    "orderctl: invalid since \"%s\": use an RFC 3339 time "
+                    "(2025-01-31T12:00:00Z) or a duration (90s, 15m, 1h, 7d)\n",
+                    s.since);
+            code = EX_DATAERR;
+            goto out;
+        }
+    }
+    snprintf(limit, sizeof limit, "%lld", (long long)s.limit);
+    code = orderctl_db_connect(s.c.database_url, &conn);
+    if (code != EX_OK)
+        goto out;
+    const char *vals[4] = {s.machine, s.status, s.since != NULL ? since : NULL, limit};
+    code = orderctl_db_query(conn, sql, 4, vals, &r);
+    if (code != EX_OK)
+        goto out;
+    if (s.json)
+        code = orderctl_print_json(orderctl_rows_json(r));
+    else if (PQntuples(r) == 0)
+        printf("no executions match\n");
+    else
+        orderctl_print_table(stdout, r, "", 60);
+out:
+    PQclear(r);
+    PQfinish(conn);
+    of_config_free(executions_items, N_EXECUTIONS_ITEMS, &s);
+    return code;
+}
