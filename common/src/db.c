@@ -313,6 +313,9 @@ static void db_send_head(of_db *db)
     p->sqlstate[0] = '\0';
     p->error[0] = '\0';
     p->started_ns = uv_hrtime();
+    /* In flight from the first byte: a send that fails part-way completes
+     * the pipeline with OF_DB_ECONN instead of sending it again later. */
+    db->in_flight = true;
     for (size_t i = 0; i < p->n; i++) {
         of_db_cmd *c = &p->cmds[i];
         int ok;
@@ -331,7 +334,6 @@ static void db_send_head(of_db *db)
         db_fail_connection(db, PQerrorMessage(db->conn));
         return;
     }
-    db->in_flight = true;
     int f = PQflush(db->conn);
     if (f < 0) {
         db_fail_connection(db, PQerrorMessage(db->conn));
@@ -491,6 +493,7 @@ static void on_connected(of_db *db)
     p->cur_has_result = false;
     p->failed_index = -1;
     p->started_ns = uv_hrtime();
+    db->in_flight = true; /* a failed send dequeues it (see db_send_head) */
     for (size_t i = 0; i < n_sets; i++) {
         if (!PQsendQueryParams(db->conn, p->cmds[i].sql, 0, NULL, NULL, NULL, NULL, 0)) {
             db_fail_connection(db, PQerrorMessage(db->conn));
@@ -504,7 +507,6 @@ static void on_connected(of_db *db)
         db_fail_connection(db, PQerrorMessage(db->conn));
         return;
     }
-    db->in_flight = true;
     int f = PQflush(db->conn);
     if (f < 0) {
         db_fail_connection(db, PQerrorMessage(db->conn));

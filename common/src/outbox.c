@@ -72,8 +72,8 @@ static unsigned char *b64_decode(const char *src, size_t *len)
         int c = src[i + 2] == '=' ? 0 : b64_value(src[i + 2]);
         int d = src[i + 3] == '=' ? 0 : b64_value(src[i + 3]);
         /* Padding only at the very end, and "x=" never before a data character. */
-        bool bad_pad = (src[i + 2] == '=' && src[i + 3] != '=') ||
-                       (src[i + 3] == '=' && i + 4 != n);
+        bool bad_pad =
+            (src[i + 2] == '=' && src[i + 3] != '=') || (src[i + 3] == '=' && i + 4 != n);
         if (a < 0 || b < 0 || c < 0 || d < 0 || bad_pad) {
             free(out);
             return NULL;
