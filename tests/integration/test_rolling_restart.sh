@@ -60,6 +60,7 @@ sleep 2
 # Rolling restart of order-status: a, then b; then order-created.
 pid_a=${OF_PIDS[status-a]}
 kill -TERM "$pid_a"
+sleep 0.3 # the signal reaches the loop first
 readyz_after_term=$(ready "$port_a")
 rc=0
 wait "$pid_a" || rc=$?
