@@ -128,8 +128,10 @@ static int add_exec_start(of_step_ctx *s, const char *execution, const char *sta
     if (s->input != NULL && (input = cJSON_PrintUnformatted(s->input)) == NULL)
         return OF_DB_ENOMEM;
     snprintf(stmt, sizeof stmt, "%s_exec_start", s->m->name);
-    const char *values[7] = {id, execution, s->order_id, s->return_id, status, state, input};
-    rc = of_db_pipeline_add(s->wp, stmt, 7, values);
+    /* An execution that fails in its first step records why, as a later failure does. */
+    const char *error = strcmp(status, "FAILED") == 0 ? s->reason : "";
+    const char *values[8] = {id, execution, s->order_id, s->return_id, status, state, input, error};
+    rc = of_db_pipeline_add(s->wp, stmt, 8, values);
     free(input);
     return rc;
 }

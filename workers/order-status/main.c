@@ -497,6 +497,10 @@ static deadline_scanner scanner;
 /* Metrics of the payment deadlines, next to the runtime's on /metrics. */
 static const char pending_deadlines_sql[] =
     "select count(*) from deadlines where fired_at is null and cancelled_at is null";
+/* Deadlines that are due but not fired yet: the deadline timer's lag. */
+static const char overdue_deadlines_sql[] =
+    "select count(*) from deadlines where fired_at is null and cancelled_at is null"
+    " and due_at < now() - interval '5 seconds'";
 static of_metric *deadlines_fired;
 
 static void collect_deadlines(void *arg, of_metrics *m)
@@ -514,6 +518,10 @@ static int start(void *ctx, of_worker *w)
                               "Payment deadlines armed, not yet fired or cancelled (all replicas), "
                               "refreshed every 5 s.",
                               pending_deadlines_sql) != 0 ||
+        of_worker_gauge_query(w, "orderflow_deadlines_overdue",
+                              "Payment deadlines more than 5 s past due and not fired yet (all "
+                              "replicas): non-zero means no deadline timer is keeping up.",
+                              overdue_deadlines_sql) != 0 ||
         of_metrics_add_collector(&w->metrics, collect_deadlines, NULL) != 0)
         return -1;
     return deadline_scanner_start(&scanner, w, (uint64_t)cfg.deadline_scan);

@@ -98,8 +98,8 @@ struct of_step_ctx {
 #define OF_MACHINE_COMMON_STMTS(NAME)                                                              \
     {NAME "_exec_start",                                                                           \
      "insert into executions (id, machine, order_id, return_id, status, current_state, input,"     \
-     " stopped_at) values ($1::uuid, $2, $3::uuid, nullif($4, '')::uuid, $5, $6, $7::jsonb,"      \
-     " case when $5 = 'RUNNING' then null else now() end)"},                                      \
+     " stopped_at, error) values ($1::uuid, $2, $3::uuid, nullif($4, '')::uuid, $5, $6,"          \
+     " $7::jsonb, case when $5 = 'RUNNING' then null else now() end, nullif($8, ''))"},          \
     {NAME "_exec_update",                                                                          \
      "with u as (update executions set current_state = $4, status = $5,"                           \
      " stopped_at = case when $5 = 'RUNNING' then null else now() end,"                            \
