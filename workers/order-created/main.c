@@ -8,6 +8,7 @@
  * inventory. Events that cannot be decoded go to order.created.dlq. */
 #include "order_machine.h"
 
+#include "contract_item.h"
 #include "orderflow/config.h"
 #include "orderflow/contract.h"
 #include "orderflow/log.h"
@@ -154,15 +155,7 @@ static const of_step_impl steps[] = {
 
 static int decode(void *ctx, of_worker_item *it, of_event_error *err)
 {
-    of_contract_data *d;
-    int rc = of_contract_check_type(OF_TOPIC_ORDER_CREATED, it->ev.type, err);
-    if (rc != 0)
-        return rc;
-    d = malloc(sizeof *d);
-    if (d == NULL)
-        return of_event_error_set(err, OF_EVENT_ERR_NO_MEMORY, "out of memory");
-    it->user = d;
-    return of_contract_decode(&it->ev, d, err);
+    return of_contract_item_decode(OF_TOPIC_ORDER_CREATED, it, err);
 }
 
 /* One array of every customer and product the batch names, for two queries. */
@@ -238,11 +231,6 @@ static int apply(void *ctx, of_worker_batch *b, const of_db_pipeline *lp, size_t
     return 0;
 }
 
-static void item_free(void *ctx, of_worker_item *it)
-{
-    free(it->user);
-    it->user = NULL;
-}
 
 int main(int argc, char **argv)
 {
@@ -250,7 +238,7 @@ int main(int argc, char **argv)
     char err[256];
     static const of_worker_handler h = {
         "order-created", topics, 1, stmts, sizeof stmts / sizeof stmts[0], decode, load, apply,
-        item_free,       NULL,   NULL, NULL,
+        of_contract_item_free,       NULL,   NULL, NULL,
     };
     if (of_machine_validate(&of_order_machine, err, sizeof err) != 0) {
         fprintf(stderr, "order machine table is invalid: %s\n", err);

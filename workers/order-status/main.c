@@ -12,6 +12,7 @@
 #include "deadlines.h"
 #include "order_machine.h"
 
+#include "contract_item.h"
 #include "orderflow/config.h"
 #include "orderflow/contract.h"
 #include "orderflow/log.h"
@@ -248,15 +249,7 @@ static const of_step_impl steps[] = {
 
 static int decode(void *ctx, of_worker_item *it, of_event_error *err)
 {
-    of_contract_data *d;
-    int rc = of_contract_check_type(OF_TOPIC_ORDER_STATUS, it->ev.type, err);
-    if (rc != 0)
-        return rc;
-    d = malloc(sizeof *d);
-    if (d == NULL)
-        return of_event_error_set(err, OF_EVENT_ERR_NO_MEMORY, "out of memory");
-    it->user = d;
-    return of_contract_decode(&it->ev, d, err);
+    return of_contract_item_decode(OF_TOPIC_ORDER_STATUS, it, err);
 }
 
 static const char *order_id_of(const of_contract_data *d)
@@ -486,11 +479,6 @@ out:
     return rc;
 }
 
-static void item_free(void *ctx, of_worker_item *it)
-{
-    free(it->user);
-    it->user = NULL;
-}
 
 static deadline_scanner scanner;
 
@@ -537,7 +525,7 @@ int main(int argc, char **argv)
     char err[256];
     static const of_worker_handler h = {
         "order-status", topics, 1,    stmts, sizeof stmts / sizeof stmts[0], decode, load, apply,
-        item_free,      start,  stop, NULL,
+        of_contract_item_free,      start,  stop, NULL,
     };
     if (of_machine_validate(&of_order_machine, err, sizeof err) != 0) {
         fprintf(stderr, "order machine table is invalid: %s\n", err);

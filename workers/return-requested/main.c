@@ -9,6 +9,7 @@
  * order.status.update RETURNED or PARTIALLY_RETURNED for the order machine. */
 #include "return_machine.h"
 
+#include "contract_item.h"
 #include "orderflow/config.h"
 #include "orderflow/contract.h"
 #include "orderflow/log.h"
@@ -289,15 +290,7 @@ static const of_step_impl steps[] = {
 
 static int decode(void *ctx, of_worker_item *it, of_event_error *err)
 {
-    of_contract_data *d;
-    int rc = of_contract_check_type(OF_TOPIC_RETURN_REQUESTED, it->ev.type, err);
-    if (rc != 0)
-        return rc;
-    d = malloc(sizeof *d);
-    if (d == NULL)
-        return of_event_error_set(err, OF_EVENT_ERR_NO_MEMORY, "out of memory");
-    it->user = d;
-    return of_contract_decode(&it->ev, d, err);
+    return of_contract_item_decode(OF_TOPIC_RETURN_REQUESTED, it, err);
 }
 
 static bool is_request(const of_contract_data *d)
@@ -497,11 +490,6 @@ static int apply(void *ctx, of_worker_batch *b, const of_db_pipeline *lp, size_t
     return rc < 0 ? rc : (rc > 0 ? -1 : 0);
 }
 
-static void item_free(void *ctx, of_worker_item *it)
-{
-    free(it->user);
-    it->user = NULL;
-}
 
 int main(int argc, char **argv)
 {
@@ -515,7 +503,7 @@ int main(int argc, char **argv)
         decode,
         load,
         apply,
-        item_free,
+        of_contract_item_free,
         NULL,
         NULL,
         NULL,
