@@ -114,8 +114,9 @@ static int apply_value(const of_config_item *item, void *target, const char *tex
     case OF_CFG_INT:
     case OF_CFG_MS:
         if ((item->type == OF_CFG_INT ? parse_int(text, &num) : parse_ms(text, &num)) != 0) {
-            fprintf(err, "invalid value for \"%s\" (%s): \"%s\" is not %s\n", item->name, origin,
-                    text, item->type == OF_CFG_INT ? "an integer" : "a duration like 500ms, 5s, 2m, 1h, 30d");
+            fprintf(
+                err, "invalid value for \"%s\" (%s): \"%s\" is not %s\n", item->name, origin, text,
+                item->type == OF_CFG_INT ? "an integer" : "a duration like 500ms, 5s, 2m, 1h, 30d");
             return -1;
         }
         if (item->min <= item->max && (num < item->min || num > item->max)) {
@@ -282,8 +283,7 @@ void of_config_free(const of_config_item *items, size_t n, void *target)
 }
 
 void of_config_load_or_exit(const of_config_item *items, size_t n, void *target, int argc,
-                            char **argv, int *argc_rest, const char *progname,
-                            const char *summary)
+                            char **argv, int *argc_rest, const char *progname, const char *summary)
 {
     int rc = of_config_load(items, n, target, argc, argv, argc_rest, stderr);
     if (rc == OF_CONFIG_HELP) {

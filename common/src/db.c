@@ -323,8 +323,8 @@ static void db_send_head(of_db *db)
             ok = PQsendQueryParams(db->conn, c->sql, c->nparams, NULL,
                                    (const char *const *)c->values, c->lengths, c->formats, 0);
         else
-            ok = PQsendQueryPrepared(db->conn, c->stmt, c->nparams,
-                                     (const char *const *)c->values, c->lengths, c->formats, 0);
+            ok = PQsendQueryPrepared(db->conn, c->stmt, c->nparams, (const char *const *)c->values,
+                                     c->lengths, c->formats, 0);
         if (!ok) {
             db_fail_connection(db, PQerrorMessage(db->conn));
             return;

@@ -98,11 +98,10 @@ int of_dlq_add(of_db_pipeline *p, const of_record_view *rec, const of_message *d
         goto out;
     snprintf(part, sizeof part, "%" PRId32, rec->partition);
     snprintf(off, sizeof off, "%" PRId64, rec->offset);
-    const char *values[14] = {worker,       rec->topic,     part,
-                              off,          rec->key,       rec->value ? rec->value : "",
-                              orig_headers, ce_id,          ce_type,
-                              error_code,   reason,         dlq_msg->id,
-                              dlq_msg->topic, dlq_headers};
+    const char *values[14] = {
+        worker,         rec->topic, part,    off,        rec->key, rec->value ? rec->value : "",
+        orig_headers,   ce_id,      ce_type, error_code, reason,   dlq_msg->id,
+        dlq_msg->topic, dlq_headers};
     int lengths[14] = {0};
     int formats[14] = {0};
     lengths[4] = (int)rec->key_len;

@@ -471,11 +471,10 @@ int of_producer_send(of_producer *p, const of_message *m, void *opaque)
     for (size_t i = 0; i < m->n_headers; i++)
         rd_kafka_header_add(hdrs, m->headers[i].name, -1, m->headers[i].value,
                             (ssize_t)m->headers[i].len);
-    err = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(m->topic),
-                            RD_KAFKA_V_KEY(m->key, m->key ? m->key_len : 0),
-                            RD_KAFKA_V_VALUE(m->value, m->value_len),
-                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
-                            RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+    err = rd_kafka_producev(
+        p->rk, RD_KAFKA_V_TOPIC(m->topic), RD_KAFKA_V_KEY(m->key, m->key ? m->key_len : 0),
+        RD_KAFKA_V_VALUE(m->value, m->value_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         rd_kafka_headers_destroy(hdrs); /* not taken over on failure */
         return err < 0 ? (int)err : -(int)err;
@@ -592,7 +591,8 @@ int of_kafka_create_topics(const char *bootstrap, const char *const *topics, siz
             rd_kafka_resp_err_t e = rd_kafka_topic_result_error(tr[i]);
             if (e != RD_KAFKA_RESP_ERR_NO_ERROR && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
                 snprintf(errstr, errstr_size, "could not create topic \"%s\": %s",
-                         rd_kafka_topic_result_name(tr[i]), rd_kafka_topic_result_error_string(tr[i]));
+                         rd_kafka_topic_result_name(tr[i]),
+                         rd_kafka_topic_result_error_string(tr[i]));
                 goto out;
             }
         }

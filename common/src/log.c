@@ -150,9 +150,10 @@ void of_log_write(of_log_level level, const of_log_ctx *ctx, const char *fmt, ..
 
 void of_log_rdkafka_cb(const struct rd_kafka_s *rk, int level, const char *fac, const char *buf)
 {
-    of_log_level l = level <= 3 ? OF_LOG_ERROR : level <= 4 ? OF_LOG_WARN
-                                               : level <= 6 ? OF_LOG_INFO
-                                                            : OF_LOG_DEBUG;
+    of_log_level l = level <= 3   ? OF_LOG_ERROR
+                     : level <= 4 ? OF_LOG_WARN
+                     : level <= 6 ? OF_LOG_INFO
+                                  : OF_LOG_DEBUG;
     of_log_write(l, NULL, "librdkafka %s: %s", fac ? fac : "-", buf ? buf : "");
 }
 

@@ -141,8 +141,8 @@ static int add_exec_update(of_step_ctx *s, const char *execution, const char *st
 {
     char stmt[64];
     snprintf(stmt, sizeof stmt, "%s_exec_update", s->m->name);
-    const char *values[6] = {execution, s->order_id, s->return_id, state, status,
-                             error ? error : ""};
+    const char *values[6] = {execution, s->order_id, s->return_id,
+                             state,     status,      error ? error : ""};
     return of_db_pipeline_add(s->wp, stmt, 6, values);
 }
 

@@ -135,8 +135,8 @@ int of_outbox_headers_parse(const char *json, of_message *m)
         if (!cJSON_IsString(k))
             goto out;
         if (cJSON_IsString(v)) {
-            if (of_message_add_header(m, k->valuestring, v->valuestring,
-                                      strlen(v->valuestring)) != 0)
+            if (of_message_add_header(m, k->valuestring, v->valuestring, strlen(v->valuestring)) !=
+                0)
                 goto out;
         } else if (cJSON_IsString(b)) {
             size_t len = 0;

@@ -266,8 +266,8 @@ static void schedule_retry(of_worker *w, const char *why)
                 b->hi - b->lo, w->retry_ms, why);
     restore_range(w);
     uv_timer_start(&w->retry_timer, on_retry_timer, w->retry_ms, 0);
-    w->retry_ms = w->retry_ms * 2 > (uint64_t)w->cfg.retry_max ? (uint64_t)w->cfg.retry_max
-                                                                : w->retry_ms * 2;
+    w->retry_ms =
+        w->retry_ms * 2 > (uint64_t)w->cfg.retry_max ? (uint64_t)w->cfg.retry_max : w->retry_ms * 2;
 }
 
 /* After a permanent failure: isolate events, or dead-letter the one at fault. */
@@ -290,13 +290,12 @@ static void handle_permanent(of_worker *w, const of_db_pipeline *p)
         schedule_retry(w, p->error);
         return;
     }
-    of_event_error_set(&it->err, OF_EVENT_ERR_INVALID_ATTRIBUTE,
-                       "could not apply event: %s (SQLSTATE %s, statement %s)", p->error,
-                       p->sqlstate,
-                       p->failed_index >= 0 && (size_t)p->failed_index < p->n
-                           ? (p->cmds[p->failed_index].stmt ? p->cmds[p->failed_index].stmt
-                                                            : "ad hoc")
-                           : "?");
+    of_event_error_set(
+        &it->err, OF_EVENT_ERR_INVALID_ATTRIBUTE,
+        "could not apply event: %s (SQLSTATE %s, statement %s)", p->error, p->sqlstate,
+        p->failed_index >= 0 && (size_t)p->failed_index < p->n
+            ? (p->cmds[p->failed_index].stmt ? p->cmds[p->failed_index].stmt : "ad hoc")
+            : "?");
     it->dlq_code = "PROCESSING_FAILED";
     it->state = it->initial = OF_ITEM_DEAD;
     begin_txn(w);
@@ -708,8 +707,8 @@ int of_worker_run(const of_worker_handler *h, of_worker_settings *cfg)
     if (build_statements(w, &n_stmts) != 0 ||
         of_db_init(&w->db, &loop, w->cfg.database_url, "batch", w->stmts, n_stmts, on_db_state,
                    w) != 0 ||
-        of_db_init(&w->aux, &loop, w->cfg.database_url, "relay", of_outbox_stmts,
-                   of_outbox_n_stmts, on_db_state, w) != 0) {
+        of_db_init(&w->aux, &loop, w->cfg.database_url, "relay", of_outbox_stmts, of_outbox_n_stmts,
+                   on_db_state, w) != 0) {
         of_log_error("could not set up postgres connections");
         goto out_loop;
     }

@@ -24,11 +24,11 @@ typedef struct widget_settings {
 
 /* Decoded payload of one event. */
 typedef struct widget_event {
-    bool created;         /* widget.created (else widget.status.changed) */
-    char product_id[65];  /* created: the product to take one unit of */
-    char widget_id[37];   /* status.changed: the widget */
-    char status[16];      /* status.changed: status announced */
-    int version;          /* status.changed: version announced */
+    bool created;        /* widget.created (else widget.status.changed) */
+    char product_id[65]; /* created: the product to take one unit of */
+    char widget_id[37];  /* status.changed: the widget */
+    char status[16];     /* status.changed: status announced */
+    int version;         /* status.changed: version announced */
 } widget_event;
 
 /* Loaded row of a widget. */
@@ -44,8 +44,7 @@ static int widget_changed(of_step_ctx *s, const char *from, const char *to, int 
                           of_message *out);
 
 static const of_transition widget_rows[] = {
-    {OF_STATE_NONE, "widget.created", "NEW", "CreateWidget", "OrderProcess", true, "RUNNING",
-     NULL},
+    {OF_STATE_NONE, "widget.created", "NEW", "CreateWidget", "OrderProcess", true, "RUNNING", NULL},
     {"NEW", OF_TRIGGER_AUTO, "DONE", "FinishWidget", "OrderProcess", false, "SUCCEEDED", NULL},
 };
 
@@ -55,9 +54,8 @@ static const of_step_impl widget_steps[] = {
     {NULL, NULL},
 };
 
-static const of_machine widget_machine = {"widget", "widget", widget_rows,
-                                          sizeof widget_rows / sizeof widget_rows[0],
-                                          widget_changed};
+static const of_machine widget_machine = {
+    "widget", "widget", widget_rows, sizeof widget_rows / sizeof widget_rows[0], widget_changed};
 
 static const of_db_stmt widget_stmts[] = {
     OF_MACHINE_STMTS("widget", "widgets"),
@@ -193,7 +191,8 @@ static int widget_apply(void *ctx, of_worker_batch *b, const of_db_pipeline *lp,
                 return -1;
             memcpy(s.order_id, s.entity_id, sizeof s.order_id);
             snprintf(s.correlation_id, sizeof s.correlation_id, "%s", it->ev.id);
-            rc = of_machine_apply(&widget_machine, widget_steps, &s, OF_STATE_NONE, "widget.created");
+            rc = of_machine_apply(&widget_machine, widget_steps, &s, OF_STATE_NONE,
+                                  "widget.created");
         } else if (!find_row(rows, e->widget_id, &row)) {
             of_event_error_set(&it->err, OF_EVENT_ERR_INVALID_ID, "unknown widget \"%s\"",
                                e->widget_id);

@@ -39,8 +39,8 @@ static const of_transition order_rows[] = {
      "SUCCEEDED", NULL},
     {"PARTIALLY_RETURNED", "RETURNED", "RETURNED", "ApplyReturn", "OrderUpdate", false, "SUCCEEDED",
      NULL},
-    {"PARTIALLY_RETURNED", "PARTIALLY_RETURNED", "PARTIALLY_RETURNED", "ApplyReturn",
-     "OrderUpdate", false, "SUCCEEDED", NULL},
+    {"PARTIALLY_RETURNED", "PARTIALLY_RETURNED", "PARTIALLY_RETURNED", "ApplyReturn", "OrderUpdate",
+     false, "SUCCEEDED", NULL},
 };
 
 const of_machine of_order_machine = {

@@ -29,12 +29,12 @@ extern const of_machine of_order_machine;
 /* The of_step_ctx user data every order step gets: what the event was and
  * the order row as loaded (and updated in memory as the batch advances). */
 typedef struct of_order_state {
-    char id[37];            /* order id */
-    char status[32];        /* current status */
-    int version;            /* current version */
-    char correlation[65];   /* correlation id (ce_id of order.created) */
-    char customer_id[65];   /* customer */
-    void *worker;           /* worker-specific extra state */
+    char id[37];          /* order id */
+    char status[32];      /* current status */
+    int version;          /* current version */
+    char correlation[65]; /* correlation id (ce_id of order.created) */
+    char customer_id[65]; /* customer */
+    void *worker;         /* worker-specific extra state */
 } of_order_state;
 
 #endif

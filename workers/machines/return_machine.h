@@ -23,9 +23,9 @@ extern const of_machine of_return_machine;
 
 /* The refund amount a step computed, carried into return.status.changed. */
 typedef struct of_return_step {
-    bool has_refund;       /* refund_cents is known */
-    int64_t refund_cents;  /* refund amount */
-    void *worker;          /* worker-specific state */
+    bool has_refund;      /* refund_cents is known */
+    int64_t refund_cents; /* refund amount */
+    void *worker;         /* worker-specific state */
 } of_return_step;
 
 #endif

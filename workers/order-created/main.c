@@ -130,8 +130,8 @@ static int create_order(of_step_ctx *s)
         s->to = "CREATED";
     }
     snprintf(total_s, sizeof total_s, "%" PRId64, total);
-    const char *ov[8] = {s->entity_id, oc->customer_id, s->to, s->reason,
-                         total_s,      oc->currency,    s->correlation_id, s->it->ev.id};
+    const char *ov[8] = {s->entity_id, oc->customer_id,   s->to,       s->reason, total_s,
+                         oc->currency, s->correlation_id, s->it->ev.id};
     const char *iv[4] = {s->entity_id, pids, qtys, prices};
     if (of_db_pipeline_add(s->wp, "oc_insert_order", 8, ov) != 0 ||
         of_db_pipeline_add(s->wp, "oc_insert_items", 4, iv) != 0)
@@ -231,14 +231,23 @@ static int apply(void *ctx, of_worker_batch *b, const of_db_pipeline *lp, size_t
     return 0;
 }
 
-
 int main(int argc, char **argv)
 {
     settings cfg;
     char err[256];
     static const of_worker_handler h = {
-        "order-created", topics, 1, stmts, sizeof stmts / sizeof stmts[0], decode, load, apply,
-        of_contract_item_free,       NULL,   NULL, NULL,
+        "order-created",
+        topics,
+        1,
+        stmts,
+        sizeof stmts / sizeof stmts[0],
+        decode,
+        load,
+        apply,
+        of_contract_item_free,
+        NULL,
+        NULL,
+        NULL,
     };
     if (of_machine_validate(&of_order_machine, err, sizeof err) != 0) {
         fprintf(stderr, "order machine table is invalid: %s\n", err);

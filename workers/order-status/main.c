@@ -479,7 +479,6 @@ out:
     return rc;
 }
 
-
 static deadline_scanner scanner;
 
 /* Metrics of the payment deadlines, next to the runtime's on /metrics. */
@@ -524,8 +523,18 @@ int main(int argc, char **argv)
 {
     char err[256];
     static const of_worker_handler h = {
-        "order-status", topics, 1,    stmts, sizeof stmts / sizeof stmts[0], decode, load, apply,
-        of_contract_item_free,      start,  stop, NULL,
+        "order-status",
+        topics,
+        1,
+        stmts,
+        sizeof stmts / sizeof stmts[0],
+        decode,
+        load,
+        apply,
+        of_contract_item_free,
+        start,
+        stop,
+        NULL,
     };
     if (of_machine_validate(&of_order_machine, err, sizeof err) != 0) {
         fprintf(stderr, "order machine table is invalid: %s\n", err);

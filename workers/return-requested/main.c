@@ -490,7 +490,6 @@ static int apply(void *ctx, of_worker_batch *b, const of_db_pipeline *lp, size_t
     return rc < 0 ? rc : (rc > 0 ? -1 : 0);
 }
 
-
 int main(int argc, char **argv)
 {
     char err[256];

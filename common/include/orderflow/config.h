@@ -58,7 +58,6 @@ void of_config_free(const of_config_item *items, size_t n, void *target);
 /* Helper for the runtime: load, or print help / the error and exit with
  * EX_OK / EX_CONFIG. Returns only on success. */
 void of_config_load_or_exit(const of_config_item *items, size_t n, void *target, int argc,
-                            char **argv, int *argc_rest, const char *progname,
-                            const char *summary);
+                            char **argv, int *argc_rest, const char *progname, const char *summary);
 
 #endif

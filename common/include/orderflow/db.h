@@ -38,12 +38,12 @@ typedef struct of_db_stmt {
 
 /* One command of a pipeline; storage belongs to the pipeline. */
 typedef struct of_db_cmd {
-    char *stmt;          /* prepared statement name (copied), or NULL when sql is set */
-    char *sql;           /* ad hoc SQL (copied), or NULL */
-    int nparams;         /* number of parameters */
-    char **values;       /* parameter values (copied; NULL = SQL NULL) */
-    int *lengths;        /* byte lengths (used for binary parameters) */
-    int *formats;        /* 0 = text, 1 = binary */
+    char *stmt;    /* prepared statement name (copied), or NULL when sql is set */
+    char *sql;     /* ad hoc SQL (copied), or NULL */
+    int nparams;   /* number of parameters */
+    char **values; /* parameter values (copied; NULL = SQL NULL) */
+    int *lengths;  /* byte lengths (used for binary parameters) */
+    int *formats;  /* 0 = text, 1 = binary */
 } of_db_cmd;
 
 typedef struct of_db_pipeline of_db_pipeline;
@@ -53,22 +53,22 @@ typedef void (*of_db_pipeline_cb)(of_db *db, of_db_pipeline *p, int status, void
 
 /* A list of commands sent in one pipeline and their results. */
 struct of_db_pipeline {
-    of_db_cmd *cmds;        /* commands in order */
-    size_t n;               /* number of commands */
-    size_t cap;             /* allocated commands */
-    PGresult **results;     /* one per command after completion (NULL if none) */
-    int status;             /* OF_DB_* of the last run */
-    long failed_index;      /* index of the failed command, or -1 */
-    char sqlstate[6];       /* SQLSTATE of the failure, or "" */
-    char error[512];        /* error text of the failure, or "" */
-    of_db_pipeline_cb cb;   /* completion callback (set by of_db_submit) */
-    void *arg;              /* callback argument */
-    of_db_pipeline *next;   /* queue link, owned by of_db while queued */
-    size_t cur;             /* index of the command whose results are being read */
-    bool cur_has_result;    /* whether cur has produced a result yet */
-    uint64_t started_ns;    /* uv_hrtime() at send, for metrics */
-    uint64_t elapsed_ns;    /* send-to-sync duration of the last run */
-    uint64_t session;       /* 0, or the of_db_session() this pipeline must run in */
+    of_db_cmd *cmds;      /* commands in order */
+    size_t n;             /* number of commands */
+    size_t cap;           /* allocated commands */
+    PGresult **results;   /* one per command after completion (NULL if none) */
+    int status;           /* OF_DB_* of the last run */
+    long failed_index;    /* index of the failed command, or -1 */
+    char sqlstate[6];     /* SQLSTATE of the failure, or "" */
+    char error[512];      /* error text of the failure, or "" */
+    of_db_pipeline_cb cb; /* completion callback (set by of_db_submit) */
+    void *arg;            /* callback argument */
+    of_db_pipeline *next; /* queue link, owned by of_db while queued */
+    size_t cur;           /* index of the command whose results are being read */
+    bool cur_has_result;  /* whether cur has produced a result yet */
+    uint64_t started_ns;  /* uv_hrtime() at send, for metrics */
+    uint64_t elapsed_ns;  /* send-to-sync duration of the last run */
+    uint64_t session;     /* 0, or the of_db_session() this pipeline must run in */
 };
 
 typedef enum of_db_state {
@@ -83,27 +83,27 @@ typedef void (*of_db_state_cb)(of_db *db, of_db_state state, void *arg);
 
 /* A connection and its queue; fields are private to db.c. */
 struct of_db {
-    uv_loop_t *loop;              /* loop that drives the connection */
-    char *conninfo;               /* libpq connection string or URI (copied) */
-    char *name;                   /* label for logs, e.g. "main" */
-    const of_db_stmt *stmts;      /* statements to prepare (caller's static array) */
-    size_t n_stmts;               /* number of statements */
-    PGconn *conn;                 /* libpq connection or NULL */
-    struct of_db_poll *poll;      /* socket watcher (heap; freed in its close callback) */
-    int poll_fd;                  /* socket the watcher watches, or -1 */
-    uv_timer_t retry_timer;       /* reconnect backoff timer */
-    uint64_t backoff_ms;          /* next reconnect delay */
-    of_db_state state;            /* connection state */
-    of_db_pipeline *head, *tail;  /* queued pipelines; head is in flight when sending */
-    bool in_flight;               /* head has been sent */
-    bool want_write;              /* PQflush returned 1 */
-    of_db_pipeline setup;         /* internal pipeline: session settings + prepares */
-    of_db_state_cb state_cb;      /* state change notification, or NULL */
-    void *state_arg;              /* argument for state_cb */
-    uint64_t reconnects;          /* connections lost or failed (metrics) */
-    uint64_t session;             /* incremented each time a connection becomes ready */
-    void (*close_cb)(of_db *db);  /* called once everything is released */
-    int pending_closes;           /* handles still closing */
+    uv_loop_t *loop;             /* loop that drives the connection */
+    char *conninfo;              /* libpq connection string or URI (copied) */
+    char *name;                  /* label for logs, e.g. "main" */
+    const of_db_stmt *stmts;     /* statements to prepare (caller's static array) */
+    size_t n_stmts;              /* number of statements */
+    PGconn *conn;                /* libpq connection or NULL */
+    struct of_db_poll *poll;     /* socket watcher (heap; freed in its close callback) */
+    int poll_fd;                 /* socket the watcher watches, or -1 */
+    uv_timer_t retry_timer;      /* reconnect backoff timer */
+    uint64_t backoff_ms;         /* next reconnect delay */
+    of_db_state state;           /* connection state */
+    of_db_pipeline *head, *tail; /* queued pipelines; head is in flight when sending */
+    bool in_flight;              /* head has been sent */
+    bool want_write;             /* PQflush returned 1 */
+    of_db_pipeline setup;        /* internal pipeline: session settings + prepares */
+    of_db_state_cb state_cb;     /* state change notification, or NULL */
+    void *state_arg;             /* argument for state_cb */
+    uint64_t reconnects;         /* connections lost or failed (metrics) */
+    uint64_t session;            /* incremented each time a connection becomes ready */
+    void (*close_cb)(of_db *db); /* called once everything is released */
+    int pending_closes;          /* handles still closing */
 };
 
 /* Prepares db on loop; copies conninfo and name. Does not connect yet. */
@@ -130,8 +130,8 @@ bool of_db_idle(const of_db *db);
 /* Pipelines. */
 void of_db_pipeline_init(of_db_pipeline *p);
 /* Appends a prepared statement call; values are copied (NULL entry = SQL NULL, text format). */
-int of_db_pipeline_add(of_db_pipeline *p, const char *stmt, int nparams,
-                       const char *const *values) __attribute__((warn_unused_result));
+int of_db_pipeline_add(of_db_pipeline *p, const char *stmt, int nparams, const char *const *values)
+    __attribute__((warn_unused_result));
 /* Same with per-parameter lengths and formats (1 = binary), for bytea. */
 int of_db_pipeline_add_bin(of_db_pipeline *p, const char *stmt, int nparams,
                            const char *const *values, const int *lengths, const int *formats)

@@ -41,18 +41,18 @@ typedef void (*of_consumer_rebalance_cb)(of_consumer *c, bool assigned,
                                          const rd_kafka_topic_partition_list_t *parts, void *arg);
 
 struct of_consumer {
-    rd_kafka_t *rk;                    /* consumer handle */
-    rd_kafka_queue_t *queue;           /* consumer queue (main queue forwarded to it) */
-    int fds[2];                        /* io-event pipe: [0] watched, [1] written by librdkafka */
-    uv_poll_t poll;                    /* watcher on fds[0] */
-    uv_timer_t close_timer;            /* serves the close, which may finish without an event */
-    int pending_closes;                /* handles still closing */
-    of_consumer_wakeup_cb wakeup;      /* caller's wakeup callback */
-    of_consumer_rebalance_cb rebalance;/* caller's rebalance callback, or NULL */
-    void *arg;                         /* argument for the callbacks */
-    bool closing;                      /* of_consumer_close() started */
-    void (*close_cb)(of_consumer *c);  /* called when fully closed */
-    uint64_t assigned_partitions;      /* count currently assigned (metrics) */
+    rd_kafka_t *rk;                     /* consumer handle */
+    rd_kafka_queue_t *queue;            /* consumer queue (main queue forwarded to it) */
+    int fds[2];                         /* io-event pipe: [0] watched, [1] written by librdkafka */
+    uv_poll_t poll;                     /* watcher on fds[0] */
+    uv_timer_t close_timer;             /* serves the close, which may finish without an event */
+    int pending_closes;                 /* handles still closing */
+    of_consumer_wakeup_cb wakeup;       /* caller's wakeup callback */
+    of_consumer_rebalance_cb rebalance; /* caller's rebalance callback, or NULL */
+    void *arg;                          /* argument for the callbacks */
+    bool closing;                       /* of_consumer_close() started */
+    void (*close_cb)(of_consumer *c);   /* called when fully closed */
+    uint64_t assigned_partitions;       /* count currently assigned (metrics) */
 };
 
 /* Creates the consumer (takes ownership of conf, also on failure) for group,
@@ -78,17 +78,17 @@ typedef void (*of_producer_dr_cb)(of_producer *p, void *msg_opaque, rd_kafka_res
                                   void *arg);
 
 struct of_producer {
-    rd_kafka_t *rk;                    /* producer handle */
-    rd_kafka_queue_t *queue;           /* main queue (delivery reports, logs, errors) */
-    int fds[2];                        /* io-event pipe */
-    uv_poll_t poll;                    /* watcher on fds[0] */
-    uv_timer_t timer;                  /* serves the queue periodically while closing */
-    of_producer_dr_cb dr;              /* delivery callback */
-    void *arg;                         /* argument for dr */
-    bool closing;                      /* of_producer_close() started */
-    uint64_t close_deadline;           /* uv_now() limit for flushing at close */
-    int pending_closes;                /* handles still closing */
-    void (*close_cb)(of_producer *p);  /* called when fully closed */
+    rd_kafka_t *rk;                   /* producer handle */
+    rd_kafka_queue_t *queue;          /* main queue (delivery reports, logs, errors) */
+    int fds[2];                       /* io-event pipe */
+    uv_poll_t poll;                   /* watcher on fds[0] */
+    uv_timer_t timer;                 /* serves the queue periodically while closing */
+    of_producer_dr_cb dr;             /* delivery callback */
+    void *arg;                        /* argument for dr */
+    bool closing;                     /* of_producer_close() started */
+    uint64_t close_deadline;          /* uv_now() limit for flushing at close */
+    int pending_closes;               /* handles still closing */
+    void (*close_cb)(of_producer *p); /* called when fully closed */
 };
 
 /* Creates an idempotent producer (takes ownership of conf, also on failure). */

@@ -38,13 +38,14 @@ typedef struct of_step_ctx of_step_ctx;
 typedef int (*of_step_fn)(of_step_ctx *s);
 
 typedef struct of_transition {
-    const char *from;        /* status before, or OF_STATE_NONE when the step creates the entity */
-    const char *trigger;     /* event type, update status, or OF_TRIGGER_AUTO */
-    const char *to;          /* status after */
-    const char *step;        /* step name for history, e.g. "UpdateInventory" */
-    const char *execution;   /* execution the step belongs to, e.g. "OrderProcess" */
-    bool starts_execution;   /* the step starts that execution */
-    const char *exec_status; /* execution status after: RUNNING, SUCCEEDED, FAILED, ABORTED, TIMED_OUT */
+    const char *from;      /* status before, or OF_STATE_NONE when the step creates the entity */
+    const char *trigger;   /* event type, update status, or OF_TRIGGER_AUTO */
+    const char *to;        /* status after */
+    const char *step;      /* step name for history, e.g. "UpdateInventory" */
+    const char *execution; /* execution the step belongs to, e.g. "OrderProcess" */
+    bool starts_execution; /* the step starts that execution */
+    const char
+        *exec_status; /* execution status after: RUNNING, SUCCEEDED, FAILED, ABORTED, TIMED_OUT */
     const char *then_starts; /* another execution that starts in state `to`, or NULL */
 } of_transition;
 
@@ -60,31 +61,31 @@ typedef int (*of_changed_event_fn)(of_step_ctx *s, const char *from, const char 
                                    int new_version, of_message *out);
 
 struct of_machine {
-    const char *name;              /* machine name, e.g. "order" (statement prefix) */
-    const char *entity;            /* what the status belongs to, for messages: "order", "return" */
-    const of_transition *rows;     /* the transition table */
-    size_t n_rows;                 /* rows */
-    of_changed_event_fn changed;   /* builds the status event; NULL publishes none */
+    const char *name;            /* machine name, e.g. "order" (statement prefix) */
+    const char *entity;          /* what the status belongs to, for messages: "order", "return" */
+    const of_transition *rows;   /* the transition table */
+    size_t n_rows;               /* rows */
+    of_changed_event_fn changed; /* builds the status event; NULL publishes none */
 };
 
 /* One event's application of one transition. */
 struct of_step_ctx {
-    const of_machine *m;        /* the machine */
-    const of_transition *t;     /* the matched row (set by of_machine_apply) */
-    of_worker_batch *b;         /* batch (for of_worker_emit) */
-    of_worker_item *it;         /* the causing event */
-    of_db_pipeline *wp;         /* write pipeline of the transaction */
-    char entity_id[37];         /* id of the order or return */
-    char order_id[37];          /* order the execution belongs to */
-    char return_id[37];         /* return id for return machines, "" otherwise */
-    char correlation_id[65];    /* ce_id of the event that started the chain */
-    int version;                /* entity version before the transition (0 when created) */
-    const char *to;             /* target chosen by the step (NULL: the row's) */
-    char reason[1025];          /* status reason (OUT_OF_STOCK, or an update's text), or "" */
-    cJSON *detail;              /* history detail object, created on demand */
-    cJSON *input;               /* execution input when the step starts one, or NULL */
-    void *user;                 /* the worker's loaded state for this entity */
-    int new_version;            /* version after (set by of_machine_apply) */
+    const of_machine *m;     /* the machine */
+    const of_transition *t;  /* the matched row (set by of_machine_apply) */
+    of_worker_batch *b;      /* batch (for of_worker_emit) */
+    of_worker_item *it;      /* the causing event */
+    of_db_pipeline *wp;      /* write pipeline of the transaction */
+    char entity_id[37];      /* id of the order or return */
+    char order_id[37];       /* order the execution belongs to */
+    char return_id[37];      /* return id for return machines, "" otherwise */
+    char correlation_id[65]; /* ce_id of the event that started the chain */
+    int version;             /* entity version before the transition (0 when created) */
+    const char *to;          /* target chosen by the step (NULL: the row's) */
+    char reason[1025];       /* status reason (OUT_OF_STOCK, or an update's text), or "" */
+    cJSON *detail;           /* history detail object, created on demand */
+    cJSON *input;            /* execution input when the step starts one, or NULL */
+    void *user;              /* the worker's loaded state for this entity */
+    int new_version;         /* version after (set by of_machine_apply) */
 };
 
 /* Prepared statements for a machine named NAME over TABLE, to list in the worker's statements. */
@@ -92,30 +93,34 @@ struct of_step_ctx {
     {NAME "_set_state",                                                                            \
      "with u as (update " TABLE " set status = $2, version = version + 1,"                         \
      " status_reason = nullif($4, ''), updated_at = now() where id = $1::uuid and version = $3"    \
-     " returning 1) select of_expect_one((select count(*) from u),"                               \
+     " returning 1) select of_expect_one((select count(*) from u),"                                \
      " '" TABLE " ' || $1 || ' at version ' || $3)"},                                              \
-    OF_MACHINE_COMMON_STMTS(NAME)
+        OF_MACHINE_COMMON_STMTS(NAME)
 #define OF_MACHINE_COMMON_STMTS(NAME)                                                              \
     {NAME "_exec_start",                                                                           \
      "insert into executions (id, machine, order_id, return_id, status, current_state, input,"     \
-     " stopped_at, error) values ($1::uuid, $2, $3::uuid, nullif($4, '')::uuid, $5, $6,"          \
-     " $7::jsonb, case when $5 = 'RUNNING' then null else now() end, nullif($8, ''))"},          \
-    {NAME "_exec_update",                                                                          \
-     "with u as (update executions set current_state = $4, status = $5,"                           \
-     " stopped_at = case when $5 = 'RUNNING' then null else now() end,"                            \
-     " error = coalesce(nullif($6, ''), error) where machine = $1 and"                             \
-     " (case when $3 = '' then order_id = $2::uuid and return_id is null"                          \
-     " else return_id = nullif($3, '')::uuid end) returning 1)"                                    \
-     " select of_expect_one((select count(*) from u), 'execution ' || $1 || ' of ' || $2 || $3)"}, \
-    {NAME "_history",                                                                              \
-     "insert into execution_history (execution_id, seq, step, from_state, to_state, outcome,"      \
-     " event_id, topic, partition, \"offset\", detail)"                                            \
-     " select e.id, coalesce((select max(h.seq) from execution_history h"                          \
-     " where h.execution_id = e.id), 0) + 1, $4, nullif($5, ''), nullif($6, ''), $7, $8, $9,"     \
-     " $10::integer, $11::bigint, $12::jsonb from executions e where"                              \
-     " (case when $3 = '' then e.order_id = $2::uuid and e.return_id is null"                      \
-     " else e.return_id = nullif($3, '')::uuid end) and ($1 = '' or e.machine = $1)"               \
-     " order by e.started_at desc, e.id desc limit 1"}
+     " stopped_at, error) values ($1::uuid, $2, $3::uuid, nullif($4, '')::uuid, $5, $6,"           \
+     " $7::jsonb, case when $5 = 'RUNNING' then null else now() end, nullif($8, ''))"},            \
+        {NAME "_exec_update", "with u as (update executions set current_state = $4, status = $5,"  \
+                              " stopped_at = case when $5 = 'RUNNING' then null else now() end,"   \
+                              " error = coalesce(nullif($6, ''), error) where machine = $1 and"    \
+                              " (case when $3 = '' then order_id = $2::uuid and return_id is null" \
+                              " else return_id = nullif($3, '')::uuid end) returning 1)"           \
+                              " select of_expect_one((select count(*) from u), 'execution ' || "   \
+                              "$1 || ' of ' || $2 || $3)"},                                        \
+    {                                                                                              \
+        NAME "_history",                                                                           \
+            "insert into execution_history (execution_id, seq, step, from_state, to_state, "       \
+            "outcome,"                                                                             \
+            " event_id, topic, partition, \"offset\", detail)"                                     \
+            " select e.id, coalesce((select max(h.seq) from execution_history h"                   \
+            " where h.execution_id = e.id), 0) + 1, $4, nullif($5, ''), nullif($6, ''), $7, $8, "  \
+            "$9,"                                                                                  \
+            " $10::integer, $11::bigint, $12::jsonb from executions e where"                       \
+            " (case when $3 = '' then e.order_id = $2::uuid and e.return_id is null"               \
+            " else e.return_id = nullif($3, '')::uuid end) and ($1 = '' or e.machine = $1)"        \
+            " order by e.started_at desc, e.id desc limit 1"                                       \
+    }
 
 /* Rows whose (from, trigger) match, or NULL; *n receives how many (they are
  * consecutive in the table). */

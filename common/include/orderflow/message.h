@@ -39,15 +39,15 @@ typedef struct of_header {
 
 /* An owned record to publish. of_message_free() releases every member. */
 typedef struct of_message {
-    char *id;            /* outbox id (= ce_id of the event, or the DLQ row's id) */
-    char *topic;         /* destination topic */
-    char *key;           /* partition key (order id), or NULL */
-    size_t key_len;      /* key length */
-    char *value;         /* payload bytes (NUL terminated for convenience) */
-    size_t value_len;    /* payload length without the NUL */
-    of_header *headers;  /* owned array */
-    size_t n_headers;    /* used entries */
-    size_t cap_headers;  /* allocated entries */
+    char *id;           /* outbox id (= ce_id of the event, or the DLQ row's id) */
+    char *topic;        /* destination topic */
+    char *key;          /* partition key (order id), or NULL */
+    size_t key_len;     /* key length */
+    char *value;        /* payload bytes (NUL terminated for convenience) */
+    size_t value_len;   /* payload length without the NUL */
+    of_header *headers; /* owned array */
+    size_t n_headers;   /* used entries */
+    size_t cap_headers; /* allocated entries */
 } of_message;
 
 /* Appends a copy of (name, value[0..len)) to m. Returns 0 or -1 on ENOMEM. */
