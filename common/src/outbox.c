@@ -31,7 +31,7 @@ const size_t of_outbox_n_stmts = sizeof of_outbox_stmts / sizeof of_outbox_stmts
 
 static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-static char *b64_encode(const unsigned char *src, size_t len)
+char *of_outbox_b64_encode(const unsigned char *src, size_t len)
 {
     char *out = malloc(4 * ((len + 2) / 3) + 1);
     size_t o = 0;
@@ -107,7 +107,7 @@ char *of_outbox_headers_json(const of_header *headers, size_t n)
             if (cJSON_AddStringToObject(h, "v", headers[i].value) == NULL)
                 goto out;
         } else {
-            char *b = b64_encode((const unsigned char *)headers[i].value, headers[i].len);
+            char *b = of_outbox_b64_encode((const unsigned char *)headers[i].value, headers[i].len);
             cJSON *s = b ? cJSON_AddStringToObject(h, "b64", b) : NULL;
             free(b);
             if (s == NULL)

@@ -104,30 +104,6 @@ static const char sql_redrives[] =
     " where r.dead_letter_id = $1::bigint order by r.id";
 /* clang-format on */
 
-static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/* Base64 of len bytes as a heap string, or NULL when out of memory. */
-static char *b64_encode(const unsigned char *src, size_t len)
-{
-    char *out = malloc(4 * ((len + 2) / 3) + 1);
-    size_t o = 0;
-    if (out == NULL)
-        return NULL;
-    for (size_t i = 0; i < len; i += 3) {
-        uint32_t v = (uint32_t)src[i] << 16;
-        if (i + 1 < len)
-            v |= (uint32_t)src[i + 1] << 8;
-        if (i + 2 < len)
-            v |= src[i + 2];
-        out[o++] = b64chars[(v >> 18) & 63];
-        out[o++] = b64chars[(v >> 12) & 63];
-        out[o++] = i + 1 < len ? b64chars[(v >> 6) & 63] : '=';
-        out[o++] = i + 2 < len ? b64chars[v & 63] : '=';
-    }
-    out[o] = '\0';
-    return out;
-}
-
 /* Bytes shown to a person: as they are when UTF-8 text without NULs. */
 static bool is_text(const char *bytes, size_t len)
 {
@@ -173,7 +149,7 @@ static int add_bytes_json(cJSON *obj, const char *name, const char *bytes, size_
                        cJSON_AddStringToObject(obj, enc_name, "text") != NULL
                    ? 0
                    : -1;
-    char *b = b64_encode((const unsigned char *)bytes, len);
+    char *b = of_outbox_b64_encode((const unsigned char *)bytes, len);
     int rc = b != NULL && cJSON_AddStringToObject(obj, name, b) != NULL &&
                      cJSON_AddStringToObject(obj, enc_name, "base64") != NULL
                  ? 0
@@ -190,7 +166,7 @@ static void print_bytes(const char *label, const char *bytes, size_t len, bool n
     } else if (is_text(bytes, len)) {
         printf("%-14s %s\n", label, bytes);
     } else {
-        char *b = b64_encode((const unsigned char *)bytes, len);
+        char *b = of_outbox_b64_encode((const unsigned char *)bytes, len);
         printf("%-14s (base64, %zu bytes) %s\n", label, len, b != NULL ? b : "?");
         free(b);
     }

@@ -33,6 +33,9 @@ int of_outbox_add(of_db_pipeline *p, const of_message *m) __attribute__((warn_un
 /* Encodes headers as the outbox's jsonb: [{"k":name,"v":text}] or
  * {"k":name,"b64":...} for values that are not UTF-8 text. Heap string. */
 char *of_outbox_headers_json(const of_header *headers, size_t n);
+/* Standard base64 (with padding) of len bytes as a heap string the caller
+ * frees, or NULL when out of memory. */
+char *of_outbox_b64_encode(const unsigned char *src, size_t len);
 /* The reverse: appends the headers in json to m. Returns 0 or -1. */
 int of_outbox_headers_parse(const char *json, of_message *m) __attribute__((warn_unused_result));
 
