@@ -24,6 +24,7 @@ WORKDIR /src
 # Only what the build reads (.dockerignore keeps the rest out of the context).
 COPY CMakeLists.txt ./
 COPY common/ common/
+COPY domain/ domain/
 COPY workers/ workers/
 COPY tools/ tools/
 COPY bench/ bench/

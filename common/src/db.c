@@ -158,18 +158,18 @@ static int add_cmd(of_db_pipeline *p, const char *stmt, const char *sql, int npa
         size_t cap = p->cap ? p->cap * 2 : 16;
         of_db_cmd *cmds = realloc(p->cmds, cap * sizeof *cmds);
         if (cmds == NULL)
-            return OF_DB_ENOMEM;
+            return OF_ENOMEM;
         p->cmds = cmds;
         p->cap = cap;
     }
     c = &p->cmds[p->n];
     memset(c, 0, sizeof *c);
     if (stmt != NULL && (c->stmt = strdup(stmt)) == NULL)
-        return OF_DB_ENOMEM;
+        return OF_ENOMEM;
     if (sql != NULL && (c->sql = strdup(sql)) == NULL) {
         free(c->stmt);
         c->stmt = NULL;
-        return OF_DB_ENOMEM;
+        return OF_ENOMEM;
     }
     if (nparams > 0) {
         c->values = calloc((size_t)nparams, sizeof *c->values);
@@ -194,10 +194,10 @@ static int add_cmd(of_db_pipeline *p, const char *stmt, const char *sql, int npa
         }
     }
     p->n++;
-    return OF_DB_OK;
+    return OF_OK;
 nomem:
     free_cmd(c);
-    return OF_DB_ENOMEM;
+    return OF_ENOMEM;
 }
 
 int of_db_pipeline_add(of_db_pipeline *p, const char *stmt, int nparams, const char *const *values)
@@ -249,12 +249,12 @@ static void complete_head(of_db *db, int status)
     p->status = status;
     p->elapsed_ns = uv_hrtime() - p->started_ns;
     if (p == &db->setup) {
-        if (status == OF_DB_OK) {
+        if (status == OF_OK) {
             db->backoff_ms = BACKOFF_MIN_MS;
             db->session++;
             set_state(db, OF_DB_READY);
             of_log_info("postgres connection \"%s\" ready", db->name);
-        } else if (status == OF_DB_ESQL && db->state != OF_DB_CLOSING) {
+        } else if (status == OF_ESQL && db->state != OF_DB_CLOSING) {
             /* Typically a statement that cannot be prepared because the
              * schema is not migrated yet: retry the whole connection later. */
             char why[600];
@@ -296,7 +296,7 @@ static void db_send_head(of_db *db)
     if (p->session != 0 && p->session != db->session) {
         snprintf(p->error, sizeof p->error, "connection was replaced during the transaction");
         snprintf(p->sqlstate, sizeof p->sqlstate, "08006");
-        complete_head(db, OF_DB_ECONN);
+        complete_head(db, OF_ECONN);
         db_send_head(db);
         return;
     }
@@ -304,7 +304,7 @@ static void db_send_head(of_db *db)
     free(p->results);
     p->results = calloc(p->n ? p->n : 1, sizeof *p->results);
     if (p->results == NULL) {
-        complete_head(db, OF_DB_ENOMEM);
+        complete_head(db, OF_ENOMEM);
         return;
     }
     p->cur = 0;
@@ -314,7 +314,7 @@ static void db_send_head(of_db *db)
     p->error[0] = '\0';
     p->started_ns = uv_hrtime();
     /* In flight from the first byte: a send that fails part-way completes
-     * the pipeline with OF_DB_ECONN instead of sending it again later. */
+     * the pipeline with OF_ECONN instead of sending it again later. */
     db->in_flight = true;
     for (size_t i = 0; i < p->n; i++) {
         of_db_cmd *c = &p->cmds[i];
@@ -370,7 +370,7 @@ static void db_read_results(of_db *db)
         }
         if (st == PGRES_PIPELINE_SYNC) {
             PQclear(r);
-            complete_head(db, p->failed_index >= 0 ? OF_DB_ESQL : OF_DB_OK);
+            complete_head(db, p->failed_index >= 0 ? OF_ESQL : OF_OK);
             db_send_head(db);
             continue;
         }
@@ -413,7 +413,7 @@ static void db_fail_connection(of_db *db, const char *why)
         of_db_pipeline *p = db->head;
         snprintf(p->error, sizeof p->error, "%s", msg);
         snprintf(p->sqlstate, sizeof p->sqlstate, "08006");
-        complete_head(db, OF_DB_ECONN);
+        complete_head(db, OF_ECONN);
     }
     db->in_flight = false;
     if (db->state == OF_DB_CLOSING)
@@ -618,32 +618,32 @@ int of_db_init(of_db *db, uv_loop_t *loop, const char *conninfo, const char *nam
     if (db->conninfo == NULL || db->name == NULL) {
         free(db->conninfo);
         free(db->name);
-        return OF_DB_ENOMEM;
+        return OF_ENOMEM;
     }
     if (uv_timer_init(loop, &db->retry_timer) != 0) {
         free(db->conninfo);
         free(db->name);
-        return OF_DB_ESTATE;
+        return OF_ESTATE;
     }
     db->retry_timer.data = db;
-    return OF_DB_OK;
+    return OF_OK;
 }
 
 int of_db_start(of_db *db)
 {
     if (db->state != OF_DB_DISCONNECTED)
-        return OF_DB_ESTATE;
+        return OF_ESTATE;
     start_connect(db);
-    return OF_DB_OK;
+    return OF_OK;
 }
 
 int of_db_submit(of_db *db, of_db_pipeline *p, of_db_pipeline_cb cb, void *arg)
 {
     if (db->state == OF_DB_CLOSING)
-        return OF_DB_ESTATE;
+        return OF_ESTATE;
     for (of_db_pipeline *q = db->head; q != NULL; q = q->next) {
         if (q == p)
-            return OF_DB_ESTATE;
+            return OF_ESTATE;
     }
     p->cb = cb;
     p->arg = arg;
@@ -655,7 +655,7 @@ int of_db_submit(of_db *db, of_db_pipeline *p, of_db_pipeline_cb cb, void *arg)
     db->tail = p;
     if (db->state == OF_DB_READY && !db->in_flight)
         db_send_head(db);
-    return OF_DB_OK;
+    return OF_OK;
 }
 
 bool of_db_ready(const of_db *db)
@@ -686,7 +686,7 @@ void of_db_close(of_db *db, void (*close_cb)(of_db *db))
         return;
     set_state(db, OF_DB_CLOSING);
     db->close_cb = close_cb;
-    fail_all(db, OF_DB_ECANCELED);
+    fail_all(db, OF_ECANCELED);
     stop_poll(db);
     if (db->conn != NULL) {
         PQfinish(db->conn);
@@ -709,7 +709,7 @@ char *of_db_text_array(const char *const *items, size_t n)
 {
     size_t size = 3;
     for (size_t i = 0; i < n; i++)
-        size += 3 + 2 * strlen(items[i]);
+        size += 5 + (items[i] != NULL ? 2 * strlen(items[i]) : 0);
     char *out = malloc(size);
     if (out == NULL)
         return NULL;
@@ -718,6 +718,11 @@ char *of_db_text_array(const char *const *items, size_t n)
     for (size_t i = 0; i < n; i++) {
         if (i > 0)
             *w++ = ',';
+        if (items[i] == NULL) {
+            memcpy(w, "NULL", 4);
+            w += 4;
+            continue;
+        }
         *w++ = '"';
         for (const char *r = items[i]; *r != '\0'; r++) {
             if (*r == '"' || *r == '\\')

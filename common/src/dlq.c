@@ -2,6 +2,7 @@
 #include "orderflow/dlq.h"
 
 #include "orderflow/outbox.h"
+#include "orderflow/text.h"
 #include "orderflow/uuid.h"
 
 #include <inttypes.h>
@@ -38,9 +39,10 @@ int of_dlq_build(of_message *out, const of_record_view *rec, const char *worker,
 {
     char id[OF_UUID_STRLEN + 1], part[16], off[24];
     size_t tlen = strlen(rec->topic);
+    char *why = of_text_escape(reason, strlen(reason), false);
 
-    if (of_uuid_v7(id) != 0)
-        return -1;
+    if (why == NULL || of_uuid_v7(id) != 0)
+        goto fail;
     out->id = strdup(id);
     out->topic = malloc(tlen + 5);
     if (out->id == NULL || out->topic == NULL)
@@ -64,27 +66,30 @@ int of_dlq_build(of_message *out, const of_record_view *rec, const char *worker,
     }
     snprintf(part, sizeof part, "%" PRId32, rec->partition);
     snprintf(off, sizeof off, "%" PRId64, rec->offset);
-    if (of_message_add_header(out, "dlq_reason", reason, strlen(reason)) != 0 ||
+    if (of_message_add_header(out, "dlq_reason", why, strlen(why)) != 0 ||
         of_message_add_header(out, "dlq_error_code", error_code, strlen(error_code)) != 0 ||
         of_message_add_header(out, "dlq_topic", rec->topic, tlen) != 0 ||
         of_message_add_header(out, "dlq_partition", part, strlen(part)) != 0 ||
         of_message_add_header(out, "dlq_offset", off, strlen(off)) != 0 ||
         of_message_add_header(out, "dlq_worker", worker, strlen(worker)) != 0)
         goto fail;
-    return 0;
+    free(why);
+    return OF_OK;
 fail:
+    free(why);
     of_message_free(out);
-    return -1;
+    return OF_ENOMEM;
 }
 
 int of_dlq_add(of_db_pipeline *p, const of_record_view *rec, const of_message *dlq_msg,
                const char *worker, const char *ce_id, const char *ce_type, const char *error_code,
-               const char *reason)
+               const char *reason, of_dlq_form form)
 {
     char part[16], off[24];
-    char *orig_headers = NULL, *dlq_headers = NULL;
+    char *orig_headers = NULL, *dlq_headers = NULL, *why = NULL;
+    bool escaped = form == OF_DLQ_ESCAPED;
     of_message orig = {0};
-    int result = OF_DB_ENOMEM;
+    int result = OF_ENOMEM;
 
     /* The original headers, as the dead_letters row keeps them for redrive. */
     for (size_t i = 0; i < rec->n_headers; i++) {
@@ -92,15 +97,22 @@ int of_dlq_add(of_db_pipeline *p, const of_record_view *rec, const of_message *d
                                   rec->headers[i].len) != 0)
             goto out;
     }
-    orig_headers = of_outbox_headers_json(orig.headers, orig.n_headers);
-    dlq_headers = of_outbox_headers_json(dlq_msg->headers, dlq_msg->n_headers);
-    if (orig_headers == NULL || dlq_headers == NULL)
+    orig_headers = of_outbox_headers_json(orig.headers, orig.n_headers, escaped);
+    dlq_headers = of_outbox_headers_json(dlq_msg->headers, dlq_msg->n_headers, escaped);
+    /* The reason may quote what the record carried: stored as text it must be text. */
+    why = of_text_escape(reason, strlen(reason), escaped);
+    if (orig_headers == NULL || dlq_headers == NULL || why == NULL)
         goto out;
+    if (escaped) {
+        /* Nothing of the record as text: the ids are kept in the bytes. */
+        ce_id = NULL;
+        ce_type = NULL;
+    }
     snprintf(part, sizeof part, "%" PRId32, rec->partition);
     snprintf(off, sizeof off, "%" PRId64, rec->offset);
     const char *values[14] = {
         worker,         rec->topic, part,    off,        rec->key, rec->value ? rec->value : "",
-        orig_headers,   ce_id,      ce_type, error_code, reason,   dlq_msg->id,
+        orig_headers,   ce_id,      ce_type, error_code, why,      dlq_msg->id,
         dlq_msg->topic, dlq_headers};
     int lengths[14] = {0};
     int formats[14] = {0};
@@ -113,5 +125,6 @@ out:
     of_message_free(&orig);
     free(orig_headers);
     free(dlq_headers);
+    free(why);
     return result;
 }

@@ -109,54 +109,6 @@ bool of_event_id_valid(const char *text)
     return true;
 }
 
-bool of_event_utf8_valid(const char *s, size_t len)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t i = 0;
-    while (i < len) {
-        unsigned char c = p[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t need;
-        unsigned char lo = 0x80, hi = 0xbf; /* allowed range of the second byte */
-        if (c >= 0xc2 && c <= 0xdf) {
-            need = 1;
-        } else if (c == 0xe0) {
-            need = 2;
-            lo = 0xa0; /* no overlong 3-byte forms */
-        } else if (c >= 0xe1 && c <= 0xec) {
-            need = 2;
-        } else if (c == 0xed) {
-            need = 2;
-            hi = 0x9f; /* no UTF-16 surrogates */
-        } else if (c >= 0xee && c <= 0xef) {
-            need = 2;
-        } else if (c == 0xf0) {
-            need = 3;
-            lo = 0x90; /* no overlong 4-byte forms */
-        } else if (c >= 0xf1 && c <= 0xf3) {
-            need = 3;
-        } else if (c == 0xf4) {
-            need = 3;
-            hi = 0x8f; /* nothing above U+10FFFF */
-        } else {
-            return false;
-        }
-        if (len - i <= need)
-            return false;
-        if (p[i + 1] < lo || p[i + 1] > hi)
-            return false;
-        for (size_t k = 2; k <= need; k++) {
-            if (p[i + k] < 0x80 || p[i + k] > 0xbf)
-                return false;
-        }
-        i += need + 1;
-    }
-    return true;
-}
-
 /* ------------------------------------------------------------------------ */
 /* RFC 3339 times                                                            */
 /* ------------------------------------------------------------------------ */
@@ -522,7 +474,7 @@ static int parse_json(const void *value, size_t len, cJSON **out, of_event_error
         result = of_event_error_set(err, OF_EVENT_ERR_MALFORMED_JSON, "value is empty");
         goto out;
     }
-    if (!of_event_utf8_valid(value, len)) {
+    if (!of_utf8_valid(value, len)) {
         result = of_event_error_set(err, OF_EVENT_ERR_MALFORMED_JSON, "value is not valid UTF-8");
         goto out;
     }
@@ -1048,7 +1000,7 @@ int of_event_build(of_message *out, const char *topic, const char *key, const of
         goto out;
     }
     /* cJSON prints strings as stored: refuse what a reader would reject. */
-    if (!of_event_utf8_valid(printed, len)) {
+    if (!of_utf8_valid(printed, len)) {
         result = of_event_error_set(err, OF_EVENT_ERR_MALFORMED_JSON,
                                     "could not build event: data is not valid UTF-8");
         goto out;

@@ -23,7 +23,7 @@ int of_http_add_route(of_http *h, const char *path, of_http_route_fn fn, void *a
 {
     if (path == NULL || path[0] != '/' || strlen(path) >= OF_HTTP_PATH_MAX || fn == NULL ||
         h->n_routes == OF_HTTP_MAX_ROUTES)
-        return OF_HTTP_EINVAL;
+        return OF_EINVAL;
     of_http_route *r = &h->routes[h->n_routes];
     snprintf(r->path, sizeof r->path, "%s", path);
     r->fn = fn;
@@ -175,13 +175,13 @@ int of_http_start(of_http *h, const char *address, uint16_t port)
     int rc;
 
     if (h->daemon != NULL || h->closing)
-        return OF_HTTP_ESTATE;
+        return OF_ESTATE;
     memset(&sa, 0, sizeof sa);
     if (address == NULL)
-        return OF_HTTP_EINVAL;
+        return OF_EINVAL;
     if (uv_ip4_addr(address, port, (struct sockaddr_in *)&sa) != 0) {
         if (uv_ip6_addr(address, port, (struct sockaddr_in6 *)&sa) != 0)
-            return OF_HTTP_EINVAL;
+            return OF_EINVAL;
         flags |= MHD_USE_IPv6;
     }
     /* No MHD_USE_INTERNAL_POLLING_THREAD: MHD only works inside MHD_run(),
@@ -195,10 +195,10 @@ int of_http_start(of_http *h, const char *address, uint16_t port)
                                  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)CONNECTION_TIMEOUT_S,
                                  MHD_OPTION_END);
     if (h->daemon == NULL)
-        return OF_HTTP_ESTART;
+        return OF_ESTART;
     info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_EPOLL_FD);
     if (info == NULL) {
-        rc = OF_HTTP_ESTART;
+        rc = OF_ESTART;
         goto fail;
     }
     rc = uv_poll_init(h->loop, &h->poll, info->epoll_fd);

@@ -18,7 +18,7 @@ int of_inbox_add_check(of_db_pipeline *p, const char *consumer, const char *cons
     char *array = of_db_text_array(ids, n);
     int result;
     if (array == NULL)
-        return OF_DB_ENOMEM;
+        return OF_ENOMEM;
     const char *values[2] = {consumer, array};
     result = of_db_pipeline_add(p, "of_inbox_check", 2, values);
     free(array);

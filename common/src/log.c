@@ -126,7 +126,7 @@ void of_log_write(of_log_level level, const of_log_ctx *ctx, const char *fmt, ..
                      level_names[level], log_worker);
     size_t used = n < 0 ? 0 : (size_t)n;
     if (ctx != NULL) {
-        used = add_string_field(line, sizeof line, used, "order_id", ctx->order_id);
+        used = add_string_field(line, sizeof line, used, "subject", ctx->subject);
         used = add_string_field(line, sizeof line, used, "ce_id", ctx->ce_id);
         used = add_string_field(line, sizeof line, used, "topic", ctx->topic);
         if (ctx->partition >= 0 && used < sizeof line) {

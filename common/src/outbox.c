@@ -85,11 +85,26 @@ static unsigned char *b64_decode(const char *src, size_t *len)
         if (src[i + 3] != '=')
             out[o++] = (unsigned char)v;
     }
+    out[o] = '\0';
     *len = o;
     return out;
 }
 
-char *of_outbox_headers_json(const of_header *headers, size_t n)
+/* Adds bytes to obj as text under text_key when they are text jsonb can hold
+ * (UTF-8 without NUL) and plain is allowed, else base64 under b64_key. */
+static int add_bytes(cJSON *obj, const char *text_key, const char *b64_key, const char *bytes,
+                     size_t len, bool plain)
+{
+    bool text_ok = plain && of_text_storable(bytes, len);
+    if (text_ok)
+        return cJSON_AddStringToObject(obj, text_key, bytes) != NULL ? OF_OK : OF_ENOMEM;
+    char *b = of_outbox_b64_encode((const unsigned char *)bytes, len);
+    cJSON *s = b != NULL ? cJSON_AddStringToObject(obj, b64_key, b) : NULL;
+    free(b);
+    return s != NULL ? OF_OK : OF_ENOMEM;
+}
+
+char *of_outbox_headers_json(const of_header *headers, size_t n, bool escaped)
 {
     cJSON *arr = cJSON_CreateArray();
     char *text = NULL;
@@ -99,20 +114,10 @@ char *of_outbox_headers_json(const of_header *headers, size_t n)
         cJSON *h = cJSON_CreateObject();
         if (h == NULL || !cJSON_AddItemToArray(arr, h))
             goto out;
-        if (cJSON_AddStringToObject(h, "k", headers[i].name) == NULL)
+        if (add_bytes(h, "k", "kb64", headers[i].name, strlen(headers[i].name), !escaped) !=
+                OF_OK ||
+            add_bytes(h, "v", "b64", headers[i].value, headers[i].len, !escaped) != OF_OK)
             goto out;
-        bool text_ok = of_event_utf8_valid(headers[i].value, headers[i].len) &&
-                       memchr(headers[i].value, '\0', headers[i].len) == NULL;
-        if (text_ok) {
-            if (cJSON_AddStringToObject(h, "v", headers[i].value) == NULL)
-                goto out;
-        } else {
-            char *b = of_outbox_b64_encode((const unsigned char *)headers[i].value, headers[i].len);
-            cJSON *s = b ? cJSON_AddStringToObject(h, "b64", b) : NULL;
-            free(b);
-            if (s == NULL)
-                goto out;
-        }
     }
     text = cJSON_PrintUnformatted(arr);
 out:
@@ -120,36 +125,42 @@ out:
     return text;
 }
 
+/* The bytes of one member written by add_bytes, as a heap string (NUL added). */
+static char *read_bytes(const cJSON *obj, const char *text_key, const char *b64_key, size_t *len)
+{
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(obj, text_key);
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(obj, b64_key);
+    if (cJSON_IsString(t)) {
+        *len = strlen(t->valuestring);
+        return strdup(t->valuestring);
+    }
+    if (cJSON_IsString(b))
+        return (char *)b64_decode(b->valuestring, len);
+    return NULL;
+}
+
 int of_outbox_headers_parse(const char *json, of_message *m)
 {
     cJSON *arr = cJSON_Parse(json);
     const cJSON *h;
-    int result = -1;
+    int result = OF_EINVAL;
     if (!cJSON_IsArray(arr))
         goto out;
     cJSON_ArrayForEach(h, arr)
     {
-        const cJSON *k = cJSON_GetObjectItemCaseSensitive(h, "k");
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(h, "v");
-        const cJSON *b = cJSON_GetObjectItemCaseSensitive(h, "b64");
-        if (!cJSON_IsString(k))
+        size_t name_len = 0, len = 0;
+        char *name = read_bytes(h, "k", "kb64", &name_len);
+        char *value = read_bytes(h, "v", "b64", &len);
+        /* A header name is a C string: one with a NUL byte cannot be sent. */
+        int rc = name != NULL && value != NULL && strlen(name) == name_len
+                     ? of_message_add_header(m, name, value, len)
+                     : OF_EINVAL;
+        free(name);
+        free(value);
+        if (rc != 0)
             goto out;
-        if (cJSON_IsString(v)) {
-            if (of_message_add_header(m, k->valuestring, v->valuestring, strlen(v->valuestring)) !=
-                0)
-                goto out;
-        } else if (cJSON_IsString(b)) {
-            size_t len = 0;
-            unsigned char *bytes = b64_decode(b->valuestring, &len);
-            int rc = bytes ? of_message_add_header(m, k->valuestring, bytes, len) : -1;
-            free(bytes);
-            if (rc != 0)
-                goto out;
-        } else {
-            goto out;
-        }
     }
-    result = 0;
+    result = OF_OK;
 out:
     cJSON_Delete(arr);
     return result;
@@ -157,10 +168,10 @@ out:
 
 int of_outbox_add(of_db_pipeline *p, const of_message *m)
 {
-    char *headers = of_outbox_headers_json(m->headers, m->n_headers);
+    char *headers = of_outbox_headers_json(m->headers, m->n_headers, false);
     int result;
     if (headers == NULL)
-        return OF_DB_ENOMEM;
+        return OF_ENOMEM;
     const char *values[5] = {m->id, m->topic, m->key, m->value, headers};
     int lengths[5] = {0, 0, (int)m->key_len, (int)m->value_len, 0};
     int formats[5] = {0, 0, 1, 1, 0};
@@ -206,7 +217,7 @@ static void on_mark_done(of_db *db, of_db_pipeline *p, int status, void *arg)
 {
     of_outbox_relay *r = arg;
     r->mark_in_flight = false;
-    if (status != OF_DB_OK)
+    if (status != OF_OK)
         of_log_warn("could not mark outbox rows published: %s (the sweep will resend them)",
                     p->error);
     of_db_pipeline_reset(p);
@@ -320,7 +331,7 @@ static void on_sweep_done(of_db *db, of_db_pipeline *p, int status, void *arg)
     of_outbox_relay *r = arg;
     PGresult *res = of_db_pipeline_result(p, 0);
     r->sweep_in_flight = false;
-    if (status != OF_DB_OK || res == NULL) {
+    if (status != OF_OK || res == NULL) {
         of_log_warn("outbox sweep failed: %s", p->error);
         of_db_pipeline_reset(p);
         return;

@@ -6,6 +6,7 @@
  *   name:value\n     one header per line; the value is every byte after the
  *                    first ':' up to the newline (it may contain NULs)
  *   name\n           a header whose value pointer is NULL
+ *   @key:value\n     not a header: the record's key (the last one wins)
  *   \n               an empty line ends the headers
  *   <rest>           the record value, byte for byte
  *
@@ -22,7 +23,13 @@
  *      the same attributes and prints to the same data;
  *   2. data accepted by a decoder that has an encoder re-encodes and decodes
  *      to the identical struct;
- *   3. a valid time survives parse -> format -> parse (to the millisecond).
+ *   3. a valid time survives parse -> format -> parse (to the millisecond);
+ *   4. whatever the record, accepted or not, its dead letter can be stored:
+ *      of_dlq_add() in both forms binds only text that Postgres accepts
+ *      (valid UTF-8, no NUL) outside the bytea key and value, the key and
+ *      value are the record's bytes, and the headers' JSON gives back every
+ *      header byte for byte. This is what keeps a poison record from
+ *      stalling a worker.
  *
  * With FUZZ_EVENT_DEBUG set in the environment, each input's parse result is
  * printed, which shows why a seed is rejected. */
@@ -31,8 +38,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "orderflow/contract.h"
+#include "domain/contract.h"
+#include "orderflow/dlq.h"
 #include "orderflow/event.h"
+#include "orderflow/outbox.h"
+#include "orderflow/text.h"
 
 #define MAX_HEADERS 80
 
@@ -144,12 +154,54 @@ static void check_rebuild(const of_event *ev)
     of_message_free(&m);
 }
 
+/* Property 4 for one form of the dead letter. */
+static void check_dead_letter_form(const of_record_view *rec, const of_message *dlq,
+                                   const char *ce_id, const char *reason, of_dlq_form form)
+{
+    of_db_pipeline p;
+    of_message back = {0};
+    of_db_pipeline_init(&p);
+    CHECK(of_dlq_add(&p, rec, dlq, "fuzz", ce_id, NULL, "FUZZ", reason, form) == 0);
+    CHECK(p.n == 1);
+    const of_db_cmd *c = &p.cmds[0];
+    for (int i = 0; i < c->nparams; i++) {
+        if (c->formats[i] == 1 || c->values[i] == NULL)
+            continue;
+        CHECK(of_text_storable(c->values[i], strlen(c->values[i])));
+    }
+    CHECK(rec->key == NULL || (c->lengths[4] == (int)rec->key_len &&
+                               memcmp(c->values[4], rec->key, rec->key_len) == 0));
+    CHECK(c->lengths[5] == (int)rec->value_len &&
+          (rec->value_len == 0 || memcmp(c->values[5], rec->value, rec->value_len) == 0));
+    CHECK(of_outbox_headers_parse(c->values[6], &back) == 0);
+    CHECK(back.n_headers == rec->n_headers);
+    for (size_t i = 0; i < rec->n_headers; i++) {
+        CHECK(strcmp(back.headers[i].name, rec->headers[i].name) == 0);
+        CHECK(back.headers[i].len == rec->headers[i].len);
+        CHECK(rec->headers[i].len == 0 ||
+              memcmp(back.headers[i].value, rec->headers[i].value, rec->headers[i].len) == 0);
+    }
+    of_message_free(&back);
+    of_db_pipeline_free(&p);
+}
+
+/* Property 4: the record's dead letter, as the worker would write it. */
+static void check_dead_letter(const of_record_view *rec, const char *ce_id, const char *reason)
+{
+    of_message dlq = {0};
+    CHECK(of_dlq_build(&dlq, rec, "fuzz", "FUZZ", reason) == 0);
+    check_dead_letter_form(rec, &dlq, ce_id, reason, OF_DLQ_AS_IS);
+    check_dead_letter_form(rec, &dlq, ce_id, reason, OF_DLQ_ESCAPED);
+    of_message_free(&dlq);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     of_header_view headers[MAX_HEADERS];
     char *names[MAX_HEADERS];
     void *values[MAX_HEADERS];
-    size_t n = 0, pos = 0;
+    size_t n = 0, pos = 0, key_len = 0;
+    const uint8_t *key = NULL;
     bool have_value = false;
     of_event ev;
     of_event_error err;
@@ -163,6 +215,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (len == 0 && nl != NULL) {
             have_value = true;
             break;
+        }
+        if (len >= 5 && memcmp(line, "@key:", 5) == 0) {
+            key = line + 5;
+            key_len = len - 5;
+            continue;
         }
         if (n == MAX_HEADERS)
             continue;
@@ -189,6 +246,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     of_record_view rec = {.topic = "fuzz",
                           .partition = 0,
                           .offset = 0,
+                          .key = key,
+                          .key_len = key_len,
                           .value = have_value ? data + pos : NULL,
                           .value_len = have_value ? size - pos : 0,
                           .headers = headers,
@@ -200,6 +259,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(rc == err.code);
     CHECK(rc <= 0);
     CHECK(strlen(of_event_code_name(rc)) > 0);
+    /* A handler's reason may quote any text: the record's own bytes stand in for it. */
+    check_dead_letter(&rec, rc == 0 ? ev.id : NULL,
+                      rc == 0 ? (have_value ? "" : "no value") : err.reason);
+    if (have_value && size - pos < 200) {
+        char reason[256];
+        memcpy(reason, data + pos, size - pos);
+        reason[size - pos] = '\0';
+        check_dead_letter(&rec, NULL, reason);
+    }
     if (rc == 0) {
         CHECK(err.reason[0] == '\0');
         CHECK(cJSON_IsObject(ev.data));

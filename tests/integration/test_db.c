@@ -105,7 +105,7 @@ static void wait_ready(ctx *t)
 static int run_pipeline(ctx *t, of_db_pipeline *p)
 {
     done d = {0};
-    assert_int_equal(of_db_submit(&t->db, p, on_pipeline, &d), OF_DB_OK);
+    assert_int_equal(of_db_submit(&t->db, p, on_pipeline, &d), OF_OK);
     wait_for(t, &d.called, "a pipeline");
     assert_int_equal(d.calls, 1);
     assert_int_equal(p->status, d.status);
@@ -149,12 +149,12 @@ static void add_insert(of_db_pipeline *p, int id)
     snprintf(ids, sizeof ids, "%d", id);
     snprintf(v, sizeof v, "value-%d", id);
     const char *values[2] = {ids, v};
-    assert_int_equal(of_db_pipeline_add(p, "it_insert", 2, values), OF_DB_OK);
+    assert_int_equal(of_db_pipeline_add(p, "it_insert", 2, values), OF_OK);
 }
 
 static void add_sql(of_db_pipeline *p, const char *sql)
 {
-    assert_int_equal(of_db_pipeline_add_sql(p, sql, 0, NULL), OF_DB_OK);
+    assert_int_equal(of_db_pipeline_add_sql(p, sql, 0, NULL), OF_OK);
 }
 
 /* Index of state in the recorded history at or after from, or -1. */
@@ -248,11 +248,10 @@ static void test_db_lifecycle(void **state)
 
     /* Connect: the statements are prepared before the state is READY. */
     assert_int_equal(
-        of_db_init(&t->db, &t->loop, getenv("DATABASE_URL"), "it", stmts, 2, on_state, t),
-        OF_DB_OK);
+        of_db_init(&t->db, &t->loop, getenv("DATABASE_URL"), "it", stmts, 2, on_state, t), OF_OK);
     assert_false(of_db_ready(&t->db));
-    assert_int_equal(of_db_start(&t->db), OF_DB_OK);
-    assert_int_equal(of_db_start(&t->db), OF_DB_ESTATE);
+    assert_int_equal(of_db_start(&t->db), OF_OK);
+    assert_int_equal(of_db_start(&t->db), OF_ESTATE);
     wait_ready(t);
     assert_true(of_db_ready(&t->db));
     assert_true(of_db_idle(&t->db));
@@ -270,7 +269,7 @@ static void test_db_lifecycle(void **state)
     for (int i = 1; i <= N_INSERTS; i++)
         add_insert(&p, i);
     add_sql(&p, "commit");
-    assert_int_equal(run_pipeline(t, &p), OF_DB_OK);
+    assert_int_equal(run_pipeline(t, &p), OF_OK);
     assert_int_equal(p.n, N_INSERTS + 2);
     assert_int_equal(p.failed_index, -1);
     assert_string_equal(p.sqlstate, "");
@@ -292,7 +291,7 @@ static void test_db_lifecycle(void **state)
     add_insert(&p, 1); /* exists */
     add_insert(&p, 1001);
     add_sql(&p, "commit");
-    assert_int_equal(run_pipeline(t, &p), OF_DB_ESQL);
+    assert_int_equal(run_pipeline(t, &p), OF_ESQL);
     assert_int_equal(p.failed_index, 2);
     assert_string_equal(p.sqlstate, "23505");
     assert_true(strlen(p.error) > 0);
@@ -307,11 +306,11 @@ static void test_db_lifecycle(void **state)
      * same connection works again. */
     of_db_pipeline_reset(&p);
     add_sql(&p, "rollback");
-    assert_int_equal(run_pipeline(t, &p), OF_DB_OK);
+    assert_int_equal(run_pipeline(t, &p), OF_OK);
     of_db_pipeline_reset(&p);
     add_insert(&p, 1000);
-    assert_int_equal(of_db_pipeline_add(&p, "it_count", 0, NULL), OF_DB_OK);
-    assert_int_equal(run_pipeline(t, &p), OF_DB_OK);
+    assert_int_equal(of_db_pipeline_add(&p, "it_count", 0, NULL), OF_OK);
+    assert_int_equal(run_pipeline(t, &p), OF_OK);
     assert_int_equal(count_of(&p, 1), N_INSERTS + 1);
     assert_int_equal(of_db_session(&t->db), session1);
     assert_int_equal(table_count(t), N_INSERTS + 1);
@@ -319,7 +318,7 @@ static void test_db_lifecycle(void **state)
     /* Kill the backend while a pipeline is in flight and two are queued. */
     of_db_pipeline_reset(&p);
     add_sql(&p, "select pg_backend_pid()");
-    assert_int_equal(run_pipeline(t, &p), OF_DB_OK);
+    assert_int_equal(run_pipeline(t, &p), OF_OK);
     long pid = strtol(PQgetvalue(of_db_pipeline_result(&p, 0), 0, 0), NULL, 10);
     assert_true(pid > 0);
     uint64_t reconnects = t->db.reconnects;
@@ -329,16 +328,16 @@ static void test_db_lifecycle(void **state)
     add_sql(&p, "select pg_sleep(20)");
     /* q: any session, so it waits for the new connection and runs there;
      * it uses a prepared statement, which must have been prepared again. */
-    assert_int_equal(of_db_pipeline_add(&q, "it_count", 0, NULL), OF_DB_OK);
+    assert_int_equal(of_db_pipeline_add(&q, "it_count", 0, NULL), OF_OK);
     /* r: bound to the old session (the rest of a transaction begun there),
      * so it must fail instead of inserting on the new connection. */
     add_insert(&r, 5000);
     r.session = session1;
     done dp = {0}, dq = {0}, dr = {0};
-    assert_int_equal(of_db_submit(&t->db, &p, on_pipeline, &dp), OF_DB_OK);
-    assert_int_equal(of_db_submit(&t->db, &q, on_pipeline, &dq), OF_DB_OK);
-    assert_int_equal(of_db_submit(&t->db, &r, on_pipeline, &dr), OF_DB_OK);
-    assert_int_equal(of_db_submit(&t->db, &q, on_pipeline, &dq), OF_DB_ESTATE); /* queued twice */
+    assert_int_equal(of_db_submit(&t->db, &p, on_pipeline, &dp), OF_OK);
+    assert_int_equal(of_db_submit(&t->db, &q, on_pipeline, &dq), OF_OK);
+    assert_int_equal(of_db_submit(&t->db, &r, on_pipeline, &dr), OF_OK);
+    assert_int_equal(of_db_submit(&t->db, &q, on_pipeline, &dq), OF_ESTATE); /* queued twice */
     assert_false(of_db_idle(&t->db));
     /* Let the sleep reach the server, then terminate its backend. */
     for (int i = 0; i < 10; i++)
@@ -351,17 +350,17 @@ static void test_db_lifecycle(void **state)
 
     wait_for(t, &dp.called, "the killed pipeline");
     assert_int_equal(dp.calls, 1);
-    assert_int_equal(dp.status, OF_DB_ECONN);
+    assert_int_equal(dp.status, OF_ECONN);
     assert_string_equal(p.sqlstate, "08006");
     assert_true(strlen(p.error) > 0);
     assert_true(t->db.reconnects > reconnects);
     wait_for(t, &dq.called, "the pipeline queued behind the killed one");
     wait_for(t, &dr.called, "the pipeline bound to the old session");
     assert_int_equal(dq.calls, 1);
-    assert_int_equal(dq.status, OF_DB_OK);
+    assert_int_equal(dq.status, OF_OK);
     assert_int_equal(count_of(&q, 0), N_INSERTS + 1);
     assert_int_equal(dr.calls, 1);
-    assert_int_equal(dr.status, OF_DB_ECONN);
+    assert_int_equal(dr.status, OF_ECONN);
     assert_string_equal(r.sqlstate, "08006");
     /* The state callback saw the loss and the recovery, in that order. */
     long lost = find_state(t, states_before, OF_DB_DISCONNECTED);
@@ -381,19 +380,19 @@ static void test_db_lifecycle(void **state)
     of_db_pipeline_reset(&p);
     add_sql(&p, "select pg_backend_pid()");
     p.session = session2;
-    assert_int_equal(run_pipeline(t, &p), OF_DB_OK);
+    assert_int_equal(run_pipeline(t, &p), OF_OK);
     assert_true(strtol(PQgetvalue(of_db_pipeline_result(&p, 0), 0, 0), NULL, 10) != pid);
     of_db_pipeline_reset(&r);
     r.session = session2;
     add_insert(&r, 5001);
-    assert_int_equal(run_pipeline(t, &r), OF_DB_OK);
+    assert_int_equal(run_pipeline(t, &r), OF_OK);
     assert_int_equal(table_count(t), N_INSERTS + 2);
 
     /* Kill the backend while the connection is idle: the loss is noticed
      * without any pipeline, and the connection comes back by itself. */
     of_db_pipeline_reset(&p);
     add_sql(&p, "select pg_backend_pid()");
-    assert_int_equal(run_pipeline(t, &p), OF_DB_OK);
+    assert_int_equal(run_pipeline(t, &p), OF_OK);
     pid = strtol(PQgetvalue(of_db_pipeline_result(&p, 0), 0, 0), NULL, 10);
     states_before = t->n_states;
     snprintf(sql, sizeof sql, "select pg_terminate_backend(%ld)::int", pid);
@@ -409,8 +408,8 @@ static void test_db_lifecycle(void **state)
     assert_true(lost >= 0);
     assert_true(find_state(t, (size_t)lost, OF_DB_READY) > lost);
     of_db_pipeline_reset(&q);
-    assert_int_equal(of_db_pipeline_add(&q, "it_count", 0, NULL), OF_DB_OK);
-    assert_int_equal(run_pipeline(t, &q), OF_DB_OK);
+    assert_int_equal(of_db_pipeline_add(&q, "it_count", 0, NULL), OF_OK);
+    assert_int_equal(run_pipeline(t, &q), OF_OK);
     assert_int_equal(count_of(&q, 0), N_INSERTS + 2);
 
     /* Close with one pipeline in flight and one queued: both are cancelled,
@@ -422,18 +421,18 @@ static void test_db_lifecycle(void **state)
     p.session = 0;
     memset(&dp, 0, sizeof dp);
     memset(&dq, 0, sizeof dq);
-    assert_int_equal(of_db_submit(&t->db, &p, on_pipeline, &dp), OF_DB_OK);
-    assert_int_equal(of_db_submit(&t->db, &q, on_pipeline, &dq), OF_DB_OK);
+    assert_int_equal(of_db_submit(&t->db, &p, on_pipeline, &dp), OF_OK);
+    assert_int_equal(of_db_submit(&t->db, &q, on_pipeline, &dq), OF_OK);
     of_db_close(&t->db, on_closed);
     assert_int_equal(dp.calls, 1);
-    assert_int_equal(dp.status, OF_DB_ECANCELED);
+    assert_int_equal(dp.status, OF_ECANCELED);
     assert_int_equal(dq.calls, 1);
-    assert_int_equal(dq.status, OF_DB_ECANCELED);
+    assert_int_equal(dq.status, OF_ECANCELED);
     assert_int_equal(t->db.state, OF_DB_CLOSING);
     assert_int_equal(t->states[t->n_states - 1], OF_DB_CLOSING);
     of_db_pipeline_reset(&r);
     add_sql(&r, "select 3");
-    assert_int_equal(of_db_submit(&t->db, &r, on_pipeline, &dr), OF_DB_ESTATE);
+    assert_int_equal(of_db_submit(&t->db, &r, on_pipeline, &dr), OF_ESTATE);
     wait_for(t, &t->closed, "the close callback");
     assert_true(of_db_idle(&t->db));
 

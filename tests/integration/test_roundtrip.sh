@@ -13,13 +13,30 @@ set -euo pipefail
 
 of_setup rt
 topic="${OF_PREFIX}widget.in"
+# The widget machine's own tables: the runtime writes whatever its machine's SQL names.
 sql "create table widgets (id uuid primary key, status text not null, version integer not null,
      status_reason text, correlation_id text not null, product_id text not null,
      updated_at timestamptz not null default now());
+     create table widget_executions (id uuid primary key, machine text not null,
+     widget_id uuid not null, scope text, status text not null, current_state text not null,
+     input jsonb, error text);
+     create table widget_history (execution_id uuid not null references widget_executions (id),
+     seq integer not null, step text not null, from_state text, to_state text, outcome text not null,
+     event_id text, topic text, partition integer, \"offset\" bigint, detail jsonb,
+     primary key (execution_id, seq));
      insert into products (id, name, price_cents, stock) values ('p1', 'Widget stock', 100, 100);"
 of_topics_create widget.in widget.in.dlq
+# A widget of product "busy" always meets a serialization failure (transient).
+sql "create function widgets_busy() returns trigger language plpgsql as \$\$
+     begin
+         if new.product_id = 'busy' then
+             raise exception 'widget % is busy', new.id using errcode = '40001';
+         end if;
+         return new;
+     end \$\$;
+     create trigger widgets_busy before insert on widgets for each row execute function widgets_busy()"
 of_process_start worker "$ORDERFLOW_BUILD_DIR/tests/integration/widget_worker" \
-    ORDERFLOW_OUTBOX_SWEEP_INTERVAL=1s
+    ORDERFLOW_OUTBOX_SWEEP_INTERVAL=1s ORDERFLOW_RETRY_LIMIT=3 ORDERFLOW_RETRY_MAX=200ms
 
 # 1. One event through two steps.
 of_publish widget.in k1 "$OF_TAG-a" widget.created '{"product_id":"p1"}'
@@ -29,12 +46,14 @@ wid=$(sql "select id from widgets where correlation_id = '$OF_TAG-a'")
 check "widget reached DONE" DONE "$(sql "select status || '' from widgets where id = '$wid'")"
 check "widget version counts both transitions" 2 "$(sql "select version from widgets where id = '$wid'")"
 check "stock taken once" 99 "$(sql "select stock from products where id = 'p1'")"
-check "one execution, succeeded" "1 SUCCEEDED" \
-    "$(sql "select count(*) || ' ' || max(status) from executions where order_id = '$wid'")"
+check "one execution of the widget's own machine, succeeded" "1 WidgetProcess SUCCEEDED" \
+    "$(sql "select count(*) || ' ' || max(machine) || ' ' || max(status) from widget_executions where widget_id = '$wid'")"
 check "history has both steps in order" "CreateWidget,FinishWidget" \
-    "$(sql "select string_agg(step, ',' order by seq) from execution_history h join executions e on e.id = h.execution_id where e.order_id = '$wid'")"
+    "$(sql "select string_agg(step, ',' order by seq) from widget_history h join widget_executions e on e.id = h.execution_id where e.widget_id = '$wid'")"
 check "history names the causing event" "$OF_TAG-a" \
-    "$(sql "select event_id from execution_history h join executions e on e.id = h.execution_id where e.order_id = '$wid' and seq = 1")"
+    "$(sql "select event_id from widget_history h join widget_executions e on e.id = h.execution_id where e.widget_id = '$wid' and seq = 1")"
+check "the order domain's tables are untouched" "0 0 0" \
+    "$(sql "select (select count(*) from executions) || ' ' || (select count(*) from execution_history) || ' ' || (select count(*) from orders)")"
 check "inbox has the three events consumed (created, NEW, DONE)" 3 "$(sql "select count(*) from inbox where consumer = 'widget-worker'")"
 wait_for "select count(*) = 2 and bool_and(published_at is not null) from outbox" 30 || true
 check "both outbox rows published" "2 2" \
@@ -70,7 +89,33 @@ check "DLQ topic has one copy" 1 "$(printf '%s\n' "$dlq" | grep -c 'dlq_error_co
 check "DLQ copy names its source" 1 \
     "$(printf '%s\n' "$dlq" | grep "dlq_topic=$topic" | grep -c 'dlq_worker=widget-worker' || true)"
 
-# 3. Graceful shutdown: SIGTERM drains and exits 0 (ASan builds also fail here on leaks).
+# 3. Failures that no retry can mend end as dead letters, the events behind
+#    them processed: a step that fails the same way every time (product
+#    "explode"), and a transient failure that never clears (product "busy",
+#    retry-limit 3). Both sit in a batch with a valid event on either side.
+of_publish widget.in k2 "$OF_TAG-c1" widget.created '{"product_id":"p1"}'
+of_publish widget.in k2 "$OF_TAG-x" widget.created '{"product_id":"explode"}'
+of_publish widget.in k2 "$OF_TAG-c2" widget.created '{"product_id":"p1"}'
+of_publish widget.in k2 "$OF_TAG-busy" widget.created '{"product_id":"busy"}'
+of_publish widget.in k2 "$OF_TAG-c3" widget.created '{"product_id":"p1"}'
+wait_for "select count(*) = 3 and bool_and(status = 'DONE') from widgets
+          where correlation_id in ('$OF_TAG-c1', '$OF_TAG-c2', '$OF_TAG-c3')" 60 || of_log_tails
+wait_for "select count(*) = 2 from dead_letters where ce_id in ('$OF_TAG-x', '$OF_TAG-busy')" 30 || true
+check "the events around the failing ones reached DONE" 3 \
+    "$(sql "select count(*) from widgets where correlation_id in ('$OF_TAG-c1', '$OF_TAG-c2', '$OF_TAG-c3') and status = 'DONE'")"
+check "a deterministic step error is dead-lettered as PROCESSING_FAILED, with the step and error" \
+    "PROCESSING_FAILED|step \"CreateWidget\" of the widget machine failed: invalid argument or value" \
+    "$(sql "select error_code || '|' || reason from dead_letters where ce_id = '$OF_TAG-x'")"
+check "a transient failure that never clears is dead-lettered as RETRIES_EXHAUSTED" "RETRIES_EXHAUSTED" \
+    "$(sql "select error_code from dead_letters where ce_id = '$OF_TAG-busy'")"
+check "the exhausted event's reason names the last failure" 1 \
+    "$(sql "select count(*) from dead_letters where ce_id = '$OF_TAG-busy' and reason like 'gave up after 3 transient failures:%is busy%'")"
+check "neither failing event left a widget or an inbox row" "0 0" \
+    "$(sql "select (select count(*) from widgets where correlation_id in ('$OF_TAG-x', '$OF_TAG-busy')) || ' ' ||
+                   (select count(*) from inbox where ce_id in ('$OF_TAG-x', '$OF_TAG-busy'))")"
+check "stock taken once for each of the three valid events" 95 "$(sql "select stock from products where id = 'p1'")"
+
+# 4. Graceful shutdown: SIGTERM drains and exits 0 (ASan builds also fail here on leaks).
 of_worker_stop worker
 check "worker logged its clean stop" 1 "$(grep -c '"msg":"stopped:' "$OF_WORK/worker.log" || true)"
 of_finish

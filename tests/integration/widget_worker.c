@@ -4,8 +4,13 @@
  * of ops/stack: "widget.created" creates a widget (and takes one unit of a
  * product's stock, an effect that would show if it ran twice), publishing
  * "widget.status.changed" NEW through the outbox; that event, consumed from
- * the same topic, drives the automatic step NEW -> DONE. The entity table
- * "widgets" is created by the test script in its scratch database. */
+ * the same topic, drives the automatic step NEW -> DONE. Its execution,
+ * WidgetProcess, and its history live in tables of its own (widgets,
+ * widget_executions, widget_history), created by the test script in its
+ * scratch database: the runtime knows no table of the order domain.
+ *
+ * A widget.created whose product_id is "explode" makes its step fail
+ * (OF_EINVAL) every time: the runtime must dead-letter that event alone. */
 #include "orderflow/config.h"
 #include "orderflow/event.h"
 #include "orderflow/log.h"
@@ -27,43 +32,84 @@ typedef struct widget_event {
     bool created;        /* widget.created (else widget.status.changed) */
     char product_id[65]; /* created: the product to take one unit of */
     char widget_id[37];  /* status.changed: the widget */
-    char status[16];     /* status.changed: status announced */
+    int status;          /* status.changed: status announced */
     int version;         /* status.changed: version announced */
 } widget_event;
 
-/* Loaded row of a widget. */
-typedef struct widget_row {
-    char id[37];          /* widget id */
-    char status[16];      /* current status */
-    int version;          /* current version */
-    char correlation[65]; /* correlation id */
-} widget_row;
+enum { W_NONE, W_NEW, W_DONE, W_STATE_COUNT };
+enum { W_AUTO = OF_TRIGGER_AUTO, W_CREATED, W_TRIGGER_COUNT };
+enum { W_STEP_CREATE, W_STEP_FINISH, W_STEP_COUNT };
+enum { W_X_NONE = OF_EXEC_NONE, W_X_PROCESS, W_X_COUNT };
 
 static int create_widget(of_step_ctx *s);
-static int widget_changed(of_step_ctx *s, const char *from, const char *to, int version,
-                          of_message *out);
+static int widget_changed(of_step_ctx *s, int from, int to, of_message *out);
 
+// clang-format off
 static const of_transition widget_rows[] = {
-    {OF_STATE_NONE, "widget.created", "NEW", "CreateWidget", "OrderProcess", true, "RUNNING", NULL},
-    {"NEW", OF_TRIGGER_AUTO, "DONE", "FinishWidget", "OrderProcess", false, "SUCCEEDED", NULL},
+    /* from    trigger    to      step           execution    starts  execution after    then */
+    {W_NONE,   W_CREATED, W_NEW,  W_STEP_CREATE, W_X_PROCESS, true,   OF_EXEC_RUNNING,   OF_EXEC_NONE},
+    {W_NEW,    W_AUTO,    W_DONE, W_STEP_FINISH, W_X_PROCESS, false,  OF_EXEC_SUCCEEDED, OF_EXEC_NONE},
 };
+// clang-format on
 
-static const of_step_impl widget_steps[] = {
-    {"CreateWidget", create_widget},
-    {"FinishWidget", NULL},
-    {NULL, NULL},
+static const char *const widget_states[W_STATE_COUNT] = {"", "NEW", "DONE"};
+static const char *const widget_triggers[W_TRIGGER_COUNT] = {"auto", "widget.created"};
+static const char *const widget_step_names[W_STEP_COUNT] = {"CreateWidget", "FinishWidget"};
+static const char *const widget_executions[W_X_COUNT] = {"", "WidgetProcess"};
+
+static const of_db_stmt widget_machine_stmts[OF_SQL_COUNT] = {
+    [OF_SQL_LOAD] = {"widget_load", "select id::text, status, version, correlation_id, ''"
+                                    " from widgets where id = any($1::uuid[]) order by id"
+                                    " for update"},
+    [OF_SQL_SET_STATE] = {"widget_set_state",
+                          "with u as (update widgets set status = $2, version = version + 1,"
+                          " status_reason = nullif($4, ''), updated_at = now()"
+                          " where id = $1::uuid and version = $3 returning 1)"
+                          " select of_expect_one((select count(*) from u), 'widget ' || $1)"},
+    [OF_SQL_EXEC_START] = {"widget_exec_start",
+                           "insert into widget_executions (id, machine, widget_id, scope, status,"
+                           " current_state, input, error) values ($1::uuid, $2, $3::uuid,"
+                           " nullif($4, ''), $5, $6, $7::jsonb, nullif($8, ''))"},
+    [OF_SQL_EXEC_UPDATE] = {"widget_exec_update",
+                            "update widget_executions set current_state = $4, status = $5,"
+                            " error = coalesce(nullif($6, ''), error)"
+                            " where machine = $1 and widget_id = $2::uuid and $3 = ''"},
+    [OF_SQL_HISTORY] = {"widget_history",
+                        "insert into widget_history (execution_id, seq, step, from_state,"
+                        " to_state, outcome, event_id, topic, partition, \"offset\", detail)"
+                        " select e.id, coalesce((select max(h.seq) from widget_history h"
+                        " where h.execution_id = e.id), 0) + 1, $4, nullif($5, ''),"
+                        " nullif($6, ''), $7, $8, $9, $10::integer, $11::bigint, $12::jsonb"
+                        " from widget_executions e where e.widget_id = $2::uuid and $3 = ''"
+                        " and ($1 = '' or e.machine = $1) order by e.id desc limit 1"},
 };
 
 static const of_machine widget_machine = {
-    "widget", "widget", widget_rows, sizeof widget_rows / sizeof widget_rows[0], widget_changed};
+    .name = "widget",
+    .entity = "widget",
+    .rows = widget_rows,
+    .n_rows = sizeof widget_rows / sizeof widget_rows[0],
+    .states = widget_states,
+    .n_states = W_STATE_COUNT,
+    .triggers = widget_triggers,
+    .n_triggers = W_TRIGGER_COUNT,
+    .steps = widget_step_names,
+    .n_steps = W_STEP_COUNT,
+    .executions = widget_executions,
+    .n_executions = W_X_COUNT,
+    .stmts = widget_machine_stmts,
+    .changed = widget_changed,
+};
+
+static const of_step_impl widget_steps[W_STEP_COUNT] = {
+    [W_STEP_CREATE] = {true, create_widget},
+    [W_STEP_FINISH] = {true, NULL},
+};
 
 static const of_db_stmt widget_stmts[] = {
-    OF_MACHINE_STMTS("widget", "widgets"),
     {"widget_insert", "insert into widgets (id, status, version, correlation_id, product_id)"
                       " values ($1::uuid, $2, 1, $3, $4)"},
     {"widget_take_stock", "update products set stock = stock - 1 where id = $1"},
-    {"widget_load", "select id, status, version, correlation_id from widgets"
-                    " where id = any($1::uuid[]) order by id for update"},
 };
 
 static const char *const topics[] = {TOPIC};
@@ -71,36 +117,41 @@ static const char *const topics[] = {TOPIC};
 static int create_widget(of_step_ctx *s)
 {
     widget_event *e = s->it->user;
-    const char *v1[4] = {s->entity_id, "NEW", s->correlation_id, e->product_id};
+    const char *v1[4] = {s->e->id, "NEW", s->e->correlation, e->product_id};
     const char *v2[1] = {e->product_id};
-    if (of_db_pipeline_add(s->wp, "widget_insert", 4, v1) != 0 ||
-        of_db_pipeline_add(s->wp, "widget_take_stock", 1, v2) != 0)
-        return -1;
+    int rc;
+    /* A deterministic failure, for the test of the failure classes. */
+    if (strcmp(e->product_id, "explode") == 0)
+        return OF_EINVAL;
+    rc = of_db_pipeline_add(s->wp, "widget_insert", 4, v1);
+    if (rc == OF_OK)
+        rc = of_db_pipeline_add(s->wp, "widget_take_stock", 1, v2);
+    if (rc != OF_OK)
+        return rc;
     s->input = cJSON_CreateObject();
-    cJSON_AddStringToObject(s->input, "product_id", e->product_id);
-    return 0;
+    if (s->input == NULL || cJSON_AddStringToObject(s->input, "product_id", e->product_id) == NULL)
+        return OF_ENOMEM;
+    return OF_OK;
 }
 
-static int widget_changed(of_step_ctx *s, const char *from, const char *to, int version,
-                          of_message *out)
+static int widget_changed(of_step_ctx *s, int from, int to, of_message *out)
 {
     char id[OF_UUID_STRLEN + 1], topic[256];
     of_event_error err;
     cJSON *data = cJSON_CreateObject();
-    int rc = -1;
+    int rc = OF_ENOMEM;
     if (data == NULL || of_uuid_v7(id) != 0)
         goto out;
-    cJSON_AddStringToObject(data, "widget_id", s->entity_id);
-    cJSON_AddStringToObject(data, "status", to);
-    if (from[0] != '\0')
-        cJSON_AddStringToObject(data, "previous_status", from);
-    else
-        cJSON_AddNullToObject(data, "previous_status");
-    cJSON_AddNumberToObject(data, "version", version);
-    cJSON_AddStringToObject(data, "correlation_id", s->correlation_id);
-    of_event_attrs attrs = {id, "widget.status.changed", s->b->w->source, s->entity_id, NULL};
-    rc = of_event_build(out, of_worker_topic(s->b->w, TOPIC, topic, sizeof topic), s->entity_id,
-                        &attrs, data, &err);
+    if (cJSON_AddStringToObject(data, "widget_id", s->e->id) == NULL ||
+        cJSON_AddStringToObject(data, "status", widget_states[to]) == NULL ||
+        (from != W_NONE ? cJSON_AddStringToObject(data, "previous_status", widget_states[from])
+                        : cJSON_AddNullToObject(data, "previous_status")) == NULL ||
+        cJSON_AddNumberToObject(data, "version", s->new_version) == NULL ||
+        cJSON_AddStringToObject(data, "correlation_id", s->e->correlation) == NULL)
+        goto out;
+    of_event_attrs attrs = {id, "widget.status.changed", s->b->w->source, s->e->id, NULL};
+    rc = of_event_build(out, of_worker_topic(s->b->w, TOPIC, topic, sizeof topic), s->e->id, &attrs,
+                        data, &err);
 out:
     cJSON_Delete(data);
     return rc;
@@ -127,10 +178,10 @@ static int widget_decode(void *ctx, of_worker_item *it, of_event_error *err)
         const cJSON *st = cJSON_GetObjectItemCaseSensitive(d, "status");
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(d, "version");
         if (!cJSON_IsString(id) || !of_uuid_valid(id->valuestring) || !cJSON_IsString(st) ||
-            strlen(st->valuestring) >= sizeof e->status || !cJSON_IsNumber(v))
+            of_machine_state_parse(&widget_machine, st->valuestring, &e->status) != OF_OK ||
+            !cJSON_IsNumber(v))
             return of_event_error_set(err, OF_EVENT_ERR_WRONG_TYPE, "bad widget.status.changed");
         snprintf(e->widget_id, sizeof e->widget_id, "%s", id->valuestring);
-        snprintf(e->status, sizeof e->status, "%s", st->valuestring);
         e->version = v->valueint;
         return 0;
     }
@@ -138,90 +189,19 @@ static int widget_decode(void *ctx, of_worker_item *it, of_event_error *err)
                               it->ev.type);
 }
 
-static int widget_load(void *ctx, of_worker_batch *b, of_db_pipeline *p)
+static int widget_route(void *ctx, const of_worker_item *it, of_route *r)
 {
-    const char *ids[5000];
-    size_t n = 0;
-    for (size_t i = b->lo; i < b->hi && n < 5000; i++) {
-        widget_event *e = b->items[i].user;
-        if (b->items[i].state == OF_ITEM_PENDING && !e->created)
-            ids[n++] = e->widget_id;
+    const widget_event *e = it->user;
+    if (e->created) {
+        r->kind = OF_ROUTE_CREATE;
+        r->trigger = W_CREATED;
+    } else {
+        r->kind = OF_ROUTE_ADVANCE;
+        r->entity_id = e->widget_id;
+        r->state = e->status;
+        r->version = e->version;
     }
-    char *array = of_db_text_array(ids, n);
-    if (array == NULL)
-        return -1;
-    const char *values[1] = {array};
-    int rc = of_db_pipeline_add(p, "widget_load", 1, values);
-    free(array);
-    return rc;
-}
-
-/* Finds the loaded row of a widget, or NULL. */
-static bool find_row(const PGresult *r, const char *id, widget_row *row)
-{
-    for (int i = 0; r != NULL && i < PQntuples(r); i++) {
-        if (strcmp(PQgetvalue(r, i, 0), id) == 0) {
-            snprintf(row->id, sizeof row->id, "%s", PQgetvalue(r, i, 0));
-            snprintf(row->status, sizeof row->status, "%s", PQgetvalue(r, i, 1));
-            row->version = atoi(PQgetvalue(r, i, 2));
-            snprintf(row->correlation, sizeof row->correlation, "%s", PQgetvalue(r, i, 3));
-            return true;
-        }
-    }
-    return false;
-}
-
-static int widget_apply(void *ctx, of_worker_batch *b, const of_db_pipeline *lp, size_t first,
-                        of_db_pipeline *wp)
-{
-    const PGresult *rows = of_db_pipeline_result(lp, first);
-    for (size_t i = b->lo; i < b->hi; i++) {
-        of_worker_item *it = &b->items[i];
-        widget_event *e = it->user;
-        of_step_ctx s = {0};
-        widget_row row;
-        int rc;
-        if (it->state != OF_ITEM_PENDING)
-            continue;
-        s.b = b;
-        s.it = it;
-        s.wp = wp;
-        if (e->created) {
-            if (of_uuid_v7(s.entity_id) != 0)
-                return -1;
-            memcpy(s.order_id, s.entity_id, sizeof s.order_id);
-            snprintf(s.correlation_id, sizeof s.correlation_id, "%s", it->ev.id);
-            rc = of_machine_apply(&widget_machine, widget_steps, &s, OF_STATE_NONE,
-                                  "widget.created");
-        } else if (!find_row(rows, e->widget_id, &row)) {
-            of_event_error_set(&it->err, OF_EVENT_ERR_INVALID_ID, "unknown widget \"%s\"",
-                               e->widget_id);
-            it->state = OF_ITEM_DEAD;
-            continue;
-        } else if (strcmp(row.status, e->status) != 0 || row.version != e->version) {
-            it->state = OF_ITEM_DONE; /* stale: the widget moved on */
-            it->outcome = "ignored";
-            continue;
-        } else {
-            snprintf(s.entity_id, sizeof s.entity_id, "%s", row.id);
-            memcpy(s.order_id, s.entity_id, sizeof s.order_id);
-            snprintf(s.correlation_id, sizeof s.correlation_id, "%s", row.correlation);
-            s.version = row.version;
-            rc = of_machine_apply(&widget_machine, widget_steps, &s, row.status, OF_TRIGGER_AUTO);
-            if (rc == OF_MACHINE_ILLEGAL) {
-                it->state = OF_ITEM_DONE; /* no automatic step from here */
-                it->outcome = "ignored";
-                of_step_ctx_free(&s);
-                continue;
-            }
-        }
-        of_step_ctx_free(&s);
-        if (rc != 0)
-            return rc;
-        it->state = OF_ITEM_DONE;
-        it->outcome = "applied";
-    }
-    return 0;
+    return OF_OK;
 }
 
 static void widget_free(void *ctx, of_worker_item *it)
@@ -235,25 +215,18 @@ static const of_config_item items[] = {OF_WORKER_CONFIG(widget_settings, w)};
 int main(int argc, char **argv)
 {
     widget_settings s;
-    char err[256];
-    const of_worker_handler h = {
-        "widget-worker",
-        topics,
-        1,
-        widget_stmts,
-        sizeof widget_stmts / sizeof widget_stmts[0],
-        widget_decode,
-        widget_load,
-        widget_apply,
-        widget_free,
-        NULL,
-        NULL,
-        NULL,
+    static const of_worker_handler h = {
+        .name = "widget-worker",
+        .topics = topics,
+        .n_topics = 1,
+        .stmts = widget_stmts,
+        .n_stmts = sizeof widget_stmts / sizeof widget_stmts[0],
+        .machine = &widget_machine,
+        .steps = widget_steps,
+        .decode = widget_decode,
+        .route = widget_route,
+        .item_free = widget_free,
     };
-    if (of_machine_validate(&widget_machine, err, sizeof err) != 0) {
-        fprintf(stderr, "widget machine is invalid: %s\n", err);
-        return 70;
-    }
     of_config_load_or_exit(items, sizeof items / sizeof items[0], &s, argc, argv, NULL,
                            "widget-worker", "test worker for the common runtime");
     return of_worker_run(&h, &s.w);

@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "orderflow/contract.h"
+#include "domain/contract.h"
 
 #define UUID1 "0190a0b0-0000-7000-8000-000000000001"
 #define UUID2 "0190a0b0-0000-7000-8000-000000000002"

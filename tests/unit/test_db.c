@@ -106,9 +106,9 @@ static void test_pipeline_copies_params(void **state)
     char sql[] = "select $1::text";
     const char *values[3] = {a, NULL, b};
     of_db_pipeline_init(&p);
-    assert_int_equal(of_db_pipeline_add(&p, stmt, 3, values), OF_DB_OK);
-    assert_int_equal(of_db_pipeline_add_sql(&p, sql, 1, values), OF_DB_OK);
-    assert_int_equal(of_db_pipeline_add(&p, "of_test_noparams", 0, NULL), OF_DB_OK);
+    assert_int_equal(of_db_pipeline_add(&p, stmt, 3, values), OF_OK);
+    assert_int_equal(of_db_pipeline_add_sql(&p, sql, 1, values), OF_OK);
+    assert_int_equal(of_db_pipeline_add(&p, "of_test_noparams", 0, NULL), OF_OK);
     /* Overwrite every caller buffer: the pipeline must keep the old values. */
     memset(stmt, 'X', sizeof stmt - 1);
     memset(a, 'X', sizeof a - 1);
@@ -153,8 +153,7 @@ static void test_pipeline_binary_params(void **state)
     const int lengths[4] = {999, (int)sizeof bin, 0, 0};
     const int formats[4] = {0, 1, 1, 1};
     of_db_pipeline_init(&p);
-    assert_int_equal(of_db_pipeline_add_bin(&p, "of_test_bin", 4, values, lengths, formats),
-                     OF_DB_OK);
+    assert_int_equal(of_db_pipeline_add_bin(&p, "of_test_bin", 4, values, lengths, formats), OF_OK);
     memset(bin, 'X', sizeof bin);
     of_db_cmd *c = &p.cmds[0];
     assert_int_equal(c->nparams, 4);
@@ -183,7 +182,7 @@ static void test_pipeline_reset_and_free(void **state)
     for (int i = 0; i < 40; i++) {
         char name[32];
         snprintf(name, sizeof name, "stmt_%d", i);
-        assert_int_equal(of_db_pipeline_add(&p, name, 1, values), OF_DB_OK);
+        assert_int_equal(of_db_pipeline_add(&p, name, 1, values), OF_OK);
     }
     assert_int_equal(p.n, 40);
     assert_true(p.cap >= 40);
@@ -199,7 +198,7 @@ static void test_pipeline_reset_and_free(void **state)
     assert_non_null(p.results[3]);
     assert_ptr_equal(of_db_pipeline_result(&p, 3), p.results[3]);
     assert_null(of_db_pipeline_result(&p, 40));
-    p.status = OF_DB_ESQL;
+    p.status = OF_ESQL;
     p.failed_index = 7;
     snprintf(p.sqlstate, sizeof p.sqlstate, "23505");
     snprintf(p.error, sizeof p.error, "duplicate key");
@@ -222,7 +221,7 @@ static void test_pipeline_reset_and_free(void **state)
     assert_null(of_db_pipeline_result(&p, 3));
 
     /* Reused after reset: new commands, nothing left of the old ones. */
-    assert_int_equal(of_db_pipeline_add(&p, "again", 1, values), OF_DB_OK);
+    assert_int_equal(of_db_pipeline_add(&p, "again", 1, values), OF_OK);
     assert_int_equal(p.n, 1);
     assert_string_equal(p.cmds[0].stmt, "again");
     of_db_pipeline_free(&p);

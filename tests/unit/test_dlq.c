@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "orderflow/dlq.h"
+#include "orderflow/text.h"
 #include "orderflow/outbox.h"
 #include "orderflow/uuid.h"
 
@@ -121,7 +122,8 @@ static void test_add_statement(void **state)
     of_db_pipeline p;
     of_db_pipeline_init(&p);
     assert_int_equal(of_dlq_build(&dlq, &rec, "wrk", "BAD", "why"), 0);
-    assert_int_equal(of_dlq_add(&p, &rec, &dlq, "wrk", "evt-1", NULL, "BAD", "why"), OF_DB_OK);
+    assert_int_equal(of_dlq_add(&p, &rec, &dlq, "wrk", "evt-1", NULL, "BAD", "why", OF_DLQ_AS_IS),
+                     OF_OK);
     assert_int_equal(p.n, 1);
     const of_db_cmd *c = &p.cmds[0];
     assert_string_equal(c->stmt, "of_dlq_insert");
@@ -159,13 +161,61 @@ static void test_add_statement(void **state)
     of_record_view bare = {"order.created", 0, 0, NULL, 0, NULL, 0, NULL, 0};
     of_db_pipeline_reset(&p);
     assert_int_equal(of_dlq_build(&dlq, &bare, "wrk", "BAD", "why"), 0);
-    assert_int_equal(of_dlq_add(&p, &bare, &dlq, "wrk", NULL, NULL, "BAD", "why"), OF_DB_OK);
+    assert_int_equal(of_dlq_add(&p, &bare, &dlq, "wrk", NULL, NULL, "BAD", "why", OF_DLQ_AS_IS),
+                     OF_OK);
     c = &p.cmds[0];
     assert_null(c->values[4]);
     assert_non_null(c->values[5]);
     assert_int_equal(c->lengths[5], 0);
     assert_string_equal(c->values[6], "[]");
     assert_null(c->values[7]);
+    of_message_free(&dlq);
+    of_db_pipeline_free(&p);
+}
+
+/* Bytes that are no text anywhere in the record: the dead letter's text
+ * parameters are all storable (valid UTF-8, no NUL), the original bytes are
+ * kept (bytea, base64), and the escaped form keeps no text of the record. */
+static void test_hostile_record(void **state)
+{
+    of_header_view headers[2] = {{"na\xffme", "v\0\xfe", 3}, {"ce_id", "\xc3\x28", 2}};
+    of_record_view rec = {"order.created", 0, 9, "\xff\0k", 3, "\0\xff{", 3, headers, 2};
+    const char *reason = "header \"\xff\" is bad\x01 and cut \xe2\x82";
+    of_message dlq = {0};
+    of_db_pipeline p;
+    of_db_pipeline_init(&p);
+    assert_int_equal(of_dlq_build(&dlq, &rec, "wrk", "BAD", reason), 0);
+    for (of_dlq_form form = OF_DLQ_AS_IS; form <= OF_DLQ_ESCAPED; form++) {
+        of_db_pipeline_reset(&p);
+        assert_int_equal(of_dlq_add(&p, &rec, &dlq, "wrk", "id-1", "t", "BAD", reason, form),
+                         OF_OK);
+        const of_db_cmd *c = &p.cmds[0];
+        for (int i = 0; i < c->nparams; i++) {
+            if (c->formats[i] == 1 || c->values[i] == NULL)
+                continue;
+            if (!of_text_storable(c->values[i], strlen(c->values[i])))
+                fail_msg("parameter %d is not storable text", i + 1);
+        }
+        assert_memory_equal(c->values[4], "\xff\0k", 3);
+        assert_memory_equal(c->values[5], "\0\xff{", 3);
+        of_message back = {0};
+        assert_int_equal(of_outbox_headers_parse(c->values[6], &back), 0);
+        assert_int_equal(back.n_headers, 2);
+        assert_string_equal(back.headers[0].name, "na\xffme");
+        assert_memory_equal(back.headers[0].value, "v\0\xfe", 3);
+        assert_memory_equal(back.headers[1].value, "\xc3\x28", 2);
+        of_message_free(&back);
+        if (form == OF_DLQ_ESCAPED) {
+            assert_null(c->values[7]);
+            assert_null(c->values[8]);
+            for (const char *r = c->values[10]; *r != '\0'; r++)
+                assert_true((unsigned char)*r < 0x80);
+            assert_string_equal(c->values[6], "[{\"kb64\":\"bmH/bWU=\",\"b64\":\"dgD+\"},"
+                                              "{\"kb64\":\"Y2VfaWQ=\",\"b64\":\"wyg=\"}]");
+        } else {
+            assert_string_equal(c->values[10], "header \"\\xff\" is bad\x01 and cut \\xe2\\x82");
+        }
+    }
     of_message_free(&dlq);
     of_db_pipeline_free(&p);
 }
@@ -177,6 +227,7 @@ int main(void)
         cmocka_unit_test(test_build_null_key_and_value),
         cmocka_unit_test(test_build_large_offset_and_unique_ids),
         cmocka_unit_test(test_add_statement),
+        cmocka_unit_test(test_hostile_record),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

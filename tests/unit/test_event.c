@@ -721,7 +721,7 @@ static void test_ids_and_utf8(void **state)
         {"\x80", false},
     };
     for (size_t i = 0; i < sizeof u / sizeof u[0]; i++)
-        assert_int_equal(of_event_utf8_valid(u[i].s, strlen(u[i].s)), u[i].valid);
+        assert_int_equal(of_utf8_valid(u[i].s, strlen(u[i].s)), u[i].valid);
 }
 
 static const of_header *find_header(const of_message *m, const char *name)

@@ -277,32 +277,32 @@ static void test_port_in_use_and_bad_input(void **state)
     of_http_init(&b, &loop);
     of_http_init(&c, &loop);
     assert_int_equal(of_http_start(&a, "127.0.0.1", 0), 0);
-    assert_int_equal(of_http_start(&a, "127.0.0.1", 0), OF_HTTP_ESTATE);
+    assert_int_equal(of_http_start(&a, "127.0.0.1", 0), OF_ESTATE);
     /* A second server on the same port fails rather than sharing it. */
-    assert_int_equal(of_http_start(&b, "127.0.0.1", a.port), OF_HTTP_ESTART);
+    assert_int_equal(of_http_start(&b, "127.0.0.1", a.port), OF_ESTART);
     assert_null(b.daemon);
-    assert_int_equal(of_http_start(&c, "localhost", 0), OF_HTTP_EINVAL);
+    assert_int_equal(of_http_start(&c, "localhost", 0), OF_EINVAL);
     /* An IPv6 literal is accepted as an address (binding may still fail
      * where the host has IPv6 off). */
     int rc6 = of_http_start(&c, "::1", 0);
-    assert_true(rc6 == 0 || rc6 == OF_HTTP_ESTART);
+    assert_true(rc6 == 0 || rc6 == OF_ESTART);
 
-    assert_int_equal(of_http_add_route(&a, "healthz", route_ok, NULL), OF_HTTP_EINVAL);
-    assert_int_equal(of_http_add_route(&a, "/x", NULL, NULL), OF_HTTP_EINVAL);
+    assert_int_equal(of_http_add_route(&a, "healthz", route_ok, NULL), OF_EINVAL);
+    assert_int_equal(of_http_add_route(&a, "/x", NULL, NULL), OF_EINVAL);
     char long_path[OF_HTTP_PATH_MAX + 1];
     memset(long_path, 'a', sizeof long_path - 1);
     long_path[0] = '/';
     long_path[sizeof long_path - 1] = '\0';
-    assert_int_equal(of_http_add_route(&a, long_path, route_ok, NULL), OF_HTTP_EINVAL);
+    assert_int_equal(of_http_add_route(&a, long_path, route_ok, NULL), OF_EINVAL);
     for (int i = 0; i < OF_HTTP_MAX_ROUTES; i++)
         assert_int_equal(of_http_add_route(&a, "/r", route_ok, NULL), 0);
-    assert_int_equal(of_http_add_route(&a, "/r", route_ok, NULL), OF_HTTP_EINVAL);
+    assert_int_equal(of_http_add_route(&a, "/r", route_ok, NULL), OF_EINVAL);
 
     of_http_close(&a, NULL);
     of_http_close(&a, NULL); /* twice: nothing more */
     of_http_close(&b, NULL); /* never started */
     of_http_close(&c, NULL);
-    assert_int_equal(of_http_start(&b, "127.0.0.1", 0), OF_HTTP_ESTATE); /* closed */
+    assert_int_equal(of_http_start(&b, "127.0.0.1", 0), OF_ESTATE); /* closed */
     assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
     assert_null(a.daemon);
     assert_null(c.daemon);

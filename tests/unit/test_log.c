@@ -44,7 +44,7 @@ static void test_json_line_with_context(void **state)
     assert_non_null(j);
     assert_string_equal(cJSON_GetObjectItem(j, "level")->valuestring, "warn");
     assert_string_equal(cJSON_GetObjectItem(j, "worker")->valuestring, "order-created");
-    assert_string_equal(cJSON_GetObjectItem(j, "order_id")->valuestring, "o-1");
+    assert_string_equal(cJSON_GetObjectItem(j, "subject")->valuestring, "o-1");
     assert_string_equal(cJSON_GetObjectItem(j, "ce_id")->valuestring, "ce-9");
     assert_string_equal(cJSON_GetObjectItem(j, "topic")->valuestring, "order.created");
     assert_int_equal(cJSON_GetObjectItem(j, "partition")->valueint, 3);

@@ -107,7 +107,7 @@ static const char sql_redrives[] =
 /* Bytes shown to a person: as they are when UTF-8 text without NULs. */
 static bool is_text(const char *bytes, size_t len)
 {
-    return of_event_utf8_valid(bytes, len) && memchr(bytes, '\0', len) == NULL;
+    return of_text_storable(bytes, len);
 }
 
 /* A bytea column, unescaped into a NUL-terminated heap copy (free()). Sets

@@ -1,8 +1,8 @@
 /* cmd_graph.c: orderctl graph, a machine's diagram drawn from the table the workers run. */
 #include "orderctl.h"
 
-#include "order_machine.h"
-#include "return_machine.h"
+#include "domain/order_machine.h"
+#include "domain/return_machine.h"
 
 #include "orderflow/config.h"
 

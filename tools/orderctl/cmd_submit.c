@@ -14,7 +14,7 @@
  * short-lived CLI, not a worker on an event loop (see orderctl.h). */
 #include "orderctl.h"
 
-#include "orderflow/contract.h"
+#include "domain/contract.h"
 #include "orderflow/event.h"
 #include "orderflow/uuid.h"
 

@@ -2,7 +2,7 @@
 #include "orderctl.h"
 
 #include "orderflow/config.h"
-#include "orderflow/contract.h"
+#include "domain/contract.h"
 #include "orderflow/kafka.h"
 #include "orderflow/log.h"
 

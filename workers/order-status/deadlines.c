@@ -1,7 +1,7 @@
 /* deadlines.c: claims due payment deadlines and turns each into an order.deadline.expired event. */
 #include "deadlines.h"
 
-#include "orderflow/contract.h"
+#include "domain/contract.h"
 #include "orderflow/event.h"
 #include "orderflow/log.h"
 #include "orderflow/outbox.h"
@@ -38,7 +38,7 @@ static void on_rolled_back(of_db *db, of_db_pipeline *p, int status, void *arg)
 static void on_written(of_db *db, of_db_pipeline *p, int status, void *arg)
 {
     deadline_scanner *s = arg;
-    if (status == OF_DB_ESQL) {
+    if (status == OF_ESQL) {
         /* The transaction is aborted; end it before the next scan. */
         of_log_warn("could not fire deadlines: %s", p->error);
         free_msgs(s);
@@ -49,12 +49,12 @@ static void on_written(of_db *db, of_db_pipeline *p, int status, void *arg)
         s->busy = false;
         return;
     }
-    if (status == OF_DB_OK) {
+    if (status == OF_OK) {
         if (s->n_msgs > 0)
             of_log_info("%zu payment deadline(s) expired", s->n_msgs);
         s->fired_total += s->n_msgs;
         of_outbox_relay_publish(&s->w->relay, s->msgs, s->n_msgs);
-    } else if (status != OF_DB_ECANCELED) {
+    } else if (status != OF_ECANCELED) {
         of_log_warn("could not fire deadlines: %s", p->error);
     }
     free_msgs(s);
@@ -99,8 +99,8 @@ static void on_claimed(of_db *db, of_db_pipeline *p, int status, void *arg)
     int rc = 0;
 
     of_db_pipeline_reset(&s->write);
-    if (status != OF_DB_OK) {
-        if (status == OF_DB_ECANCELED || status == OF_DB_ECONN) {
+    if (status != OF_OK) {
+        if (status == OF_ECANCELED || status == OF_ECONN) {
             s->busy = false;
             return;
         }

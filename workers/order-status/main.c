@@ -10,11 +10,11 @@
  * events that no longer match the order (stale, duplicated, out of order)
  * are acknowledged without effect. */
 #include "deadlines.h"
-#include "order_machine.h"
+#include "domain/order_machine.h"
 
-#include "contract_item.h"
+#include "domain/contract_item.h"
 #include "orderflow/config.h"
-#include "orderflow/contract.h"
+#include "domain/contract.h"
 #include "orderflow/log.h"
 #include "orderflow/uuid.h"
 #include "orderflow/worker.h"
@@ -43,9 +43,6 @@ static const of_config_item items[] = {
 static const char *const topics[] = {OF_TOPIC_ORDER_STATUS};
 
 static const of_db_stmt stmts[] = {
-    OF_ORDER_MACHINE_STMTS,
-    {"os_orders", "select id, status, version, correlation_id, customer_id from orders"
-                  " where id = any($1::uuid[]) order by id for update"},
     {"os_items", "select order_id, product_id, quantity, reserved from order_items"
                  " where order_id = any($1::uuid[]) order by order_id, line"},
     {"os_products", "select id, stock from products where id in (select product_id from"
@@ -76,25 +73,16 @@ typedef struct stock {
     int64_t stock;  /* units left after the steps applied so far */
 } stock;
 
-/* One order as loaded, with its item rows. */
-typedef struct loaded_order {
-    of_order_state st; /* id, status, version (advanced in memory), ids */
-    int item_lo;       /* first row in the items result */
-    int item_hi;       /* one past the last row */
-} loaded_order;
-
 /* The batch's view of the database, shared by the steps. */
 typedef struct batch_state {
-    loaded_order *orders;  /* orders the batch names */
-    size_t n_orders;       /* count */
-    const PGresult *items; /* order_id, product_id, quantity, reserved */
+    const PGresult *items; /* order_id, product_id, quantity, reserved; by order */
     stock *stocks;         /* products locked for reservations */
     size_t n_stocks;       /* count */
     int64_t deadline_ms;   /* payment deadline */
-    loaded_order *cur;     /* order of the step being applied */
 } batch_state;
 
 static settings cfg;
+static batch_state state;
 
 static stock *find_stock(batch_state *bs, const char *id)
 {
@@ -104,60 +92,62 @@ static stock *find_stock(batch_state *bs, const char *id)
     return NULL;
 }
 
+/* The item rows [*lo, *hi) of an order in the items result. */
+static void order_items(const batch_state *bs, const char *order_id, int *lo, int *hi)
+{
+    *lo = *hi = 0;
+    for (int k = 0; bs->items != NULL && k < PQntuples(bs->items); k++) {
+        if (strcmp(PQgetvalue(bs->items, k, 0), order_id) != 0)
+            continue;
+        if (*hi == 0)
+            *lo = k;
+        *hi = k + 1;
+    }
+}
+
 /* UpdateInventory: all items or none. The products are locked, so the check
  * and the decrement see the same stock; the in-memory copy carries the
  * decrement to later orders of the same batch. */
 static int update_inventory(of_step_ctx *s)
 {
-    batch_state *bs = s->user;
-    loaded_order *o = bs->cur;
+    batch_state *bs = s->batch;
     const PGresult *r = bs->items;
+    const char *ids[OF_ITEMS_MAX], *qs[OF_ITEMS_MAX];
     char *pids = NULL, *qtys = NULL;
-    const char **ids = NULL, **qs = NULL;
-    char(*qbuf)[16] = NULL;
-    int n = o->item_hi - o->item_lo;
-    int rc = -1;
+    int lo, hi, n = 0, rc = OF_ENOMEM;
 
-    for (int i = o->item_lo; i < o->item_hi; i++) {
+    order_items(bs, s->e->id, &lo, &hi);
+    for (int i = lo; i < hi; i++) {
         stock *st = find_stock(bs, PQgetvalue(r, i, 1));
         int64_t q = strtoll(PQgetvalue(r, i, 2), NULL, 10);
         if (st == NULL || st->stock < q) {
-            s->to = "REJECTED";
+            s->to = OF_ORDER_REJECTED;
             snprintf(s->reason, sizeof s->reason, "%s", OF_REASON_OUT_OF_STOCK);
             s->detail = cJSON_CreateObject();
-            cJSON_AddStringToObject(s->detail, "product_id", PQgetvalue(r, i, 1));
-            cJSON_AddNumberToObject(s->detail, "requested", (double)q);
-            cJSON_AddNumberToObject(s->detail, "available", st ? (double)st->stock : 0);
-            return 0;
+            if (s->detail == NULL ||
+                cJSON_AddStringToObject(s->detail, "product_id", PQgetvalue(r, i, 1)) == NULL ||
+                cJSON_AddNumberToObject(s->detail, "requested", (double)q) == NULL ||
+                cJSON_AddNumberToObject(s->detail, "available", st ? (double)st->stock : 0) == NULL)
+                return OF_ENOMEM;
+            return OF_OK;
         }
     }
-    ids = calloc((size_t)n + 1, sizeof *ids);
-    qs = calloc((size_t)n + 1, sizeof *qs);
-    qbuf = calloc((size_t)n + 1, sizeof *qbuf);
-    if (ids == NULL || qs == NULL || qbuf == NULL)
-        goto out;
-    for (int i = 0; i < n; i++) {
-        stock *st = find_stock(bs, PQgetvalue(r, o->item_lo + i, 1));
-        st->stock -= strtoll(PQgetvalue(r, o->item_lo + i, 2), NULL, 10);
-        ids[i] = PQgetvalue(r, o->item_lo + i, 1);
-        snprintf(qbuf[i], sizeof qbuf[i], "%s", PQgetvalue(r, o->item_lo + i, 2));
-        qs[i] = qbuf[i];
+    for (int i = lo; i < hi && n < OF_ITEMS_MAX; i++, n++) {
+        find_stock(bs, PQgetvalue(r, i, 1))->stock -= strtoll(PQgetvalue(r, i, 2), NULL, 10);
+        ids[n] = PQgetvalue(r, i, 1);
+        qs[n] = PQgetvalue(r, i, 2);
     }
     pids = of_db_text_array(ids, (size_t)n);
     qtys = of_db_text_array(qs, (size_t)n);
     if (pids == NULL || qtys == NULL)
         goto out;
     const char *v1[2] = {pids, qtys};
-    const char *v2[2] = {s->entity_id, "true"};
-    if (of_db_pipeline_add(s->wp, "os_reserve", 2, v1) != 0 ||
-        of_db_pipeline_add(s->wp, "os_mark_reserved", 2, v2) != 0)
-        goto out;
-    s->to = "INVENTORY_RESERVED";
-    rc = 0;
+    const char *v2[2] = {s->e->id, "true"};
+    rc = of_db_pipeline_add(s->wp, "os_reserve", 2, v1);
+    if (rc == OF_OK)
+        rc = of_db_pipeline_add(s->wp, "os_mark_reserved", 2, v2);
+    s->to = OF_ORDER_INVENTORY_RESERVED;
 out:
-    free(ids);
-    free(qs);
-    free(qbuf);
     free(pids);
     free(qtys);
     return rc;
@@ -167,46 +157,49 @@ out:
  * deadline is armed. */
 static int order_completed(of_step_ctx *s)
 {
-    batch_state *bs = s->user;
+    batch_state *bs = s->batch;
     char ms[32];
+    int rc;
     snprintf(ms, sizeof ms, "%" PRId64, bs->deadline_ms);
-    const char *v1[1] = {s->entity_id};
-    const char *v2[2] = {s->entity_id, ms};
-    if (of_db_pipeline_add(s->wp, "os_confirmed", 1, v1) != 0 ||
-        of_db_pipeline_add(s->wp, "os_deadline_add", 2, v2) != 0)
-        return -1;
-    return 0;
+    const char *v1[1] = {s->e->id};
+    const char *v2[2] = {s->e->id, ms};
+    rc = of_db_pipeline_add(s->wp, "os_confirmed", 1, v1);
+    if (rc == OF_OK)
+        rc = of_db_pipeline_add(s->wp, "os_deadline_add", 2, v2);
+    return rc;
 }
 
 static int record_payment(of_step_ctx *s)
 {
-    const char *v[1] = {s->entity_id};
+    const char *v[1] = {s->e->id};
     return of_db_pipeline_add(s->wp, "os_deadline_cancel", 1, v);
 }
 
 static int record_delivery(of_step_ctx *s)
 {
-    const char *v[1] = {s->entity_id};
+    const char *v[1] = {s->e->id};
     return of_db_pipeline_add(s->wp, "os_delivered", 1, v);
 }
 
 /* Gives reserved units back, in the database and in the batch's view. */
 static int release_stock(of_step_ctx *s)
 {
-    batch_state *bs = s->user;
-    loaded_order *o = bs->cur;
-    const char *v1[1] = {s->entity_id};
-    const char *v2[2] = {s->entity_id, "false"};
-    for (int i = o->item_lo; i < o->item_hi; i++) {
+    batch_state *bs = s->batch;
+    const char *v1[1] = {s->e->id};
+    const char *v2[2] = {s->e->id, "false"};
+    int lo, hi, rc;
+    order_items(bs, s->e->id, &lo, &hi);
+    for (int i = lo; i < hi; i++) {
         stock *st = find_stock(bs, PQgetvalue(bs->items, i, 1));
         if (st != NULL && strcmp(PQgetvalue(bs->items, i, 3), "t") == 0)
             st->stock += strtoll(PQgetvalue(bs->items, i, 2), NULL, 10);
     }
-    if (of_db_pipeline_add(s->wp, "os_release", 1, v1) != 0 ||
-        of_db_pipeline_add(s->wp, "os_mark_reserved", 2, v2) != 0 ||
-        of_db_pipeline_add(s->wp, "os_deadline_cancel", 1, v1) != 0)
-        return -1;
-    return 0;
+    rc = of_db_pipeline_add(s->wp, "os_release", 1, v1);
+    if (rc == OF_OK)
+        rc = of_db_pipeline_add(s->wp, "os_mark_reserved", 2, v2);
+    if (rc == OF_OK)
+        rc = of_db_pipeline_add(s->wp, "os_deadline_cancel", 1, v1);
+    return rc;
 }
 
 /* CancelOrder: compensation. Reserved stock goes back; a paid order also
@@ -216,17 +209,16 @@ static int cancel_order(of_step_ctx *s)
 {
     char id[OF_UUID_STRLEN + 1];
     const of_contract_data *d = s->it->user;
+    int rc;
     if (d->u.order_status_update.has_reason)
         snprintf(s->reason, sizeof s->reason, "%s", d->u.order_status_update.reason);
-    if (release_stock(s) != 0)
-        return -1;
-    if (strcmp(s->t->from, "PAID") == 0) {
-        if (of_uuid_v7(id) != 0)
-            return -1;
-        const char *v[2] = {s->entity_id, id};
-        return of_db_pipeline_add(s->wp, "os_cancel_refund", 2, v);
-    }
-    return 0;
+    rc = release_stock(s);
+    if (rc != OF_OK || s->t->from != OF_ORDER_PAID)
+        return rc;
+    if (of_uuid_v7(id) != 0)
+        return OF_ENOMEM;
+    const char *v[2] = {s->e->id, id};
+    return of_db_pipeline_add(s->wp, "os_cancel_refund", 2, v);
 }
 
 static int payment_timeout(of_step_ctx *s)
@@ -235,16 +227,16 @@ static int payment_timeout(of_step_ctx *s)
     return release_stock(s);
 }
 
-static const of_step_impl steps[] = {
-    {"UpdateInventory", update_inventory},
-    {"OrderCompleted", order_completed},
-    {"RecordPayment", record_payment},
-    {"RecordShipment", NULL},
-    {"RecordDelivery", record_delivery},
-    {"CancelOrder", cancel_order},
-    {"PaymentTimeout", payment_timeout},
-    {"ApplyReturn", NULL},
-    {NULL, NULL},
+/* Every step but CreateOrder (order-created's). */
+static const of_step_impl steps[OF_ORDER_STEP_COUNT] = {
+    [OF_ORDER_STEP_UPDATE_INVENTORY] = {true, update_inventory},
+    [OF_ORDER_STEP_ORDER_COMPLETED] = {true, order_completed},
+    [OF_ORDER_STEP_RECORD_PAYMENT] = {true, record_payment},
+    [OF_ORDER_STEP_RECORD_SHIPMENT] = {true, NULL},
+    [OF_ORDER_STEP_RECORD_DELIVERY] = {true, record_delivery},
+    [OF_ORDER_STEP_CANCEL_ORDER] = {true, cancel_order},
+    [OF_ORDER_STEP_PAYMENT_TIMEOUT] = {true, payment_timeout},
+    [OF_ORDER_STEP_APPLY_RETURN] = {true, NULL},
 };
 
 static int decode(void *ctx, of_worker_item *it, of_event_error *err)
@@ -252,13 +244,38 @@ static int decode(void *ctx, of_worker_item *it, of_event_error *err)
     return of_contract_item_decode(OF_TOPIC_ORDER_STATUS, it, err);
 }
 
-static const char *order_id_of(const of_contract_data *d)
+/* A deadline that no longer applies is recorded as ignored, with this reason. */
+static void explain_deadline(const char *status, char *buf, size_t size)
 {
-    if (strcmp(d->type, OF_TYPE_ORDER_STATUS_CHANGED) == 0)
-        return d->u.order_status_changed.order_id;
-    if (strcmp(d->type, OF_TYPE_ORDER_DEADLINE_EXPIRED) == 0)
-        return d->u.deadline_expired.order_id;
-    return d->u.order_status_update.order_id;
+    snprintf(buf, size, "payment deadline passed while the order was %s", status);
+}
+
+/* Changed events drive the automatic steps; updates and deadlines are triggers. */
+static int route(void *ctx, const of_worker_item *it, of_route *r)
+{
+    const of_contract_data *d = it->user;
+    if (strcmp(d->type, OF_TYPE_ORDER_STATUS_CHANGED) == 0) {
+        r->kind = OF_ROUTE_ADVANCE;
+        r->entity_id = d->u.order_status_changed.order_id;
+        r->state = (int)d->u.order_status_changed.status;
+        r->version = d->u.order_status_changed.version;
+    } else if (strcmp(d->type, OF_TYPE_ORDER_DEADLINE_EXPIRED) == 0) {
+        r->kind = OF_ROUTE_TRIGGER;
+        r->entity_id = d->u.deadline_expired.order_id;
+        r->trigger = OF_ORDER_T_PAYMENT_TIMEOUT;
+        r->ignore_illegal = true;
+        r->explain = explain_deadline;
+    } else {
+        const of_order_status_update *u = &d->u.order_status_update;
+        r->kind = OF_ROUTE_TRIGGER;
+        r->entity_id = u->order_id;
+        r->trigger = of_order_update_trigger(u->status);
+        r->has_expected_version = u->has_expected_version;
+        r->expected_version = u->expected_version;
+        if (r->trigger < 0)
+            return OF_EINVAL;
+    }
+    return OF_OK;
 }
 
 /* Reservations and releases need the products locked: only for orders whose
@@ -272,22 +289,24 @@ static bool moves_stock(const of_contract_data *d)
     return d->u.order_status_update.status == OF_ORDER_CANCELLED;
 }
 
+/* After the orders (locked by the machine's load): their items, and the
+ * products whose stock may move (locked, by id). */
 static int load(void *ctx, of_worker_batch *b, of_db_pipeline *p)
 {
     size_t n = b->hi - b->lo, n_all = 0, n_stock = 0;
     const char **all = calloc(n + 1, sizeof *all);
     const char **st = calloc(n + 1, sizeof *st);
     char *a1 = NULL, *a2 = NULL;
-    int rc = -1;
+    int rc = OF_ENOMEM;
     if (all == NULL || st == NULL)
         goto out;
     for (size_t i = b->lo; i < b->hi; i++) {
-        const of_contract_data *d = b->items[i].user;
-        if (b->items[i].state != OF_ITEM_PENDING)
+        const of_worker_item *it = &b->items[i];
+        if (it->state != OF_ITEM_PENDING)
             continue;
-        all[n_all++] = order_id_of(d);
-        if (moves_stock(d))
-            st[n_stock++] = order_id_of(d);
+        all[n_all++] = it->route.entity_id;
+        if (moves_stock(it->user))
+            st[n_stock++] = it->route.entity_id;
     }
     a1 = of_db_text_array(all, n_all);
     a2 = of_db_text_array(st, n_stock);
@@ -295,11 +314,9 @@ static int load(void *ctx, of_worker_batch *b, of_db_pipeline *p)
         goto out;
     const char *v1[1] = {a1};
     const char *v2[1] = {a2};
-    if (of_db_pipeline_add(p, "os_orders", 1, v1) != 0 ||
-        of_db_pipeline_add(p, "os_items", 1, v1) != 0 ||
-        of_db_pipeline_add(p, "os_products", 1, v2) != 0)
-        goto out;
-    rc = 0;
+    rc = of_db_pipeline_add(p, "os_items", 1, v1);
+    if (rc == OF_OK)
+        rc = of_db_pipeline_add(p, "os_products", 1, v2);
 out:
     free(all);
     free(st);
@@ -308,175 +325,32 @@ out:
     return rc;
 }
 
-static loaded_order *find_order(batch_state *bs, const char *id)
+static int prepare(void *ctx, of_worker_batch *b, const of_db_pipeline *lp, void **out)
 {
-    for (size_t i = 0; i < bs->n_orders; i++)
-        if (strcmp(bs->orders[i].st.id, id) == 0)
-            return &bs->orders[i];
-    return NULL;
-}
-
-static int build_state(batch_state *bs, const of_db_pipeline *lp, size_t first)
-{
-    const PGresult *ro = of_db_pipeline_result(lp, first);
-    const PGresult *ri = of_db_pipeline_result(lp, first + 1);
-    const PGresult *rp = of_db_pipeline_result(lp, first + 2);
-    int no = ro ? PQntuples(ro) : 0, np = rp ? PQntuples(rp) : 0;
-
-    memset(bs, 0, sizeof *bs);
-    bs->items = ri;
-    bs->deadline_ms = cfg.payment_deadline;
-    bs->orders = calloc((size_t)no + 1, sizeof *bs->orders);
-    bs->stocks = calloc((size_t)np + 1, sizeof *bs->stocks);
-    if (bs->orders == NULL || bs->stocks == NULL)
-        return -1;
-    for (int i = 0; i < no; i++) {
-        loaded_order *o = &bs->orders[bs->n_orders++];
-        snprintf(o->st.id, sizeof o->st.id, "%s", PQgetvalue(ro, i, 0));
-        snprintf(o->st.status, sizeof o->st.status, "%s", PQgetvalue(ro, i, 1));
-        o->st.version = atoi(PQgetvalue(ro, i, 2));
-        snprintf(o->st.correlation, sizeof o->st.correlation, "%s", PQgetvalue(ro, i, 3));
-        snprintf(o->st.customer_id, sizeof o->st.customer_id, "%s", PQgetvalue(ro, i, 4));
-        o->item_lo = o->item_hi = 0;
-        for (int k = 0; ri != NULL && k < PQntuples(ri); k++) {
-            if (strcmp(PQgetvalue(ri, k, 0), o->st.id) != 0)
-                continue;
-            if (o->item_hi == 0)
-                o->item_lo = k;
-            o->item_hi = k + 1;
-        }
-    }
+    const PGresult *rp = of_db_pipeline_result(lp, b->first_load + 1);
+    int np = rp ? PQntuples(rp) : 0;
+    memset(&state, 0, sizeof state);
+    state.items = of_db_pipeline_result(lp, b->first_load);
+    state.deadline_ms = cfg.payment_deadline;
+    state.stocks = calloc((size_t)np + 1, sizeof *state.stocks);
+    if (state.stocks == NULL)
+        return OF_ENOMEM;
     for (int i = 0; i < np; i++) {
-        bs->stocks[i].id = PQgetvalue(rp, i, 0);
-        bs->stocks[i].stock = strtoll(PQgetvalue(rp, i, 1), NULL, 10);
+        state.stocks[i].id = PQgetvalue(rp, i, 0);
+        state.stocks[i].stock = strtoll(PQgetvalue(rp, i, 1), NULL, 10);
     }
-    bs->n_stocks = (size_t)np;
-    return 0;
+    state.n_stocks = (size_t)np;
+    *out = &state;
+    return OF_OK;
 }
 
-/* Prepares s for one step on order o. */
-static void step_ctx(of_step_ctx *s, of_worker_batch *b, of_worker_item *it, of_db_pipeline *wp,
-                     batch_state *bs, loaded_order *o)
+static void release(void *ctx, void *st)
 {
-    memset(s, 0, sizeof *s);
-    s->b = b;
-    s->it = it;
-    s->wp = wp;
-    s->user = bs;
-    bs->cur = o;
-    snprintf(s->entity_id, sizeof s->entity_id, "%s", o->st.id);
-    snprintf(s->order_id, sizeof s->order_id, "%s", o->st.id);
-    snprintf(s->correlation_id, sizeof s->correlation_id, "%s", o->st.correlation);
-    s->version = o->st.version;
-}
-
-/* Applies (from = the order's status, trigger) and advances the in-memory order. */
-static int transition(of_step_ctx *s, loaded_order *o, const char *trigger)
-{
-    int rc = of_machine_apply(&of_order_machine, steps, s, o->st.status, trigger);
-    if (rc == OF_MACHINE_OK) {
-        snprintf(o->st.status, sizeof o->st.status, "%s", s->to);
-        o->st.version = s->new_version;
+    batch_state *bs = st;
+    if (bs != NULL) {
+        free(bs->stocks);
+        bs->stocks = NULL;
     }
-    return rc;
-}
-
-static int apply_changed(of_step_ctx *s, of_worker_item *it, loaded_order *o,
-                         const of_order_status_changed *c)
-{
-    /* Only the event announcing the order's current state drives the next
-     * step; any other is stale or a repeat and changes nothing. */
-    if (strcmp(o->st.status, of_order_status_name(c->status)) != 0 || o->st.version != c->version ||
-        !of_machine_runs(&of_order_machine, steps, o->st.status, OF_TRIGGER_AUTO)) {
-        it->outcome = "ignored";
-        return 0;
-    }
-    int rc = transition(s, o, OF_TRIGGER_AUTO);
-    it->outcome = "applied";
-    return rc == OF_MACHINE_ILLEGAL ? 0 : rc;
-}
-
-static int apply_update(of_step_ctx *s, of_worker_item *it, loaded_order *o,
-                        const of_order_status_update *u)
-{
-    const char *status = of_order_status_name(u->status);
-    char why[160];
-    int rc;
-    if (u->has_expected_version && u->expected_version != o->st.version) {
-        snprintf(why, sizeof why, "expected version %" PRId32 ", order is at version %d",
-                 u->expected_version, o->st.version);
-        it->outcome = "rejected";
-        return of_machine_record(&of_order_machine, s, "rejected", o->st.status, status, why);
-    }
-    rc = transition(s, o, status);
-    if (rc == OF_MACHINE_ILLEGAL) {
-        snprintf(why, sizeof why, "%s is not allowed from %s", status, o->st.status);
-        it->outcome = "rejected";
-        return of_machine_record(&of_order_machine, s, "rejected", o->st.status, status, why);
-    }
-    it->outcome = "applied";
-    return rc;
-}
-
-/* A payment deadline fired: PaymentTimeout if the order still waits for
- * payment; otherwise the deadline no longer applies, which the history
- * records as ignored. */
-static int apply_deadline(of_step_ctx *s, of_worker_item *it, loaded_order *o)
-{
-    char why[128];
-    int rc;
-    if (of_machine_find(&of_order_machine, o->st.status, OF_TRIGGER_PAYMENT_TIMEOUT, NULL) ==
-        NULL) {
-        snprintf(why, sizeof why, "payment deadline passed while the order was %s", o->st.status);
-        it->outcome = "ignored";
-        return of_machine_record(&of_order_machine, s, "ignored", o->st.status,
-                                 OF_TRIGGER_PAYMENT_TIMEOUT, why);
-    }
-    rc = transition(s, o, OF_TRIGGER_PAYMENT_TIMEOUT);
-    it->outcome = "applied";
-    return rc;
-}
-
-static int apply(void *ctx, of_worker_batch *b, const of_db_pipeline *lp, size_t first,
-                 of_db_pipeline *wp)
-{
-    batch_state bs;
-    int rc = 0;
-    if (build_state(&bs, lp, first) != 0) {
-        rc = -1;
-        goto out;
-    }
-    for (size_t i = b->lo; i < b->hi; i++) {
-        of_worker_item *it = &b->items[i];
-        const of_contract_data *d = it->user;
-        loaded_order *o;
-        of_step_ctx s;
-        if (it->state != OF_ITEM_PENDING)
-            continue;
-        o = find_order(&bs, order_id_of(d));
-        if (o == NULL) {
-            of_event_error_set(&it->err, OF_EVENT_ERR_INVALID_ID, "unknown order \"%s\"",
-                               order_id_of(d));
-            it->dlq_code = "UNKNOWN_ORDER";
-            it->state = OF_ITEM_DEAD;
-            continue;
-        }
-        step_ctx(&s, b, it, wp, &bs, o);
-        if (strcmp(d->type, OF_TYPE_ORDER_STATUS_CHANGED) == 0)
-            rc = apply_changed(&s, it, o, &d->u.order_status_changed);
-        else if (strcmp(d->type, OF_TYPE_ORDER_DEADLINE_EXPIRED) == 0)
-            rc = apply_deadline(&s, it, o);
-        else
-            rc = apply_update(&s, it, o, &d->u.order_status_update);
-        of_step_ctx_free(&s);
-        if (rc != 0)
-            goto out;
-        it->state = OF_ITEM_DONE;
-    }
-out:
-    free(bs.orders);
-    free(bs.stocks);
-    return rc;
 }
 
 static deadline_scanner scanner;
@@ -521,25 +395,23 @@ static void stop(void *ctx, of_worker *w)
 
 int main(int argc, char **argv)
 {
-    char err[256];
     static const of_worker_handler h = {
-        "order-status",
-        topics,
-        1,
-        stmts,
-        sizeof stmts / sizeof stmts[0],
-        decode,
-        load,
-        apply,
-        of_contract_item_free,
-        start,
-        stop,
-        NULL,
+        .name = "order-status",
+        .topics = topics,
+        .n_topics = sizeof topics / sizeof topics[0],
+        .stmts = stmts,
+        .n_stmts = sizeof stmts / sizeof stmts[0],
+        .machine = &of_order_machine,
+        .steps = steps,
+        .decode = decode,
+        .route = route,
+        .load = load,
+        .prepare = prepare,
+        .release = release,
+        .item_free = of_contract_item_free,
+        .start = start,
+        .stop = stop,
     };
-    if (of_machine_validate(&of_order_machine, err, sizeof err) != 0) {
-        fprintf(stderr, "order machine table is invalid: %s\n", err);
-        return 70;
-    }
     of_config_load_or_exit(items, sizeof items / sizeof items[0], &cfg, argc, argv, NULL,
                            "orderflow-order-status",
                            "Consumes order.status and advances orders (see README.md).");

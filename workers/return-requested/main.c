@@ -7,11 +7,11 @@
  * back), InitiateRefund (amount from the order's price snapshot),
  * ProcessRefund (the one refund row) and RefundCompleted, which publishes
  * order.status.update RETURNED or PARTIALLY_RETURNED for the order machine. */
-#include "return_machine.h"
+#include "domain/return_machine.h"
 
-#include "contract_item.h"
+#include "domain/contract_item.h"
 #include "orderflow/config.h"
-#include "orderflow/contract.h"
+#include "domain/contract.h"
 #include "orderflow/log.h"
 #include "orderflow/uuid.h"
 #include "orderflow/worker.h"
@@ -40,7 +40,6 @@ static const char *const topics[] = {OF_TOPIC_RETURN_REQUESTED};
 /* Returned quantities count once the goods are back in stock (RETURN_PROCESSED
  * onwards); pending ones (INITIATED) count against what may still be returned. */
 static const of_db_stmt stmts[] = {
-    OF_RETURN_MACHINE_STMTS,
     {"rr_orders", "select id, status, (delivered_at is not null and delivered_at +"
                   " $2::bigint * interval '1 millisecond' >= now()) from orders"
                   " where id = any($1::uuid[]) order by id for update"},
@@ -49,8 +48,6 @@ static const of_db_stmt stmts[] = {
     {"rr_taken", "select r.order_id, ri.product_id, sum(ri.quantity) from returns r"
                  " join return_items ri on ri.return_id = r.id where r.order_id = any($1::uuid[])"
                  " and r.status <> 'REJECTED' group by 1, 2"},
-    {"rr_returns", "select id, order_id, status, version, correlation_id from returns"
-                   " where id = any($1::uuid[]) order by id for update"},
     {"rr_return_items", "select return_id, quantity, unit_price_cents from return_items"
                         " where return_id = any($1::uuid[])"},
     {"rr_totals", "select o.id, (select coalesce(sum(quantity), 0) from order_items"
@@ -75,36 +72,25 @@ static const of_db_stmt stmts[] = {
                   " on conflict (return_id) do nothing"},
 };
 
-/* Per order: status and what was bought and already taken back. */
+/* Per order: status and whether a return is still in time. */
 typedef struct loaded_order {
     char id[37];     /* order id */
     char status[32]; /* order status */
     bool in_window;  /* delivered and within the return window */
 } loaded_order;
 
-/* Per return: its row, advanced in memory as the batch goes on. */
-typedef struct loaded_return {
-    char id[37];          /* return id */
-    char order_id[37];    /* its order */
-    char status[32];      /* current status */
-    int version;          /* current version */
-    char correlation[65]; /* ce_id of the return.requested */
-} loaded_return;
-
 typedef struct batch_state {
-    of_return_step step;            /* first: read by the machine's event builder */
-    loaded_order *orders;           /* orders named by return.requested events */
-    size_t n_orders;                /* count */
-    loaded_return *returns;         /* returns named by return.status.changed events */
-    size_t n_returns;               /* count */
-    const PGresult *bought;         /* order_id, product_id, quantity, unit price */
-    const PGresult *taken;          /* order_id, product_id, quantity (not REJECTED returns) */
-    const PGresult *ritems;         /* return_id, quantity, unit price */
-    const PGresult *totals;         /* order_id, bought, returned */
-    int64_t *extra_taken;           /* per bought row: quantities taken by this batch so far */
-    const of_return_requested *req; /* the request InitiateReturn works on */
-    loaded_order *cur_order;        /* its order */
+    of_return_step step;    /* the refund of the step being applied (its s->out) */
+    loaded_order *orders;   /* orders named by return.requested events */
+    size_t n_orders;        /* count */
+    const PGresult *bought; /* order_id, product_id, quantity, unit price */
+    const PGresult *taken;  /* order_id, product_id, quantity (not REJECTED returns) */
+    const PGresult *ritems; /* return_id, quantity, unit price */
+    const PGresult *totals; /* order_id, bought, returned */
+    int64_t *extra_taken;   /* per bought row: quantities taken by this batch so far */
 } batch_state;
+
+static batch_state state;
 
 static int64_t sum_rows(const PGresult *r, const char *order_id, const char *product_id, int col)
 {
@@ -125,72 +111,88 @@ static int bought_row(const batch_state *bs, const char *order_id, const char *p
     return -1;
 }
 
+/* Rejects the return with reason; detail names the product when given. */
+static int reject(of_step_ctx *s, const char *reason, const char *product_id)
+{
+    s->to = OF_RETURN_REJECTED;
+    snprintf(s->reason, sizeof s->reason, "%s", reason);
+    if (product_id == NULL)
+        return OF_OK;
+    s->detail = cJSON_CreateObject();
+    if (s->detail == NULL || cJSON_AddStringToObject(s->detail, "product_id", product_id) == NULL)
+        return OF_ENOMEM;
+    return OF_OK;
+}
+
+/* Checks the request's items against what the order bought and what other
+ * returns (this batch's too) already take back. */
+static int check_items(of_step_ctx *s, const of_return_requested *req, const loaded_order *o)
+{
+    batch_state *bs = s->batch;
+    for (size_t i = 0; i < req->n_items; i++) {
+        const char *pid = req->items[i].product_id;
+        int row = bought_row(bs, o->id, pid);
+        if (row < 0)
+            return reject(s, OF_REASON_UNKNOWN_ITEM, pid);
+        int64_t bought = strtoll(PQgetvalue(bs->bought, row, 2), NULL, 10);
+        int64_t taken = sum_rows(bs->taken, o->id, pid, 2) + bs->extra_taken[row];
+        if (req->items[i].quantity > bought - taken) {
+            int rc = reject(s, OF_REASON_QUANTITY_EXCEEDED, pid);
+            if (rc == OF_OK &&
+                (cJSON_AddNumberToObject(s->detail, "requested", req->items[i].quantity) == NULL ||
+                 cJSON_AddNumberToObject(s->detail, "returnable", (double)(bought - taken)) ==
+                     NULL))
+                rc = OF_ENOMEM;
+            return rc;
+        }
+    }
+    /* Later requests of this batch see this return as pending. */
+    for (size_t i = 0; i < req->n_items; i++)
+        bs->extra_taken[bought_row(bs, o->id, req->items[i].product_id)] += req->items[i].quantity;
+    return OF_OK;
+}
+
 /* InitiateReturn: checks the request against the order, then records the
  * return (INITIATED or REJECTED with the first reason found). */
 static int initiate_return(of_step_ctx *s)
 {
-    batch_state *bs = s->user;
-    const of_return_requested *req = bs->req;
-    loaded_order *o = bs->cur_order;
-    char *pids = NULL, *qtys = NULL;
-    const char *ids[OF_ITEMS_MAX];
+    const of_contract_data *d = s->it->user;
+    const of_return_requested *req = &d->u.return_requested;
+    const loaded_order *o = s->scope;
+    const char *ids[OF_ITEMS_MAX], *qs[OF_ITEMS_MAX];
     char qbuf[OF_ITEMS_MAX][16];
-    const char *qs[OF_ITEMS_MAX];
-    int rc = -1;
+    char *pids = NULL, *qtys = NULL;
+    int rc;
 
-    s->to = "INITIATED";
-    if (strcmp(o->status, "DELIVERED") != 0 && strcmp(o->status, "PARTIALLY_RETURNED") != 0) {
-        s->to = "REJECTED";
-        snprintf(s->reason, sizeof s->reason, "%s", OF_REASON_ORDER_NOT_DELIVERED);
-    } else if (!o->in_window) {
-        s->to = "REJECTED";
-        snprintf(s->reason, sizeof s->reason, "%s", OF_REASON_RETURN_WINDOW_EXPIRED);
-    }
-    for (size_t i = 0; strcmp(s->to, "INITIATED") == 0 && i < req->n_items; i++) {
-        int row = bought_row(bs, o->id, req->items[i].product_id);
-        if (row < 0) {
-            s->to = "REJECTED";
-            snprintf(s->reason, sizeof s->reason, "%s", OF_REASON_UNKNOWN_ITEM);
-            s->detail = cJSON_CreateObject();
-            cJSON_AddStringToObject(s->detail, "product_id", req->items[i].product_id);
-            break;
-        }
-        int64_t bought = strtoll(PQgetvalue(bs->bought, row, 2), NULL, 10);
-        int64_t taken =
-            sum_rows(bs->taken, o->id, req->items[i].product_id, 2) + bs->extra_taken[row];
-        if (req->items[i].quantity > bought - taken) {
-            s->to = "REJECTED";
-            snprintf(s->reason, sizeof s->reason, "%s", OF_REASON_QUANTITY_EXCEEDED);
-            s->detail = cJSON_CreateObject();
-            cJSON_AddStringToObject(s->detail, "product_id", req->items[i].product_id);
-            cJSON_AddNumberToObject(s->detail, "requested", req->items[i].quantity);
-            cJSON_AddNumberToObject(s->detail, "returnable", (double)(bought - taken));
-            break;
-        }
-    }
-    if (strcmp(s->to, "INITIATED") == 0) {
-        /* Later requests of this batch see this return as pending. */
-        for (size_t i = 0; i < req->n_items; i++)
-            bs->extra_taken[bought_row(bs, o->id, req->items[i].product_id)] +=
-                req->items[i].quantity;
-    }
+    s->to = OF_RETURN_INITIATED;
+    if (strcmp(o->status, "DELIVERED") != 0 && strcmp(o->status, "PARTIALLY_RETURNED") != 0)
+        rc = reject(s, OF_REASON_ORDER_NOT_DELIVERED, NULL);
+    else if (!o->in_window)
+        rc = reject(s, OF_REASON_RETURN_WINDOW_EXPIRED, NULL);
+    else
+        rc = check_items(s, req, o);
+    if (rc != OF_OK)
+        return rc;
     for (size_t i = 0; i < req->n_items; i++) {
         ids[i] = req->items[i].product_id;
         snprintf(qbuf[i], sizeof qbuf[i], "%" PRId32, req->items[i].quantity);
         qs[i] = qbuf[i];
     }
+    rc = OF_ENOMEM;
     pids = of_db_text_array(ids, req->n_items);
     qtys = of_db_text_array(qs, req->n_items);
     if (pids == NULL || qtys == NULL)
         goto out;
-    const char *rv[7] = {s->return_id, s->order_id,       s->to,       req->reason,
-                         s->reason,    s->correlation_id, s->it->ev.id};
-    const char *iv[4] = {s->return_id, s->order_id, pids, qtys};
-    if (of_db_pipeline_add(s->wp, "rr_insert_return", 7, rv) != 0 ||
-        of_db_pipeline_add(s->wp, "rr_insert_items", 4, iv) != 0)
-        goto out;
-    s->input = cJSON_Duplicate(s->it->ev.data, true);
-    rc = s->input == NULL ? -1 : 0;
+    const char *rv[7] = {
+        s->e->id,    s->e->scope_id, of_return_status_name((of_return_status)s->to),
+        req->reason, s->reason,      s->e->correlation,
+        s->it->ev.id};
+    const char *iv[4] = {s->e->id, s->e->scope_id, pids, qtys};
+    rc = of_db_pipeline_add(s->wp, "rr_insert_return", 7, rv);
+    if (rc == OF_OK)
+        rc = of_db_pipeline_add(s->wp, "rr_insert_items", 4, iv);
+    if (rc == OF_OK && (s->input = cJSON_Duplicate(s->it->ev.data, true)) == NULL)
+        rc = OF_ENOMEM;
 out:
     free(pids);
     free(qtys);
@@ -200,81 +202,98 @@ out:
 /* ProcessReturn: the returned units go back to stock. */
 static int process_return(of_step_ctx *s)
 {
-    const char *v[1] = {s->return_id};
+    const char *v[1] = {s->e->id};
     return of_db_pipeline_add(s->wp, "rr_restock", 1, v);
 }
 
-/* The refund for a return: its items at the order's price snapshot. */
-static int64_t refund_of(const batch_state *bs, const char *return_id)
+/* The refund for the step's return, its items at the order's price snapshot,
+ * into bs->step (which the status event reads). OF_ERANGE when it is more
+ * than the contract can carry. */
+static int compute_refund(of_step_ctx *s)
 {
+    batch_state *bs = s->batch;
+    const PGresult *r = bs->ritems;
     int64_t cents = 0;
-    for (int i = 0; bs->ritems != NULL && i < PQntuples(bs->ritems); i++)
-        if (strcmp(PQgetvalue(bs->ritems, i, 0), return_id) == 0 && !PQgetisnull(bs->ritems, i, 2))
-            cents += strtoll(PQgetvalue(bs->ritems, i, 1), NULL, 10) *
-                     strtoll(PQgetvalue(bs->ritems, i, 2), NULL, 10);
-    return cents;
+    for (int i = 0; r != NULL && i < PQntuples(r); i++) {
+        int64_t line;
+        if (strcmp(PQgetvalue(r, i, 0), s->e->id) != 0 || PQgetisnull(r, i, 2))
+            continue;
+        if (__builtin_mul_overflow(strtoll(PQgetvalue(r, i, 1), NULL, 10),
+                                   strtoll(PQgetvalue(r, i, 2), NULL, 10), &line) ||
+            __builtin_add_overflow(cents, line, &cents) || cents > OF_CENTS_MAX)
+            return OF_ERANGE;
+    }
+    bs->step.has_refund = true;
+    bs->step.refund_cents = cents;
+    s->out = &bs->step;
+    return OF_OK;
 }
 
 static int initiate_refund(of_step_ctx *s)
 {
-    batch_state *bs = s->user;
+    batch_state *bs = s->batch;
     char cents[32];
-    bs->step.has_refund = true;
-    bs->step.refund_cents = refund_of(bs, s->return_id);
+    int rc = compute_refund(s);
+    if (rc != OF_OK)
+        return rc;
     snprintf(cents, sizeof cents, "%" PRId64, bs->step.refund_cents);
-    const char *v[2] = {s->return_id, cents};
+    const char *v[2] = {s->e->id, cents};
     return of_db_pipeline_add(s->wp, "rr_refund_amount", 2, v);
 }
 
 /* ProcessRefund: the one refund row (unique per return). */
 static int process_refund(of_step_ctx *s)
 {
-    batch_state *bs = s->user;
+    batch_state *bs = s->batch;
     char id[OF_UUID_STRLEN + 1], cents[32];
+    int rc = compute_refund(s);
+    if (rc != OF_OK)
+        return rc;
     if (of_uuid_v7(id) != 0)
-        return -1;
-    bs->step.has_refund = true;
-    bs->step.refund_cents = refund_of(bs, s->return_id);
+        return OF_ENOMEM;
     snprintf(cents, sizeof cents, "%" PRId64, bs->step.refund_cents);
-    const char *v[4] = {id, s->return_id, s->order_id, cents};
+    const char *v[4] = {id, s->e->id, s->e->scope_id, cents};
     return of_db_pipeline_add(s->wp, "rr_refund", 4, v);
 }
 
 /* RefundCompleted: tells the order machine what became of the order. */
 static int refund_completed(of_step_ctx *s)
 {
-    batch_state *bs = s->user;
+    batch_state *bs = s->batch;
+    const char *order_id = s->e->scope_id;
     of_order_status_update up;
     of_event_error err;
     of_message m = {0};
     char id[OF_UUID_STRLEN + 1], topic[256];
     int64_t bought = 0, returned = 0;
     cJSON *data = NULL;
-    int rc;
+    int rc = compute_refund(s);
 
+    if (rc != OF_OK)
+        return rc;
     for (int i = 0; bs->totals != NULL && i < PQntuples(bs->totals); i++) {
-        if (strcmp(PQgetvalue(bs->totals, i, 0), s->order_id) == 0) {
+        if (strcmp(PQgetvalue(bs->totals, i, 0), order_id) == 0) {
             bought = strtoll(PQgetvalue(bs->totals, i, 1), NULL, 10);
             returned = strtoll(PQgetvalue(bs->totals, i, 2), NULL, 10);
         }
     }
-    bs->step.has_refund = true;
-    bs->step.refund_cents = refund_of(bs, s->return_id);
     memset(&up, 0, sizeof up);
-    snprintf(up.order_id, sizeof up.order_id, "%s", s->order_id);
+    snprintf(up.order_id, sizeof up.order_id, "%s", order_id);
     up.status = returned >= bought ? OF_ORDER_RETURNED : OF_ORDER_PARTIALLY_RETURNED;
     up.has_reason = true;
-    snprintf(up.reason, sizeof up.reason, "return %s", s->return_id);
+    snprintf(up.reason, sizeof up.reason, "return %s", s->e->id);
     s->detail = cJSON_CreateObject();
-    cJSON_AddStringToObject(s->detail, "order_update", of_order_status_name(up.status));
-    if (of_uuid_v7(id) != 0)
-        return -1;
+    if (s->detail == NULL ||
+        cJSON_AddStringToObject(s->detail, "order_update", of_order_status_name(up.status)) ==
+            NULL ||
+        of_uuid_v7(id) != 0)
+        return OF_ENOMEM;
     rc = of_order_status_update_encode(&up, &data, &err);
     if (rc != 0)
         return rc;
-    of_event_attrs attrs = {id, OF_TYPE_ORDER_STATUS_UPDATE, s->b->w->source, s->order_id, NULL};
+    of_event_attrs attrs = {id, OF_TYPE_ORDER_STATUS_UPDATE, s->b->w->source, order_id, NULL};
     rc = of_event_build(&m, of_worker_topic(s->b->w, OF_TOPIC_ORDER_STATUS, topic, sizeof topic),
-                        s->order_id, &attrs, data, &err);
+                        order_id, &attrs, data, &err);
     cJSON_Delete(data);
     if (rc == 0)
         rc = of_worker_emit(s->b, s->wp, &m);
@@ -282,10 +301,12 @@ static int refund_completed(of_step_ctx *s)
     return rc;
 }
 
-static const of_step_impl steps[] = {
-    {"InitiateReturn", initiate_return},   {"ProcessReturn", process_return},
-    {"InitiateRefund", initiate_refund},   {"ProcessRefund", process_refund},
-    {"RefundCompleted", refund_completed}, {NULL, NULL},
+static const of_step_impl steps[OF_RETURN_STEP_COUNT] = {
+    [OF_RETURN_STEP_INITIATE_RETURN] = {true, initiate_return},
+    [OF_RETURN_STEP_PROCESS_RETURN] = {true, process_return},
+    [OF_RETURN_STEP_INITIATE_REFUND] = {true, initiate_refund},
+    [OF_RETURN_STEP_PROCESS_REFUND] = {true, process_refund},
+    [OF_RETURN_STEP_REFUND_COMPLETED] = {true, refund_completed},
 };
 
 static int decode(void *ctx, of_worker_item *it, of_event_error *err)
@@ -298,6 +319,27 @@ static bool is_request(const of_contract_data *d)
     return strcmp(d->type, OF_TYPE_RETURN_REQUESTED) == 0;
 }
 
+/* A request creates a return of its order; a changed event drives the next step. */
+static int route(void *ctx, const of_worker_item *it, of_route *r)
+{
+    const of_contract_data *d = it->user;
+    if (is_request(d)) {
+        r->kind = OF_ROUTE_CREATE;
+        r->trigger = OF_RETURN_T_REQUESTED;
+        r->scope_id = d->u.return_requested.order_id;
+        r->scope_kind = "order";
+    } else {
+        r->kind = OF_ROUTE_ADVANCE;
+        r->entity_id = d->u.return_status_changed.return_id;
+        r->state = (int)d->u.return_status_changed.status;
+        r->version = d->u.return_status_changed.version;
+    }
+    return OF_OK;
+}
+
+/* After the returns (locked by the machine's load): the requests' orders
+ * (locked, by id) with what they bought and what is taken back, and the
+ * changed events' return items and order totals. */
 static int load(void *ctx, of_worker_batch *b, of_db_pipeline *p)
 {
     size_t n = b->hi - b->lo, n_o = 0, n_r = 0, n_ro = 0;
@@ -305,7 +347,7 @@ static int load(void *ctx, of_worker_batch *b, of_db_pipeline *p)
     const char **rets = calloc(n + 1, sizeof *rets);
     const char **rorders = calloc(n + 1, sizeof *rorders);
     char *a_o = NULL, *a_r = NULL, *a_ro = NULL, window[32];
-    int rc = -1;
+    int rc = OF_ENOMEM;
     if (orders == NULL || rets == NULL || rorders == NULL)
         goto out;
     for (size_t i = b->lo; i < b->hi; i++) {
@@ -328,15 +370,15 @@ static int load(void *ctx, of_worker_batch *b, of_db_pipeline *p)
     const char *v_o[2] = {a_o, window};
     const char *v_r[1] = {a_r};
     const char *v_ro[1] = {a_ro};
-    /* Orders before returns, both by id: one lock order for every replica. */
-    if (of_db_pipeline_add(p, "rr_orders", 2, v_o) != 0 ||
-        of_db_pipeline_add(p, "rr_bought", 1, v_o) != 0 ||
-        of_db_pipeline_add(p, "rr_taken", 1, v_o) != 0 ||
-        of_db_pipeline_add(p, "rr_returns", 1, v_r) != 0 ||
-        of_db_pipeline_add(p, "rr_return_items", 1, v_r) != 0 ||
-        of_db_pipeline_add(p, "rr_totals", 1, v_ro) != 0)
-        goto out;
-    rc = 0;
+    rc = of_db_pipeline_add(p, "rr_orders", 2, v_o);
+    if (rc == OF_OK)
+        rc = of_db_pipeline_add(p, "rr_bought", 1, v_o);
+    if (rc == OF_OK)
+        rc = of_db_pipeline_add(p, "rr_taken", 1, v_o);
+    if (rc == OF_OK)
+        rc = of_db_pipeline_add(p, "rr_return_items", 1, v_r);
+    if (rc == OF_OK)
+        rc = of_db_pipeline_add(p, "rr_totals", 1, v_ro);
 out:
     free(orders);
     free(rets);
@@ -347,170 +389,68 @@ out:
     return rc;
 }
 
-static int build_state(batch_state *bs, const of_db_pipeline *lp, size_t first)
+static int prepare(void *ctx, of_worker_batch *b, const of_db_pipeline *lp, void **out)
 {
-    const PGresult *ro = of_db_pipeline_result(lp, first);
-    const PGresult *rr = of_db_pipeline_result(lp, first + 3);
-    int no = ro ? PQntuples(ro) : 0, nr = rr ? PQntuples(rr) : 0;
-
-    memset(bs, 0, sizeof *bs);
-    bs->bought = of_db_pipeline_result(lp, first + 1);
-    bs->taken = of_db_pipeline_result(lp, first + 2);
-    bs->ritems = of_db_pipeline_result(lp, first + 4);
-    bs->totals = of_db_pipeline_result(lp, first + 5);
-    bs->orders = calloc((size_t)no + 1, sizeof *bs->orders);
-    bs->returns = calloc((size_t)nr + 1, sizeof *bs->returns);
-    bs->extra_taken =
-        calloc((size_t)(bs->bought ? PQntuples(bs->bought) : 0) + 1, sizeof *bs->extra_taken);
-    if (bs->orders == NULL || bs->returns == NULL || bs->extra_taken == NULL)
-        return -1;
+    const PGresult *ro = of_db_pipeline_result(lp, b->first_load);
+    int no = ro ? PQntuples(ro) : 0;
+    memset(&state, 0, sizeof state);
+    state.bought = of_db_pipeline_result(lp, b->first_load + 1);
+    state.taken = of_db_pipeline_result(lp, b->first_load + 2);
+    state.ritems = of_db_pipeline_result(lp, b->first_load + 3);
+    state.totals = of_db_pipeline_result(lp, b->first_load + 4);
+    state.orders = calloc((size_t)no + 1, sizeof *state.orders);
+    state.extra_taken =
+        calloc((size_t)(state.bought ? PQntuples(state.bought) : 0) + 1, sizeof *state.extra_taken);
+    *out = &state;
+    if (state.orders == NULL || state.extra_taken == NULL)
+        return OF_ENOMEM;
     for (int i = 0; i < no; i++) {
-        loaded_order *o = &bs->orders[bs->n_orders++];
+        loaded_order *o = &state.orders[state.n_orders++];
         snprintf(o->id, sizeof o->id, "%s", PQgetvalue(ro, i, 0));
         snprintf(o->status, sizeof o->status, "%s", PQgetvalue(ro, i, 1));
         o->in_window = strcmp(PQgetvalue(ro, i, 2), "t") == 0;
     }
-    for (int i = 0; i < nr; i++) {
-        loaded_return *r = &bs->returns[bs->n_returns++];
-        snprintf(r->id, sizeof r->id, "%s", PQgetvalue(rr, i, 0));
-        snprintf(r->order_id, sizeof r->order_id, "%s", PQgetvalue(rr, i, 1));
-        snprintf(r->status, sizeof r->status, "%s", PQgetvalue(rr, i, 2));
-        r->version = atoi(PQgetvalue(rr, i, 3));
-        snprintf(r->correlation, sizeof r->correlation, "%s", PQgetvalue(rr, i, 4));
-    }
-    return 0;
+    return OF_OK;
 }
 
-static void free_state(batch_state *bs)
+static void *find_order(void *st, const char *order_id)
 {
-    free(bs->orders);
-    free(bs->returns);
-    free(bs->extra_taken);
-}
-
-static void step_ctx(of_step_ctx *s, of_worker_batch *b, of_worker_item *it, of_db_pipeline *wp,
-                     batch_state *bs)
-{
-    memset(s, 0, sizeof *s);
-    s->b = b;
-    s->it = it;
-    s->wp = wp;
-    s->user = bs;
-    bs->step.has_refund = false;
-    bs->step.refund_cents = 0;
-}
-
-static int apply_request(of_worker_batch *b, of_worker_item *it, of_db_pipeline *wp,
-                         batch_state *bs, const of_return_requested *req)
-{
-    of_step_ctx s;
-    loaded_order *o = NULL;
-    int rc;
+    batch_state *bs = st;
     for (size_t i = 0; i < bs->n_orders; i++)
-        if (strcmp(bs->orders[i].id, req->order_id) == 0)
-            o = &bs->orders[i];
-    if (o == NULL) {
-        of_event_error_set(&it->err, OF_EVENT_ERR_INVALID_ID, "unknown order \"%s\"",
-                           req->order_id);
-        it->dlq_code = "UNKNOWN_ORDER";
-        it->state = OF_ITEM_DEAD;
-        return 0;
-    }
-    step_ctx(&s, b, it, wp, bs);
-    bs->req = req;
-    bs->cur_order = o;
-    if (of_uuid_v7(s.entity_id) != 0)
-        return -1;
-    memcpy(s.return_id, s.entity_id, sizeof s.return_id);
-    snprintf(s.order_id, sizeof s.order_id, "%s", o->id);
-    snprintf(s.correlation_id, sizeof s.correlation_id, "%s", it->ev.id);
-    rc = of_machine_apply(&of_return_machine, steps, &s, OF_STATE_NONE, OF_TYPE_RETURN_REQUESTED);
-    it->outcome = s.to;
-    of_step_ctx_free(&s);
-    if (rc == 0)
-        it->state = OF_ITEM_DONE;
-    return rc;
+        if (strcmp(bs->orders[i].id, order_id) == 0)
+            return &bs->orders[i];
+    return NULL;
 }
 
-static int apply_changed(of_worker_batch *b, of_worker_item *it, of_db_pipeline *wp,
-                         batch_state *bs, const of_return_status_changed *c)
+static void release(void *ctx, void *st)
 {
-    of_step_ctx s;
-    loaded_return *r = NULL;
-    int rc;
-    for (size_t i = 0; i < bs->n_returns; i++)
-        if (strcmp(bs->returns[i].id, c->return_id) == 0)
-            r = &bs->returns[i];
-    if (r == NULL) {
-        of_event_error_set(&it->err, OF_EVENT_ERR_INVALID_ID, "unknown return \"%s\"",
-                           c->return_id);
-        it->dlq_code = "UNKNOWN_RETURN";
-        it->state = OF_ITEM_DEAD;
-        return 0;
-    }
-    it->state = OF_ITEM_DONE;
-    /* Only the event announcing the return's current state drives the next step. */
-    if (strcmp(r->status, of_return_status_name(c->status)) != 0 || r->version != c->version ||
-        !of_machine_runs(&of_return_machine, steps, r->status, OF_TRIGGER_AUTO)) {
-        it->outcome = "ignored";
-        return 0;
-    }
-    step_ctx(&s, b, it, wp, bs);
-    snprintf(s.entity_id, sizeof s.entity_id, "%s", r->id);
-    snprintf(s.return_id, sizeof s.return_id, "%s", r->id);
-    snprintf(s.order_id, sizeof s.order_id, "%s", r->order_id);
-    snprintf(s.correlation_id, sizeof s.correlation_id, "%s", r->correlation);
-    s.version = r->version;
-    rc = of_machine_apply(&of_return_machine, steps, &s, r->status, OF_TRIGGER_AUTO);
-    if (rc == OF_MACHINE_OK) {
-        snprintf(r->status, sizeof r->status, "%s", s.to);
-        r->version = s.new_version;
-        it->outcome = "applied";
-    }
-    of_step_ctx_free(&s);
-    return rc;
-}
-
-static int apply(void *ctx, of_worker_batch *b, const of_db_pipeline *lp, size_t first,
-                 of_db_pipeline *wp)
-{
-    batch_state bs;
-    int rc = build_state(&bs, lp, first);
-    for (size_t i = b->lo; rc == 0 && i < b->hi; i++) {
-        of_worker_item *it = &b->items[i];
-        const of_contract_data *d = it->user;
-        if (it->state != OF_ITEM_PENDING)
-            continue;
-        if (is_request(d))
-            rc = apply_request(b, it, wp, &bs, &d->u.return_requested);
-        else
-            rc = apply_changed(b, it, wp, &bs, &d->u.return_status_changed);
-    }
-    free_state(&bs);
-    return rc < 0 ? rc : (rc > 0 ? -1 : 0);
+    batch_state *bs = st;
+    if (bs == NULL)
+        return;
+    free(bs->orders);
+    free(bs->extra_taken);
+    bs->orders = NULL;
+    bs->extra_taken = NULL;
 }
 
 int main(int argc, char **argv)
 {
-    char err[256];
     static const of_worker_handler h = {
-        "return-requested",
-        topics,
-        1,
-        stmts,
-        sizeof stmts / sizeof stmts[0],
-        decode,
-        load,
-        apply,
-        of_contract_item_free,
-        NULL,
-        NULL,
-        NULL,
+        .name = "return-requested",
+        .topics = topics,
+        .n_topics = sizeof topics / sizeof topics[0],
+        .stmts = stmts,
+        .n_stmts = sizeof stmts / sizeof stmts[0],
+        .machine = &of_return_machine,
+        .steps = steps,
+        .decode = decode,
+        .route = route,
+        .load = load,
+        .prepare = prepare,
+        .find_scope = find_order,
+        .release = release,
+        .item_free = of_contract_item_free,
     };
-    if (of_machine_validate(&of_return_machine, err, sizeof err) != 0) {
-        fprintf(stderr, "return machine table is invalid: %s\n", err);
-        return 70;
-    }
     of_config_load_or_exit(items, sizeof items / sizeof items[0], &cfg, argc, argv, NULL,
                            "orderflow-return-requested",
                            "Consumes return.requested and runs ReturnRefund (see README.md).");

@@ -6,13 +6,13 @@
  * together and answered together, so a whole batch costs one round trip.
  * Prepared statements registered at init are prepared again on every
  * (re)connect. A lost connection fails the pipeline in flight with
- * OF_DB_ECONN and is re-opened with capped exponential backoff.
+ * OF_ECONN and is re-opened with capped exponential backoff.
  *
  * Ownership: the caller owns the of_db and every of_db_pipeline; the
  * pipeline copies its parameters and owns the PGresults it collects until
  * of_db_pipeline_reset() or of_db_pipeline_free(). Each submitted pipeline
  * gets exactly one callback, also when the connection is closed
- * (OF_DB_ECANCELED); a failed submit gets none. */
+ * (OF_ECANCELED); a failed submit gets none. */
 #ifndef ORDERFLOW_DB_H
 #define ORDERFLOW_DB_H
 
@@ -22,13 +22,13 @@
 #include <stdint.h>
 #include <uv.h>
 
-/* Result codes (0 is success). */
-#define OF_DB_OK        0
-#define OF_DB_ESQL      -1 /* a command failed; see failed_index, sqlstate, error */
-#define OF_DB_ECONN     -2 /* the connection broke before the pipeline finished */
-#define OF_DB_ECANCELED -3 /* of_db_close() was called with the pipeline queued */
-#define OF_DB_ENOMEM    -4 /* out of memory */
-#define OF_DB_ESTATE    -5 /* the call is not allowed now (closing, pipeline in use) */
+#include "orderflow/error.h"
+
+/* Results are 0 or a negative of_err (error.h): OF_ESQL (a command failed;
+ * see failed_index, sqlstate, error), OF_ECONN (the connection broke before
+ * the pipeline finished), OF_ECANCELED (of_db_close() was called with the
+ * pipeline queued), OF_ENOMEM, OF_ESTATE (not allowed now: closing, pipeline
+ * in use). */
 
 /* A statement prepared on every connection. */
 typedef struct of_db_stmt {
@@ -115,13 +115,13 @@ int of_db_start(of_db *db) __attribute__((warn_unused_result));
 /* Queues p for sending when the connection is ready. p must not be queued twice. */
 int of_db_submit(of_db *db, of_db_pipeline *p, of_db_pipeline_cb cb, void *arg)
     __attribute__((warn_unused_result));
-/* Closes the connection; queued pipelines get OF_DB_ECANCELED; close_cb runs
+/* Closes the connection; queued pipelines get OF_ECANCELED; close_cb runs
  * when the handles are released (then db may be freed). */
 void of_db_close(of_db *db, void (*close_cb)(of_db *db));
 bool of_db_ready(const of_db *db);
 /* Identifies the current connection. A transaction spread over several
  * pipelines sets p->session to this value on its later pipelines, so they
- * fail with OF_DB_ECONN instead of running outside the transaction when the
+ * fail with OF_ECONN instead of running outside the transaction when the
  * connection was replaced in between. */
 uint64_t of_db_session(const of_db *db);
 /* True when no pipeline is queued or in flight. */
@@ -150,8 +150,9 @@ PGresult *of_db_pipeline_result(const of_db_pipeline *p, size_t i);
  * (55P03), resources (53), cancel/statement timeout (57014). */
 bool of_db_sqlstate_transient(const char *sqlstate);
 
-/* Builds a Postgres text[] literal from n strings ({"a","b"}), escaping quotes
- * and backslashes. Returns a heap string the caller frees, or NULL. */
+/* Builds a Postgres array literal from n strings ({"a","b"}), escaping quotes
+ * and backslashes; a NULL item is SQL NULL. Cast it to any element type
+ * ($1::integer[]). Returns a heap string the caller frees, or NULL. */
 char *of_db_text_array(const char *const *items, size_t n);
 
 #endif

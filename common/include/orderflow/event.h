@@ -53,6 +53,7 @@
 #include <cjson/cJSON.h>
 
 #include "orderflow/message.h"
+#include "orderflow/text.h"
 
 #define OF_EVENT_VALUE_MAX      65536 /* bytes in a record value, at most */
 #define OF_EVENT_ID_MAX         64    /* characters in an id (ce_id, order/product/customer ids) */
@@ -174,10 +175,6 @@ int of_event_time_format(int64_t unix_ms, char out[OF_EVENT_TIME_MAX + 1])
     __attribute__((warn_unused_result));
 /* Formats the current time (CLOCK_REALTIME) like of_event_time_format(). */
 int of_event_time_now(char out[OF_EVENT_TIME_MAX + 1]) __attribute__((warn_unused_result));
-
-/* True when the len bytes at s are valid UTF-8 (no overlongs, no surrogates,
- * nothing above U+10FFFF). */
-bool of_event_utf8_valid(const char *s, size_t len);
 
 /* The member name of object, read case-sensitively. Returns NULL when it is
  * absent or object is no object; sets *duplicate (may be NULL) when the name

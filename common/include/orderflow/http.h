@@ -24,13 +24,15 @@
 #include <stdio.h>
 #include <uv.h>
 
+#include "orderflow/error.h"
+
 #define OF_HTTP_MAX_ROUTES 8  /* routes per server */
 #define OF_HTTP_PATH_MAX   64 /* bytes of a route's path, NUL included */
 
-/* Error codes (besides libuv's negative UV_E* codes from the handles). */
-#define OF_HTTP_EINVAL -1 /* bad argument: address, path, too many routes */
-#define OF_HTTP_ESTART -2 /* libmicrohttpd could not start (port in use, no permission) */
-#define OF_HTTP_ESTATE -3 /* not allowed now (already started, closing) */
+/* Errors are OF_EINVAL (bad argument: address, path, too many routes),
+ * OF_ESTART (libmicrohttpd could not start: port in use, no permission),
+ * OF_ESTATE (already started, closing) from error.h, or libuv's negative UV_E*
+ * codes from the handles. */
 
 /* What a route answers. */
 typedef struct of_http_response {
@@ -70,7 +72,7 @@ struct of_http {
 /* Prepares h on loop; nothing is bound yet. */
 void of_http_init(of_http *h, uv_loop_t *loop);
 /* Registers fn for path (copied; must start with '/'). Before or after start.
- * Returns 0 or OF_HTTP_EINVAL. */
+ * Returns 0 or OF_EINVAL. */
 int of_http_add_route(of_http *h, const char *path, of_http_route_fn fn, void *arg)
     __attribute__((warn_unused_result));
 /* Binds address (IPv4 or IPv6 literal) and port (0: any free port, see

@@ -1,7 +1,7 @@
 /* log.h: JSON-lines logging on stderr, shared by every orderflow process.
  *
  * Each line is one JSON object: {"ts","level","worker","msg", and when known
- * "order_id","topic","partition","offset","ce_id"}. librdkafka's and libpq's
+ * "subject","topic","partition","offset","ce_id"}. librdkafka's and libpq's
  * messages are routed here through of_log_rdkafka_cb() and
  * of_log_pq_notice(), so an operator reads one stream.
  *
@@ -21,11 +21,11 @@ typedef enum of_log_level {
 
 /* Where a message happened; every field is optional (NULL / -1). */
 typedef struct of_log_ctx {
-    const char *order_id; /* order the message is about, or NULL */
-    const char *ce_id;    /* CloudEvent id being handled, or NULL */
-    const char *topic;    /* Kafka topic, or NULL */
-    int32_t partition;    /* Kafka partition, or -1 */
-    int64_t offset;       /* Kafka offset, or -1 */
+    const char *subject; /* the entity the message is about (ce_subject), or NULL */
+    const char *ce_id;   /* CloudEvent id being handled, or NULL */
+    const char *topic;   /* Kafka topic, or NULL */
+    int32_t partition;   /* Kafka partition, or -1 */
+    int64_t offset;      /* Kafka offset, or -1 */
 } of_log_ctx;
 
 #define OF_LOG_CTX_NONE ((of_log_ctx){NULL, NULL, NULL, -1, -1})

@@ -1,153 +1,214 @@
-/* machine.h: state machines as data, and the one function that applies a transition.
+/* machine.h: state machines as checked data, and the one function that applies a transition.
  *
- * A machine is a table of transitions (from, trigger, to, step) over the
- * status column of one entity table (orders, returns). Each row also says
- * which execution (the Step Functions state machine it replaces) the step
- * belongs to and what becomes of that execution. of_machine_apply() is the
- * only place an entity's status changes: it finds the row, runs the step's
- * function (which appends the step's effects and may choose among the rows'
- * targets), then appends the guarded status update, the execution update,
- * the execution_history row and the outgoing status event, all to the
- * batch's write pipeline, i.e. into one transaction with the inbox row the
- * runtime adds. The same table renders the diagrams (of_machine_render).
+ * A machine is a table of transitions over the status column of one entity
+ * table. States, triggers, steps and executions are small enumerations that
+ * the machine names (state_names[STATE] is what the status column holds);
+ * index 0 of states is "no state" (the "from" of the transition that creates
+ * the entity) and index 0 of triggers is OF_TRIGGER_AUTO (the entity's own
+ * status event: the next step). of_machine_validate() checks a table against
+ * those names at start-up and in the unit tests.
  *
- * Entity tables need: id uuid, status text, version integer, status_reason
- * text, updated_at timestamptz. The statements come from OF_MACHINE_STMTS.
+ * Each row also says which execution (the Step Functions state machine it
+ * replaces) the step belongs to and what becomes of that execution.
+ * of_machine_apply() is the only place an entity's status changes: it finds
+ * the row, runs the worker's step function (which appends the step's effects
+ * and may choose among the rows' targets), then appends the guarded status
+ * update, the execution start or update, the execution_history row and the
+ * machine's status event, all to the batch's write pipeline, i.e. into one
+ * transaction with the inbox row the runtime adds. The same table renders
+ * the diagrams (of_machine_render).
+ *
+ * The machine brings its own SQL (of_machine.stmts, named by of_machine_stmt)
+ * with these parameters, so that its entity and scope columns are its own:
+ *   OF_SQL_LOAD        $1 text[] of entity ids; returns id, status, version,
+ *                      correlation id, scope id ('' when none), locked, by id
+ *   OF_SQL_SET_STATE   $1 entity id, $2 status, $3 version before, $4 reason ('' none)
+ *   OF_SQL_EXEC_START  $1 execution id, $2 execution, $3 entity id, $4 scope id,
+ *                      $5 execution status, $6 state, $7 input (json or NULL), $8 error
+ *   OF_SQL_EXEC_UPDATE $1 execution, $2 entity id, $3 scope id, $4 state,
+ *                      $5 execution status, $6 error ('' keeps the old one)
+ *   OF_SQL_HISTORY     $1 execution ('' = the entity's latest), $2 entity id, $3 scope id,
+ *                      $4 step, $5 from, $6 to, $7 outcome, $8 ce_id, $9 topic,
+ *                      $10 partition, $11 offset, $12 detail (json)
  *
  * Ownership: tables are static data; of_step_ctx lives for one event and
- * its detail tree is freed by of_step_ctx_free(). */
+ * its detail and input trees are freed by of_step_ctx_free(). */
 #ifndef ORDERFLOW_MACHINE_H
 #define ORDERFLOW_MACHINE_H
 
 #include <cjson/cJSON.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 
-#include "orderflow/worker.h"
+#include "orderflow/db.h"
+#include "orderflow/error.h"
+#include "orderflow/message.h"
 
-#define OF_TRIGGER_AUTO "auto" /* fired by the entity's own status event: the next step */
-#define OF_STATE_NONE   ""     /* "from" of the transition that creates the entity */
+#define OF_STATE_NONE   0 /* "no state": from of a creating transition */
+#define OF_TRIGGER_AUTO 0 /* the entity's own status event drives the next step */
+#define OF_EXEC_NONE    0 /* then_starts: no second execution */
 
-#define OF_MACHINE_OK      0
-#define OF_MACHINE_ILLEGAL 1 /* no transition for (from, trigger): nothing was appended */
+#define OF_ID_SIZE          37   /* a UUID and its NUL */
+#define OF_CORRELATION_SIZE 65   /* an id of up to 64 characters and its NUL */
+#define OF_STEP_REASON_SIZE 1025 /* a status reason (256 code points of UTF-8) and its NUL */
 
-typedef struct of_step_ctx of_step_ctx;
-/* A step's effects. Appends SQL to s->wp, may set s->to (required when the
- * table has several targets for the row's (from, trigger)), s->reason and
- * add to s->detail. Returns 0 or a negative error (the transaction is retried). */
-typedef int (*of_step_fn)(of_step_ctx *s);
+/* What a transition does to its execution. */
+typedef enum of_exec_status {
+    OF_EXEC_RUNNING = 0,
+    OF_EXEC_SUCCEEDED,
+    OF_EXEC_FAILED,
+    OF_EXEC_ABORTED,
+    OF_EXEC_TIMED_OUT,
+} of_exec_status;
 
+/* One edge. Rows sharing (from, trigger) are adjacent and share their step
+ * and execution; the step chooses among their targets. */
 typedef struct of_transition {
-    const char *from;      /* status before, or OF_STATE_NONE when the step creates the entity */
-    const char *trigger;   /* event type, update status, or OF_TRIGGER_AUTO */
-    const char *to;        /* status after */
-    const char *step;      /* step name for history, e.g. "UpdateInventory" */
-    const char *execution; /* execution the step belongs to, e.g. "OrderProcess" */
-    bool starts_execution; /* the step starts that execution */
-    const char
-        *exec_status; /* execution status after: RUNNING, SUCCEEDED, FAILED, ABORTED, TIMED_OUT */
-    const char *then_starts; /* another execution that starts in state `to`, or NULL */
+    int from;              /* state before, or OF_STATE_NONE when the step creates the entity */
+    int trigger;           /* trigger, or OF_TRIGGER_AUTO */
+    int to;                /* state after */
+    int step;              /* step (index into the machine's step names) */
+    int execution;         /* execution the step belongs to (index, >= 1) */
+    bool starts;           /* the step starts that execution */
+    of_exec_status status; /* the execution's status after the step */
+    int then_starts;       /* another execution that starts in state `to`, or OF_EXEC_NONE */
 } of_transition;
 
-/* A worker's implementation of one step. */
-typedef struct of_step_impl {
-    const char *step; /* step name as in the table; NULL ends a list */
-    of_step_fn fn;    /* effects; NULL for a step that only moves the status */
-} of_step_impl;
+/* The machine's statements, by role (see the parameter lists above). */
+typedef enum of_machine_sql {
+    OF_SQL_LOAD = 0,
+    OF_SQL_SET_STATE,
+    OF_SQL_EXEC_START,
+    OF_SQL_EXEC_UPDATE,
+    OF_SQL_HISTORY,
+    OF_SQL_COUNT,
+} of_machine_sql;
 
 typedef struct of_machine of_machine;
-/* Builds the "<entity>.status.changed" event for a transition into out. */
-typedef int (*of_changed_event_fn)(of_step_ctx *s, const char *from, const char *to,
-                                   int new_version, of_message *out);
+typedef struct of_step_ctx of_step_ctx;
+
+/* A step's effects. Appends SQL to s->wp, may set s->to (required when the
+ * table has several targets for the row's (from, trigger)), s->reason, and
+ * add to s->detail. Returns 0 or a negative of_err: a transient one retries
+ * the transaction, a permanent one dead-letters the event (see worker.h). */
+typedef int (*of_step_fn)(of_step_ctx *s);
+
+/* How a worker runs one step of a machine: a worker's array of these has
+ * one entry per step, indexed by the machine's step enumeration, e.g.
+ *     static const of_step_impl steps[ORDER_STEP_COUNT] = {
+ *         [ORDER_STEP_UPDATE_INVENTORY] = {true, update_inventory},
+ *         [ORDER_STEP_RECORD_SHIPMENT]  = {true, NULL}, // only the status moves
+ *     };
+ * Steps left out (runs false) belong to another worker. */
+typedef struct of_step_impl {
+    bool runs;     /* this worker runs the step */
+    of_step_fn fn; /* its effects, or NULL when the step only moves the status */
+} of_step_impl;
+
+/* A transition a batch applied, for the transitions metric. */
+typedef struct of_applied {
+    const of_machine *m;    /* machine */
+    const of_transition *t; /* the row */
+} of_applied;
+
+/* The transitions of one transaction, in order (owned by the batch). */
+typedef struct of_applied_list {
+    of_applied *v; /* entries */
+    size_t n;      /* used */
+    size_t cap;    /* allocated */
+} of_applied_list;
+
+/* Builds the machine's status event for a transition into out (zeroed by the
+ * caller). Returns 0 or a negative of_err. */
+typedef int (*of_changed_event_fn)(of_step_ctx *s, int from, int to, of_message *out);
 
 struct of_machine {
-    const char *name;            /* machine name, e.g. "order" (statement prefix) */
-    const char *entity;          /* what the status belongs to, for messages: "order", "return" */
-    const of_transition *rows;   /* the transition table */
-    size_t n_rows;               /* rows */
-    of_changed_event_fn changed; /* builds the status event; NULL publishes none */
+    const char *name;              /* machine name, e.g. "order": statement prefix */
+    const char *entity;            /* what the status belongs to, for messages: "order" */
+    const of_transition *rows;     /* the transition table */
+    size_t n_rows;                 /* rows */
+    const char *const *states;     /* state names; [0] is "" (no state) */
+    size_t n_states;               /* states, including 0 */
+    const char *const *triggers;   /* trigger names; [0] is "auto" */
+    size_t n_triggers;             /* triggers, including 0 */
+    const char *const *steps;      /* step names, e.g. "UpdateInventory" */
+    size_t n_steps;                /* steps */
+    const char *const *executions; /* execution names; [0] is "" (none) */
+    size_t n_executions;           /* executions, including 0 */
+    const of_db_stmt *stmts;       /* OF_SQL_COUNT statements, in of_machine_sql order */
+    of_changed_event_fn changed;   /* builds the status event; NULL publishes none */
 };
+
+/* What the batch routine knows of one entity (loaded or created in this batch). */
+typedef struct of_entity {
+    char id[OF_ID_SIZE];                   /* entity id */
+    char scope_id[OF_ID_SIZE];             /* the entity this one belongs to, or "" */
+    int state;                             /* current state (advanced in memory) */
+    int version;                           /* current version (advanced in memory) */
+    char correlation[OF_CORRELATION_SIZE]; /* ce_id of the event that started the chain */
+    void *user;                            /* the worker's data for it, or NULL */
+} of_entity;
+
+typedef struct of_worker_batch of_worker_batch;
+typedef struct of_worker_item of_worker_item;
 
 /* One event's application of one transition. */
 struct of_step_ctx {
-    const of_machine *m;     /* the machine */
-    const of_transition *t;  /* the matched row (set by of_machine_apply) */
-    of_worker_batch *b;      /* batch (for of_worker_emit) */
-    of_worker_item *it;      /* the causing event */
-    of_db_pipeline *wp;      /* write pipeline of the transaction */
-    char entity_id[37];      /* id of the order or return */
-    char order_id[37];       /* order the execution belongs to */
-    char return_id[37];      /* return id for return machines, "" otherwise */
-    char correlation_id[65]; /* ce_id of the event that started the chain */
-    int version;             /* entity version before the transition (0 when created) */
-    const char *to;          /* target chosen by the step (NULL: the row's) */
-    char reason[1025];       /* status reason (OUT_OF_STOCK, or an update's text), or "" */
-    cJSON *detail;           /* history detail object, created on demand */
-    cJSON *input;            /* execution input when the step starts one, or NULL */
-    void *user;              /* the worker's loaded state for this entity */
-    int new_version;         /* version after (set by of_machine_apply) */
+    const of_machine *m;              /* the machine */
+    const of_transition *t;           /* the matched row (set by of_machine_apply) */
+    of_worker_batch *b;               /* batch (for of_worker_emit) */
+    of_worker_item *it;               /* the causing event */
+    of_db_pipeline *wp;               /* write pipeline of the transaction */
+    of_entity *e;                     /* the entity (its state is the `from`) */
+    void *scope;                      /* the worker's scope entity (route.scope_id) */
+    void *batch;                      /* the worker's batch state (of_worker_handler) */
+    void *out;                        /* the machine's step output (its header's type) */
+    int to;                           /* target chosen by the step (-1: the row's) */
+    char reason[OF_STEP_REASON_SIZE]; /* status reason, or "" */
+    cJSON *detail;                    /* history detail object, created on demand */
+    cJSON *input;                     /* execution input when the step starts one */
+    int new_version;                  /* version after (set by of_machine_apply) */
+    of_applied_list *applied;         /* where applied transitions are listed */
 };
 
-/* Prepared statements for a machine named NAME over TABLE, to list in the worker's statements. */
-#define OF_MACHINE_STMTS(NAME, TABLE)                                                              \
-    {NAME "_set_state",                                                                            \
-     "with u as (update " TABLE " set status = $2, version = version + 1,"                         \
-     " status_reason = nullif($4, ''), updated_at = now() where id = $1::uuid and version = $3"    \
-     " returning 1) select of_expect_one((select count(*) from u),"                                \
-     " '" TABLE " ' || $1 || ' at version ' || $3)"},                                              \
-        OF_MACHINE_COMMON_STMTS(NAME)
-#define OF_MACHINE_COMMON_STMTS(NAME)                                                              \
-    {NAME "_exec_start",                                                                           \
-     "insert into executions (id, machine, order_id, return_id, status, current_state, input,"     \
-     " stopped_at, error) values ($1::uuid, $2, $3::uuid, nullif($4, '')::uuid, $5, $6,"           \
-     " $7::jsonb, case when $5 = 'RUNNING' then null else now() end, nullif($8, ''))"},            \
-        {NAME "_exec_update", "with u as (update executions set current_state = $4, status = $5,"  \
-                              " stopped_at = case when $5 = 'RUNNING' then null else now() end,"   \
-                              " error = coalesce(nullif($6, ''), error) where machine = $1 and"    \
-                              " (case when $3 = '' then order_id = $2::uuid and return_id is null" \
-                              " else return_id = nullif($3, '')::uuid end) returning 1)"           \
-                              " select of_expect_one((select count(*) from u), 'execution ' || "   \
-                              "$1 || ' of ' || $2 || $3)"},                                        \
-    {                                                                                              \
-        NAME "_history",                                                                           \
-            "insert into execution_history (execution_id, seq, step, from_state, to_state, "       \
-            "outcome,"                                                                             \
-            " event_id, topic, partition, \"offset\", detail)"                                     \
-            " select e.id, coalesce((select max(h.seq) from execution_history h"                   \
-            " where h.execution_id = e.id), 0) + 1, $4, nullif($5, ''), nullif($6, ''), $7, $8, "  \
-            "$9,"                                                                                  \
-            " $10::integer, $11::bigint, $12::jsonb from executions e where"                       \
-            " (case when $3 = '' then e.order_id = $2::uuid and e.return_id is null"               \
-            " else e.return_id = nullif($3, '')::uuid end) and ($1 = '' or e.machine = $1)"        \
-            " order by e.started_at desc, e.id desc limit 1"                                       \
-    }
+/* The name of a machine statement, "<machine>_<role>", into buf. */
+const char *of_machine_stmt(const of_machine *m, of_machine_sql role, char *buf, size_t size);
+/* Name of a state or trigger, or "?" outside the machine's enumeration. */
+const char *of_machine_state_name(const of_machine *m, int state);
+const char *of_machine_trigger_name(const of_machine *m, int trigger);
+/* Parses a state name (the status column); returns 0 or OF_EINVAL. */
+int of_machine_state_parse(const of_machine *m, const char *name, int *out)
+    __attribute__((warn_unused_result));
 
 /* Rows whose (from, trigger) match, or NULL; *n receives how many (they are
  * consecutive in the table). */
-const of_transition *of_machine_find(const of_machine *m, const char *from, const char *trigger,
-                                     size_t *n);
+const of_transition *of_machine_find(const of_machine *m, int from, int trigger, size_t *n);
 /* True when the table has the row (from, trigger, to). */
-bool of_machine_allows(const of_machine *m, const char *from, const char *trigger, const char *to);
-/* Checks the table: consecutive rows per (from, trigger), one step and
- * execution per (from, trigger), known execution statuses. Returns 0 or -1
- * and writes the reason to err. */
-int of_machine_validate(const of_machine *m, char *err, size_t errsize);
+bool of_machine_allows(const of_machine *m, int from, int trigger, int to);
+/* Checks the machine: every state, trigger, step and execution of a row is
+ * one the machine names; rows per (from, trigger) consecutive with one step
+ * and execution; no row leaves "no state" except creations; every named
+ * state is reachable; statements present. Returns 0 or OF_EINVAL with the
+ * reason in err. */
+int of_machine_validate(const of_machine *m, char *err, size_t errsize)
+    __attribute__((warn_unused_result));
 
-/* Applies (from, trigger) to the entity described by s, running the step
- * with its function from impls (a list ending with {NULL, NULL}). Returns
- * OF_MACHINE_OK, OF_MACHINE_ILLEGAL (no such transition; nothing appended, see
- * of_machine_record) or a negative error, also when the step is not in impls
- * (this worker does not run it). */
-int of_machine_apply(const of_machine *m, const of_step_impl *impls, of_step_ctx *s,
-                     const char *from, const char *trigger) __attribute__((warn_unused_result));
+/* Applies (s->e->state, trigger), running the row's step as impls[step]
+ * says. Returns 0, OF_EILLEGAL (no such transition; nothing appended, see
+ * of_machine_record), OF_ESTATE when this worker does not run the step or
+ * the step chose a target the table does not allow, or the step's error. On
+ * success s->e holds the new state and version, and the transition is
+ * appended to *s->applied. */
+int of_machine_apply(of_step_ctx *s, const of_step_impl *impls, int trigger)
+    __attribute__((warn_unused_result));
 /* True when impls runs the step of (from, trigger). */
-bool of_machine_runs(const of_machine *m, const of_step_impl *impls, const char *from,
-                     const char *trigger);
+bool of_machine_runs(const of_machine *m, const of_step_impl *impls, int from, int trigger);
 /* Records an event the machine did not accept (or that did not apply) in the
  * entity's latest execution history, with outcome "rejected" or "ignored",
- * and changes nothing else. */
-int of_machine_record(const of_machine *m, of_step_ctx *s, const char *outcome, const char *from,
-                      const char *trigger, const char *reason) __attribute__((warn_unused_result));
+ * and changes nothing else. trigger_name is the history's step. */
+int of_machine_record(of_step_ctx *s, const char *outcome, const char *trigger_name,
+                      const char *reason) __attribute__((warn_unused_result));
 /* Releases s->detail and s->input. */
 void of_step_ctx_free(of_step_ctx *s);
 

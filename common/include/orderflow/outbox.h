@@ -30,13 +30,15 @@ extern const size_t of_outbox_n_stmts;
 /* Appends the INSERT of m (id, topic, key, value, headers) to p. */
 int of_outbox_add(of_db_pipeline *p, const of_message *m) __attribute__((warn_unused_result));
 
-/* Encodes headers as the outbox's jsonb: [{"k":name,"v":text}] or
- * {"k":name,"b64":...} for values that are not UTF-8 text. Heap string. */
-char *of_outbox_headers_json(const of_header *headers, size_t n);
+/* Encodes headers as the outbox's jsonb: [{"k":name,"v":text}], with
+ * "kb64" for a name and "b64" for a value that is not UTF-8 text without
+ * NUL bytes (jsonb could not hold it); escaped puts every name and value in
+ * base64. A heap string, or NULL when out of memory. */
+char *of_outbox_headers_json(const of_header *headers, size_t n, bool escaped);
 /* Standard base64 (with padding) of len bytes as a heap string the caller
  * frees, or NULL when out of memory. */
 char *of_outbox_b64_encode(const unsigned char *src, size_t len);
-/* The reverse: appends the headers in json to m. Returns 0 or -1. */
+/* The reverse: appends the headers in json to m. Returns 0 or OF_EINVAL. */
 int of_outbox_headers_parse(const char *json, of_message *m) __attribute__((warn_unused_result));
 
 typedef struct of_outbox_relay {

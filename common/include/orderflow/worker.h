@@ -2,35 +2,41 @@
  *
  * One libuv loop drives a Kafka consumer, a Kafka producer, two Postgres
  * connections (one for batches, one for the outbox relay and timers),
- * signals and timers. The worker supplies an of_worker_handler with its
- * machine's steps; the runtime does everything around them:
+ * signals and timers. The worker brings its machine, the steps it runs of
+ * that machine, its SQL and three small functions (decode, route and,
+ * optionally, load/prepare for what its steps read); the runtime does the
+ * rest, one polled batch per transaction:
  *
- *   poll a batch -> parse envelopes -> handler decodes data
- *   -> pipeline 1: BEGIN, inbox check, handler's loads (rows locked)
- *   -> handler applies steps, appending effects, history, outbox rows
+ *   poll a batch -> parse envelopes -> decode -> route (what each event asks)
+ *   -> pipeline 1: BEGIN, inbox check, the machine's entities (locked),
+ *      the worker's loads
+ *   -> per event: find its entity (unknown -> dead letter), the auto-advance
+ *      rule, the version check, of_machine_apply (step, status, execution,
+ *      history, status event) or a rejected/ignored history row; the entity
+ *      advances in memory for later events of the batch
  *   -> pipeline 2: effects, inbox rows, dead letters, COMMIT
  *   -> offsets stored -> outbox rows published -> next batch
  *
- * Failures: a transient one (connection lost, deadlock, serialization)
- * rolls back and retries the batch after a capped exponential backoff; a
- * permanent one (constraint, bad data) splits the batch into one-event
- * transactions so that only the event at fault is dead-lettered and the rest
- * commit. Undecodable or invalid events are dead-lettered without touching
- * the others. Nothing is acknowledged to Kafka before its transaction commits.
+ * Failures (see docs/architecture.md): every record ends applied, recorded
+ * as a no-op, or dead-lettered. A transient failure (of_err_transient, a
+ * transient SQLSTATE) rolls back and retries after a capped exponential
+ * backoff; after retry-limit such failures the batch runs one event per
+ * transaction and a single event that still fails is dead-lettered as
+ * RETRIES_EXHAUSTED. A lost connection is waited out without counting. A
+ * permanent failure of one event's step dead-letters that event and the
+ * batch runs again without it; a permanent SQL failure splits the batch
+ * into one-event transactions so that only the event at fault is
+ * dead-lettered. A dead letter that cannot be stored as it is (bytes that
+ * are no text) is stored in an escaped form with the original bytes kept.
+ * Nothing is acknowledged to Kafka before its transaction commits.
  *
- * Observability: an HTTP endpoint on the same loop (http-address,
- * http-port; port 0 disables it) serves /healthz (200 while the loop runs),
- * /readyz (200 when the batch connection is ready, the consumer has
- * partitions or is polled and in its group, and no shutdown has begun; 503
- * with the reason otherwise) and /metrics (Prometheus text: events, outcomes,
- * dead letters, transitions, batch and transaction histograms, step latency,
- * retries, outbox, consumer lag, reconnects, build info). Handlers add their
- * own families to w->metrics in start(), and gauges fed by a query with
- * of_worker_gauge_query(). A port that cannot be bound is logged as an error
- * and the worker runs on without the endpoint.
+ * Observability (worker_obs.c): /healthz, /readyz (not ready while
+ * shutting down, without the batch connection, without partitions, or when
+ * a batch has gone stall-timeout without a commit) and /metrics.
  *
  * Ownership: the runtime owns items and their Kafka messages; handlers own
- * what they hang on item->user and release it in item_free. */
+ * what they hang on item->user and release it in item_free, and their
+ * batch state, released in release. */
 #ifndef ORDERFLOW_WORKER_H
 #define ORDERFLOW_WORKER_H
 
@@ -41,9 +47,11 @@
 
 #include "orderflow/config.h"
 #include "orderflow/db.h"
+#include "orderflow/error.h"
 #include "orderflow/event.h"
 #include "orderflow/http.h"
 #include "orderflow/kafka.h"
+#include "orderflow/machine.h"
 #include "orderflow/message.h"
 #include "orderflow/metrics.h"
 #include "orderflow/outbox.h"
@@ -55,6 +63,29 @@ typedef enum of_item_state {
     OF_ITEM_DONE,      /* applied (or recorded as rejected/ignored) in this transaction */
 } of_item_state;
 
+/* What an event asks of the worker's machine (the handler's route fills it). */
+typedef enum of_route_kind {
+    OF_ROUTE_CREATE,  /* create an entity: `trigger` from no state */
+    OF_ROUTE_ADVANCE, /* the entity's own status event: the next automatic step, if any */
+    OF_ROUTE_TRIGGER, /* apply `trigger` to the entity */
+} of_route_kind;
+
+typedef struct of_route {
+    of_route_kind kind;        /* what to do */
+    const char *entity_id;     /* ADVANCE, TRIGGER: the entity, found among the machine's load */
+    const char *scope_id;      /* CREATE: the entity the new one belongs to, or NULL */
+    const char *scope_kind;    /* its kind, e.g. "order": an unknown one is UNKNOWN_ORDER */
+    int trigger;               /* CREATE, TRIGGER: the machine's trigger */
+    int state;                 /* ADVANCE: the state the event announces */
+    int version;               /* ADVANCE: the version the event announces */
+    bool has_expected_version; /* TRIGGER: apply only at expected_version */
+    int expected_version;      /* the version required */
+    bool ignore_illegal;       /* TRIGGER: no row for the state is "ignored", not "rejected" */
+    /* TRIGGER, optional: why the trigger does not apply in state (history
+     * reason); default "<trigger> is not allowed from <state>". */
+    void (*explain)(const char *state, char *buf, size_t size);
+} of_route;
+
 /* One consumed record of a batch. */
 typedef struct of_worker_item {
     rd_kafka_message_t *msg; /* the Kafka message (owned by the runtime) */
@@ -63,12 +94,14 @@ typedef struct of_worker_item {
     of_event ev;             /* parsed envelope (valid unless DEAD before parsing) */
     bool parsed;             /* ev holds data to free */
     bool decoded;            /* the handler's decode accepted it (ev.type is one of its types) */
+    of_route route;          /* what it asks (valid when decoded) */
     of_item_state state;     /* what happens to it in this transaction */
     of_item_state initial;   /* state after decoding, restored when a transaction is retried */
-    const char *dlq_code;    /* error code for the DLQ when not err.code's name, or NULL */
+    char dlq_code[40];       /* error code for the DLQ when not err.code's name, or "" */
+    bool dlq_escaped;        /* store the dead letter in its escaped form (see batch.c) */
     of_event_error err;      /* reason when DEAD */
     const char *outcome;     /* short word for the log: "applied", "rejected", ... */
-    void *user;              /* handler's decoded payload / per-item state */
+    void *user;              /* handler's decoded payload */
 } of_worker_item;
 
 typedef struct of_worker of_worker;
@@ -76,8 +109,7 @@ typedef struct of_worker of_worker;
 /* An event to publish once its transaction commits. */
 typedef struct of_worker_out {
     of_message m; /* the event (owned) */
-    long
-        cmd; /* -1: always; else publish only if command cmd of the write pipeline returned a row */
+    long cmd;     /* -1: always; else only if command cmd of the write pipeline returned a row */
 } of_worker_out;
 
 /* The slice of a batch one transaction handles. */
@@ -89,28 +121,42 @@ typedef struct of_worker_batch {
     struct of_worker_out *outbox; /* events written to the outbox by this transaction */
     size_t n_outbox;              /* used entries */
     size_t cap_outbox;            /* allocated entries */
+    of_applied_list applied;      /* transitions applied by this transaction (metrics) */
+    of_entity *entities;          /* the machine's entities of this transaction, by id */
+    size_t n_entities;            /* count */
+    size_t first_load; /* index of the handler's first load command in the load pipeline */
+    long fault;        /* item whose step failed permanently, or -1 */
 } of_worker_batch;
 
-/* What a worker brings: its name, topics, statements and steps. */
+/* What a worker brings: its name, topics, statements, machine and steps. */
 typedef struct of_worker_handler {
     const char *name;          /* worker name: group id, inbox consumer, ce_source suffix */
     const char *const *topics; /* topics to consume (before the prefix is applied) */
     size_t n_topics;           /* number of topics */
-    const of_db_stmt *stmts;   /* statements to prepare on the batch connection */
+    const of_db_stmt *stmts;   /* the worker's own statements (the machine's are added) */
     size_t n_stmts;            /* number of statements */
+    const of_machine *machine; /* the machine the worker advances */
+    const of_step_impl *steps; /* machine->n_steps entries: which steps it runs, and how */
     /* Checks the event's type and data for this worker. Returns 0, or a
      * negative of_event_code with err set (the event is dead-lettered). May
      * set it->user. */
     int (*decode)(void *ctx, of_worker_item *it, of_event_error *err);
-    /* Appends queries that read (and lock) what the PENDING items of
-     * b->items[lo..hi) need. Returns 0 or a negative error (transient). */
+    /* Says what a decoded event asks (r is zeroed). Returns 0 or a negative
+     * of_err (the event is dead-lettered). */
+    int (*route)(void *ctx, const of_worker_item *it, of_route *r);
+    /* Optional: appends queries that read (and lock) what the steps of the
+     * PENDING items of b->items[lo..hi) need, after the machine's entities
+     * are loaded. Returns 0 or a negative of_err. */
     int (*load)(void *ctx, of_worker_batch *b, of_db_pipeline *p);
-    /* Reads the load results (first_result is the index of the handler's
-     * first command in lp) and appends the steps' effects to wp for every
-     * PENDING item, setting each to DONE (or DEAD with err). Returns 0 or a
-     * negative error (transient: the batch is retried). */
-    int (*apply)(void *ctx, of_worker_batch *b, const of_db_pipeline *lp, size_t first_result,
-                 of_db_pipeline *wp);
+    /* Optional: builds the batch state the steps get as s->batch from the
+     * load results (b->first_load is the index of the first). Returns 0 or a
+     * negative of_err. */
+    int (*prepare)(void *ctx, of_worker_batch *b, const of_db_pipeline *lp, void **state);
+    /* Optional (needed for routes with a scope): the scope entity scope_id
+     * in the batch state, or NULL when it does not exist. */
+    void *(*find_scope)(void *state, const char *scope_id);
+    /* Optional: releases what prepare built. */
+    void (*release)(void *ctx, void *state);
     /* Releases it->user; may be NULL. */
     void (*item_free)(void *ctx, of_worker_item *it);
     /* Called once the loop runs, e.g. to start timers; may be NULL. */
@@ -120,7 +166,7 @@ typedef struct of_worker_handler {
     void *ctx; /* handler state */
 } of_worker_handler;
 
-/* Settings shared by every worker (see of_worker_config_items). */
+/* Settings shared by every worker (see OF_WORKER_CONFIG). */
 typedef struct of_worker_settings {
     char *database_url;     /* libpq URI */
     char *kafka_bootstrap;  /* bootstrap servers */
@@ -131,6 +177,8 @@ typedef struct of_worker_settings {
     int64_t sweep_interval; /* ms between outbox sweeps */
     int64_t sweep_grace;    /* ms before the sweep considers a row stuck */
     int64_t retry_max;      /* ms, cap of the retry backoff */
+    int64_t retry_limit;    /* counted transient failures before isolation / RETRIES_EXHAUSTED */
+    int64_t stall_timeout;  /* ms without a commit before /readyz says stalled */
     int64_t grace_period;   /* ms allowed for a graceful shutdown */
     char *http_address;     /* address of the health and metrics endpoint */
     int64_t http_port;      /* its port; 0 disables it */
@@ -152,10 +200,13 @@ struct of_worker {
     uv_timer_t shutdown_timer;   /* grace period limit */
     uv_idle_t kick;              /* runs the next batch from a fresh loop iteration */
     of_worker_batch batch;       /* the batch in progress */
+    void *batch_state;           /* the handler's prepare() result for the transaction */
     bool busy;                   /* a batch is in progress */
     bool isolating;              /* running the batch one event per transaction */
     of_db_pipeline lp, wp;       /* load and write pipelines */
     uint64_t retry_ms;           /* next retry delay */
+    int64_t attempts;            /* counted transient failures of the current transaction */
+    uint64_t progress_at;        /* uv_now() of the last commit, or of the batch's start */
     bool stopping;               /* shutdown started */
     int exit_code;               /* process exit code */
     int closing;                 /* base handles still closing */
@@ -165,9 +216,9 @@ struct of_worker {
     char topics[8][256];         /* prefixed topic names */
     of_metrics metrics;          /* registry served on /metrics (handlers may add families) */
     of_http http;                /* health and metrics endpoint */
-    struct of_worker_obs *obs;   /* the runtime's metric families and probes (worker.c) */
+    struct of_worker_obs *obs;   /* the runtime's metric families and probes (worker_obs.c) */
     /* counters (metrics) */
-    uint64_t n_batches, n_events, n_applied, n_duplicates, n_dead, n_retries;
+    uint64_t n_batches, n_events, n_applied, n_duplicates, n_dead, n_retries, n_exhausted;
 };
 
 /* The common settings as of_config_item initialisers, for a worker whose
@@ -176,111 +227,51 @@ struct of_worker {
  * An unset group id becomes "orderflow-<worker>". */
 #define OF_WORKER_CFG_(type, member, field)                                                        \
     offsetof(type, member) + offsetof(of_worker_settings, field)
+// clang-format off
 #define OF_WORKER_CONFIG(type, member)                                                             \
-    {"database-url",                                                                               \
-     "DATABASE_URL",                                                                               \
-     "database-url",                                                                               \
-     OF_CFG_SECRET,                                                                                \
-     "postgresql://orderflow@127.0.0.1:25432/orderflow",                                           \
-     "PostgreSQL connection URI",                                                                  \
-     OF_WORKER_CFG_(type, member, database_url),                                                   \
-     0,                                                                                            \
-     -1},                                                                                          \
-        {"kafka-bootstrap-servers",                                                                \
-         "KAFKA_BOOTSTRAP_SERVERS",                                                                \
-         "kafka-bootstrap-servers",                                                                \
-         OF_CFG_STRING,                                                                            \
-         "127.0.0.1:29092",                                                                        \
-         "Kafka bootstrap servers (host:port,...)",                                                \
-         OF_WORKER_CFG_(type, member, kafka_bootstrap),                                            \
-         0,                                                                                        \
-         -1},                                                                                      \
-        {"group-id",                                                                               \
-         "ORDERFLOW_GROUP_ID",                                                                     \
-         "group-id",                                                                               \
-         OF_CFG_STRING,                                                                            \
-         NULL,                                                                                     \
-         "Kafka consumer group (default orderflow-<worker>)",                                      \
-         OF_WORKER_CFG_(type, member, group_id),                                                   \
-         0,                                                                                        \
-         -1},                                                                                      \
-        {"topic-prefix",                                                                           \
-         "ORDERFLOW_TOPIC_PREFIX",                                                                 \
-         "topic-prefix",                                                                           \
-         OF_CFG_STRING,                                                                            \
-         "",                                                                                       \
-         "prefix added to every topic name (isolated test runs)",                                  \
-         OF_WORKER_CFG_(type, member, topic_prefix),                                               \
-         0,                                                                                        \
-         -1},                                                                                      \
-        {"log-level",                                                                              \
-         "LOG_LEVEL",                                                                              \
-         "log-level",                                                                              \
-         OF_CFG_STRING,                                                                            \
-         "info",                                                                                   \
-         "debug, info, warn or error",                                                             \
-         OF_WORKER_CFG_(type, member, log_level),                                                  \
-         0,                                                                                        \
-         -1},                                                                                      \
-        {"batch-size",                                                                             \
-         "ORDERFLOW_BATCH_SIZE",                                                                   \
-         "batch-size",                                                                             \
-         OF_CFG_INT,                                                                               \
-         "200",                                                                                    \
-         "most events handled in one transaction",                                                 \
-         OF_WORKER_CFG_(type, member, batch_size),                                                 \
-         1,                                                                                        \
-         5000},                                                                                    \
-        {"outbox-sweep-interval",                                                                  \
-         "ORDERFLOW_OUTBOX_SWEEP_INTERVAL",                                                        \
-         "outbox-sweep-interval",                                                                  \
-         OF_CFG_MS,                                                                                \
-         "5s",                                                                                     \
-         "time between sweeps for unpublished outbox rows",                                        \
-         OF_WORKER_CFG_(type, member, sweep_interval),                                             \
-         100,                                                                                      \
-         3600000},                                                                                 \
-        {"outbox-sweep-grace",                                                                     \
-         "ORDERFLOW_OUTBOX_SWEEP_GRACE",                                                           \
-         "outbox-sweep-grace",                                                                     \
-         OF_CFG_MS,                                                                                \
-         "10s",                                                                                    \
-         "age after which an unpublished outbox row is republished by the sweep",                  \
-         OF_WORKER_CFG_(type, member, sweep_grace),                                                \
-         0,                                                                                        \
-         3600000},                                                                                 \
-        {"retry-max",                                                                              \
-         "ORDERFLOW_RETRY_MAX",                                                                    \
-         "retry-max",                                                                              \
-         OF_CFG_MS,                                                                                \
-         "30s",                                                                                    \
-         "cap of the exponential backoff for transient failures",                                  \
-         OF_WORKER_CFG_(type, member, retry_max),                                                  \
-         100,                                                                                      \
-         3600000},                                                                                 \
-        {"grace-period",                                                                           \
-         "ORDERFLOW_GRACE_PERIOD",                                                                 \
-         "grace-period",                                                                           \
-         OF_CFG_MS,                                                                                \
-         "25s",                                                                                    \
-         "time allowed to drain and exit on SIGTERM",                                              \
-         OF_WORKER_CFG_(type, member, grace_period),                                               \
-         1000,                                                                                     \
-         3600000},                                                                                 \
-        {"http-address",                                                                           \
-         "ORDERFLOW_HTTP_ADDRESS",                                                                 \
-         "http-address",                                                                           \
-         OF_CFG_STRING,                                                                            \
-         "0.0.0.0",                                                                                \
-         "address of the /healthz, /readyz and /metrics endpoint",                                 \
-         OF_WORKER_CFG_(type, member, http_address),                                               \
-         0,                                                                                        \
-         -1},                                                                                      \
-    {                                                                                              \
-        "http-port", "ORDERFLOW_HTTP_PORT", "http-port", OF_CFG_INT, "8080",                       \
-            "port of the /healthz, /readyz and /metrics endpoint (0 disables it)",                 \
-            OF_WORKER_CFG_(type, member, http_port), 0, 65535                                      \
-    }
+    {"database-url", "DATABASE_URL", "database-url", OF_CFG_SECRET,                                \
+     "postgresql://orderflow@127.0.0.1:25432/orderflow", "PostgreSQL connection URI",              \
+     OF_WORKER_CFG_(type, member, database_url), 0, -1},                                           \
+    {"kafka-bootstrap-servers", "KAFKA_BOOTSTRAP_SERVERS", "kafka-bootstrap-servers",              \
+     OF_CFG_STRING, "127.0.0.1:29092", "Kafka bootstrap servers (host:port,...)",                  \
+     OF_WORKER_CFG_(type, member, kafka_bootstrap), 0, -1},                                        \
+    {"group-id", "ORDERFLOW_GROUP_ID", "group-id", OF_CFG_STRING, NULL,                            \
+     "Kafka consumer group (default orderflow-<worker>)",                                          \
+     OF_WORKER_CFG_(type, member, group_id), 0, -1},                                               \
+    {"topic-prefix", "ORDERFLOW_TOPIC_PREFIX", "topic-prefix", OF_CFG_STRING, "",                  \
+     "prefix added to every topic name (isolated test runs)",                                      \
+     OF_WORKER_CFG_(type, member, topic_prefix), 0, -1},                                           \
+    {"log-level", "LOG_LEVEL", "log-level", OF_CFG_STRING, "info", "debug, info, warn or error",   \
+     OF_WORKER_CFG_(type, member, log_level), 0, -1},                                              \
+    {"batch-size", "ORDERFLOW_BATCH_SIZE", "batch-size", OF_CFG_INT, "200",                        \
+     "most events handled in one transaction",                                                     \
+     OF_WORKER_CFG_(type, member, batch_size), 1, 5000},                                           \
+    {"outbox-sweep-interval", "ORDERFLOW_OUTBOX_SWEEP_INTERVAL", "outbox-sweep-interval",          \
+     OF_CFG_MS, "5s", "time between sweeps for unpublished outbox rows",                           \
+     OF_WORKER_CFG_(type, member, sweep_interval), 100, 3600000},                                  \
+    {"outbox-sweep-grace", "ORDERFLOW_OUTBOX_SWEEP_GRACE", "outbox-sweep-grace", OF_CFG_MS, "10s", \
+     "age after which an unpublished outbox row is republished by the sweep",                      \
+     OF_WORKER_CFG_(type, member, sweep_grace), 0, 3600000},                                       \
+    {"retry-max", "ORDERFLOW_RETRY_MAX", "retry-max", OF_CFG_MS, "30s",                            \
+     "cap of the exponential backoff for transient failures",                                      \
+     OF_WORKER_CFG_(type, member, retry_max), 100, 3600000},                                       \
+    {"retry-limit", "ORDERFLOW_RETRY_LIMIT", "retry-limit", OF_CFG_INT, "8",                       \
+     "transient failures of one transaction (not counting a lost connection) before its events "   \
+     "are isolated and a single event is dead-lettered as RETRIES_EXHAUSTED",                      \
+     OF_WORKER_CFG_(type, member, retry_limit), 1, 1000},                                          \
+    {"stall-timeout", "ORDERFLOW_STALL_TIMEOUT", "stall-timeout", OF_CFG_MS, "2m",                 \
+     "time a batch may go without a commit before /readyz reports the worker as stalled",          \
+     OF_WORKER_CFG_(type, member, stall_timeout), 1000, 86400000},                                 \
+    {"grace-period", "ORDERFLOW_GRACE_PERIOD", "grace-period", OF_CFG_MS, "25s",                   \
+     "time allowed to drain and exit on SIGTERM",                                                  \
+     OF_WORKER_CFG_(type, member, grace_period), 1000, 3600000},                                   \
+    {"http-address", "ORDERFLOW_HTTP_ADDRESS", "http-address", OF_CFG_STRING, "0.0.0.0",           \
+     "address of the /healthz, /readyz and /metrics endpoint",                                     \
+     OF_WORKER_CFG_(type, member, http_address), 0, -1},                                           \
+    {"http-port", "ORDERFLOW_HTTP_PORT", "http-port", OF_CFG_INT, "8080",                          \
+     "port of the /healthz, /readyz and /metrics endpoint (0 disables it)",                        \
+     OF_WORKER_CFG_(type, member, http_port), 0, 65535}
+// clang-format on
 
 /* Runs the worker until SIGTERM/SIGINT and a graceful drain; returns the
  * process exit code. cfg is taken over (freed by the runtime). */

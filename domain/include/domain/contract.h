@@ -85,6 +85,7 @@ typedef enum of_order_status {
     OF_ORDER_CANCELLED,
     OF_ORDER_RETURNED,
     OF_ORDER_PARTIALLY_RETURNED,
+    OF_ORDER_STATUS_COUNT, /* not a status: how many there are, NONE included */
 } of_order_status;
 
 /* Return statuses (returns.status); OF_RETURN_NONE is "no status". */
@@ -96,7 +97,13 @@ typedef enum of_return_status {
     OF_RETURN_REFUND_INITIATED,
     OF_RETURN_REFUND_PROCESSED,
     OF_RETURN_REFUND_COMPLETED,
+    OF_RETURN_STATUS_COUNT, /* not a status: how many there are, NONE included */
 } of_return_status;
+
+/* The status names, indexed by status; [NONE] is "". The order and return
+ * machines use them as their state names. */
+extern const char *const of_order_status_names[OF_ORDER_STATUS_COUNT];
+extern const char *const of_return_status_names[OF_RETURN_STATUS_COUNT];
 
 /* "PAID" etc.; NULL for OF_ORDER_NONE and values outside the enum. */
 const char *of_order_status_name(of_order_status status);

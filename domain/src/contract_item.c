@@ -1,7 +1,7 @@
 /* contract_item.c: the shared decode and release of a worker item's contract data. */
-#include "contract_item.h"
+#include "domain/contract_item.h"
 
-#include "orderflow/contract.h"
+#include "domain/contract.h"
 
 #include <stdlib.h>
 

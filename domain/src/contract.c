@@ -1,5 +1,5 @@
 /* contract.c: decoders and encoders for the data of the contract's event types. */
-#include "orderflow/contract.h"
+#include "domain/contract.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -10,16 +10,23 @@
 /* Statuses                                                                  */
 /* ------------------------------------------------------------------------ */
 
-static const char *const order_status_names[] = {
-    [OF_ORDER_CREATED] = "CREATED",     [OF_ORDER_INVENTORY_RESERVED] = "INVENTORY_RESERVED",
-    [OF_ORDER_CONFIRMED] = "CONFIRMED", [OF_ORDER_REJECTED] = "REJECTED",
-    [OF_ORDER_PAID] = "PAID",           [OF_ORDER_SHIPPED] = "SHIPPED",
-    [OF_ORDER_DELIVERED] = "DELIVERED", [OF_ORDER_CANCELLED] = "CANCELLED",
-    [OF_ORDER_RETURNED] = "RETURNED",   [OF_ORDER_PARTIALLY_RETURNED] = "PARTIALLY_RETURNED",
+const char *const of_order_status_names[OF_ORDER_STATUS_COUNT] = {
+    [OF_ORDER_NONE] = "",
+    [OF_ORDER_CREATED] = "CREATED",
+    [OF_ORDER_INVENTORY_RESERVED] = "INVENTORY_RESERVED",
+    [OF_ORDER_CONFIRMED] = "CONFIRMED",
+    [OF_ORDER_REJECTED] = "REJECTED",
+    [OF_ORDER_PAID] = "PAID",
+    [OF_ORDER_SHIPPED] = "SHIPPED",
+    [OF_ORDER_DELIVERED] = "DELIVERED",
+    [OF_ORDER_CANCELLED] = "CANCELLED",
+    [OF_ORDER_RETURNED] = "RETURNED",
+    [OF_ORDER_PARTIALLY_RETURNED] = "PARTIALLY_RETURNED",
 };
-#define N_ORDER_STATUS (sizeof order_status_names / sizeof order_status_names[0])
+#define N_ORDER_STATUS OF_ORDER_STATUS_COUNT
 
-static const char *const return_status_names[] = {
+const char *const of_return_status_names[OF_RETURN_STATUS_COUNT] = {
+    [OF_RETURN_NONE] = "",
     [OF_RETURN_INITIATED] = "INITIATED",
     [OF_RETURN_REJECTED] = "REJECTED",
     [OF_RETURN_RETURN_PROCESSED] = "RETURN_PROCESSED",
@@ -27,7 +34,7 @@ static const char *const return_status_names[] = {
     [OF_RETURN_REFUND_PROCESSED] = "REFUND_PROCESSED",
     [OF_RETURN_REFUND_COMPLETED] = "REFUND_COMPLETED",
 };
-#define N_RETURN_STATUS (sizeof return_status_names / sizeof return_status_names[0])
+#define N_RETURN_STATUS OF_RETURN_STATUS_COUNT
 
 #define ORDER_STATUS_LIST                                                                          \
     "CREATED, INVENTORY_RESERVED, CONFIRMED, REJECTED, PAID, SHIPPED, DELIVERED, CANCELLED, "      \
@@ -40,7 +47,7 @@ const char *of_order_status_name(of_order_status status)
 {
     if ((int)status <= 0 || (size_t)status >= N_ORDER_STATUS)
         return NULL;
-    return order_status_names[status];
+    return of_order_status_names[status];
 }
 
 int of_order_status_parse(const char *name, of_order_status *out)
@@ -48,7 +55,7 @@ int of_order_status_parse(const char *name, of_order_status *out)
     if (name == NULL)
         return -1;
     for (size_t i = 1; i < N_ORDER_STATUS; i++) {
-        if (strcmp(order_status_names[i], name) == 0) {
+        if (strcmp(of_order_status_names[i], name) == 0) {
             *out = (of_order_status)i;
             return 0;
         }
@@ -75,7 +82,7 @@ const char *of_return_status_name(of_return_status status)
 {
     if ((int)status <= 0 || (size_t)status >= N_RETURN_STATUS)
         return NULL;
-    return return_status_names[status];
+    return of_return_status_names[status];
 }
 
 int of_return_status_parse(const char *name, of_return_status *out)
@@ -83,7 +90,7 @@ int of_return_status_parse(const char *name, of_return_status *out)
     if (name == NULL)
         return -1;
     for (size_t i = 1; i < N_RETURN_STATUS; i++) {
-        if (strcmp(return_status_names[i], name) == 0) {
+        if (strcmp(of_return_status_names[i], name) == 0) {
             *out = (of_return_status)i;
             return 0;
         }
@@ -231,7 +238,7 @@ static int read_reason(const cJSON *obj, bool *has, char dst[OF_REASON_BUFSIZE],
     if (len >= OF_REASON_BUFSIZE || chars > OF_REASON_MAX)
         return of_event_error_set(err, OF_EVENT_ERR_OUT_OF_RANGE,
                                   "field \"reason\" has more than %d characters", OF_REASON_MAX);
-    if (!of_event_utf8_valid(s, len))
+    if (!of_utf8_valid(s, len))
         return of_event_error_set(err, OF_EVENT_ERR_MALFORMED_JSON,
                                   "field \"reason\" is not valid UTF-8");
     memcpy(dst, s, len + 1);

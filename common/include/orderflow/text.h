@@ -1,0 +1,28 @@
+/* text.h: UTF-8 checks and the escaped form of bytes that are not text.
+ *
+ * Postgres text and jsonb hold only valid UTF-8 without NUL bytes; a record
+ * from Kafka can carry anything. of_text_escape() turns any bytes into text
+ * that Postgres, JSON logs and Kafka headers accept, keeping what was
+ * already text, so that a dead letter can always say what it received.
+ *
+ * Ownership: of_text_escape() returns a heap string the caller frees. */
+#ifndef ORDERFLOW_TEXT_H
+#define ORDERFLOW_TEXT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Length of the valid UTF-8 sequence at s[0..len) (1 to 4), or 0 when the
+ * bytes there do not start one (overlong forms, surrogates and code points
+ * above U+10FFFF are invalid). */
+size_t of_utf8_seq_len(const char *s, size_t len);
+/* True when s[0..len) is valid UTF-8 (NUL bytes are valid UTF-8). */
+bool of_utf8_valid(const char *s, size_t len);
+/* True when s[0..len) is valid UTF-8 without NUL bytes: storable as text. */
+bool of_text_storable(const char *s, size_t len);
+/* s[0..len) as storable text: valid UTF-8 sequences are kept (only ASCII
+ * when ascii is set), every other byte, NUL included, becomes "\xNN".
+ * Returns a heap string, or NULL when out of memory. */
+char *of_text_escape(const char *s, size_t len, bool ascii);
+
+#endif

@@ -1,0 +1,255 @@
+/* apply.c: the one per-batch routine: load the machine's entities, route each event, apply its
+ * transition.
+ *
+ * Every worker's transaction goes through here. The load pipeline gets the
+ * machine's entities (OF_SQL_LOAD, locked, by id) and then the handler's own
+ * loads; on the results each pending event is routed: a creation gets a new
+ * entity (its scope must exist), an automatic step runs only when the event
+ * announces the entity's current state and version, a trigger is checked
+ * against expected_version and the table. Entities advance in memory, so
+ * later events of the same batch see the earlier ones' effects. */
+#include "worker_internal.h"
+
+#include "orderflow/log.h"
+#include "orderflow/uuid.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int by_id(const void *a, const void *b)
+{
+    return strcmp(((const of_entity *)a)->id, ((const of_entity *)b)->id);
+}
+
+static of_entity *find_entity(of_worker_batch *b, const char *id)
+{
+    of_entity key;
+    snprintf(key.id, sizeof key.id, "%s", id);
+    return bsearch(&key, b->entities, b->n_entities, sizeof *b->entities, by_id);
+}
+
+int of_apply_load(of_worker *w, of_worker_batch *b, of_db_pipeline *lp)
+{
+    const of_machine *m = w->h->machine;
+    const char **ids = calloc(b->hi - b->lo + 1, sizeof *ids);
+    char *array = NULL, stmt[64];
+    size_t n = 0;
+    int rc = OF_ENOMEM;
+
+    if (ids == NULL)
+        return OF_ENOMEM;
+    for (size_t i = b->lo; i < b->hi; i++) {
+        const of_worker_item *it = &b->items[i];
+        if (it->state == OF_ITEM_PENDING && it->route.kind != OF_ROUTE_CREATE)
+            ids[n++] = it->route.entity_id;
+    }
+    array = of_db_text_array(ids, n);
+    if (array == NULL)
+        goto out;
+    /* The machine's entities first: one lock order (entities, then what the
+     * handler loads) for every replica. */
+    const char *values[1] = {array};
+    rc = of_db_pipeline_add(lp, of_machine_stmt(m, OF_SQL_LOAD, stmt, sizeof stmt), 1, values);
+    b->first_load = lp->n;
+    if (rc == OF_OK && w->h->load != NULL)
+        rc = w->h->load(w->h->ctx, b, lp);
+out:
+    free(ids);
+    free(array);
+    return rc;
+}
+
+/* The machine's entities from the load result, sorted by id. A status the
+ * machine does not know is kept as -1; events on such an entity fail. */
+static int read_entities(of_worker *w, of_worker_batch *b, const PGresult *r)
+{
+    int n = r != NULL ? PQntuples(r) : 0;
+    free(b->entities);
+    b->n_entities = 0;
+    b->entities = calloc((size_t)n + 1, sizeof *b->entities);
+    if (b->entities == NULL)
+        return OF_ENOMEM;
+    for (int i = 0; i < n; i++) {
+        of_entity *e = &b->entities[b->n_entities++];
+        snprintf(e->id, sizeof e->id, "%s", PQgetvalue(r, i, 0));
+        if (of_machine_state_parse(w->h->machine, PQgetvalue(r, i, 1), &e->state) != OF_OK)
+            e->state = -1;
+        e->version = atoi(PQgetvalue(r, i, 2));
+        snprintf(e->correlation, sizeof e->correlation, "%s", PQgetvalue(r, i, 3));
+        snprintf(e->scope_id, sizeof e->scope_id, "%s", PQgetvalue(r, i, 4));
+    }
+    qsort(b->entities, b->n_entities, sizeof *b->entities, by_id);
+    return OF_OK;
+}
+
+/* Marks it to be dead-lettered with code and a reason. */
+static void dead(of_worker_item *it, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void dead(of_worker_item *it, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(it->err.reason, sizeof it->err.reason, fmt, ap);
+    va_end(ap);
+    it->err.code = OF_EVENT_ERR_INVALID_ID;
+    snprintf(it->dlq_code, sizeof it->dlq_code, "%s", code);
+    it->state = OF_ITEM_DEAD;
+}
+
+/* An entity the event names does not exist: UNKNOWN_<KIND>, e.g. UNKNOWN_ORDER. */
+static void unknown(of_worker_item *it, const char *kind, const char *id)
+{
+    char code[sizeof it->dlq_code];
+    size_t k = (size_t)snprintf(code, sizeof code, "UNKNOWN_");
+    for (const char *p = kind; *p != '\0' && k + 1 < sizeof code; p++)
+        code[k++] = (char)(*p >= 'a' && *p <= 'z' ? *p - 'a' + 'A' : *p);
+    code[k] = '\0';
+    dead(it, code, "unknown %s \"%s\"", kind, id);
+}
+
+/* Why the event at fault failed, for its dead letter should the error be permanent. */
+static void fault(of_worker_item *it, const of_step_ctx *s, int rc)
+{
+    of_event_error_set(
+        &it->err, OF_EVENT_ERR_INVALID_ATTRIBUTE, "step \"%s\" of the %s machine failed: %s",
+        s->t != NULL ? s->m->steps[s->t->step] : "record", s->m->name, of_strerror(rc));
+}
+
+static void step_init(of_step_ctx *s, of_worker *w, of_worker_batch *b, of_worker_item *it,
+                      of_db_pipeline *wp, of_entity *e, void *state)
+{
+    memset(s, 0, sizeof *s);
+    s->m = w->h->machine;
+    s->b = b;
+    s->it = it;
+    s->wp = wp;
+    s->e = e;
+    s->batch = state;
+    s->to = -1;
+    s->applied = &b->applied;
+}
+
+static int run_create(of_worker *w, of_worker_batch *b, of_worker_item *it, of_db_pipeline *wp,
+                      void *state)
+{
+    const of_route *r = &it->route;
+    of_entity e;
+    of_step_ctx s;
+    void *scope = NULL;
+    int rc;
+
+    if (r->scope_id != NULL) {
+        scope = w->h->find_scope != NULL ? w->h->find_scope(state, r->scope_id) : NULL;
+        if (scope == NULL) {
+            unknown(it, r->scope_kind ? r->scope_kind : "entity", r->scope_id);
+            return OF_OK;
+        }
+    }
+    memset(&e, 0, sizeof e);
+    if (of_uuid_v7(e.id) != 0)
+        return OF_ENOMEM;
+    snprintf(e.scope_id, sizeof e.scope_id, "%s", r->scope_id ? r->scope_id : "");
+    snprintf(e.correlation, sizeof e.correlation, "%s", it->ev.id);
+    e.state = OF_STATE_NONE;
+    step_init(&s, w, b, it, wp, &e, state);
+    s.scope = scope;
+    rc = of_machine_apply(&s, w->h->steps, r->trigger);
+    if (rc == OF_OK)
+        it->outcome = of_machine_state_name(s.m, e.state);
+    else
+        fault(it, &s, rc);
+    of_step_ctx_free(&s);
+    return rc;
+}
+
+static void default_explain(const of_machine *m, int trigger, const char *state, char *buf,
+                            size_t size)
+{
+    snprintf(buf, size, "%s is not allowed from %s", of_machine_trigger_name(m, trigger), state);
+}
+
+static int run_on_entity(of_worker *w, of_worker_batch *b, of_worker_item *it, of_db_pipeline *wp,
+                         void *state)
+{
+    const of_machine *m = w->h->machine;
+    const of_route *r = &it->route;
+    of_entity *e = find_entity(b, r->entity_id);
+    of_step_ctx s;
+    char why[192];
+    int rc;
+
+    if (e == NULL) {
+        unknown(it, m->entity, r->entity_id);
+        return OF_OK;
+    }
+    if (e->state < 0) {
+        dead(it, "PROCESSING_FAILED", "%s \"%s\" has a status the machine does not know", m->entity,
+             e->id);
+        return OF_OK;
+    }
+    step_init(&s, w, b, it, wp, e, state);
+    if (r->kind == OF_ROUTE_ADVANCE) {
+        /* Only the event announcing the entity's current state drives the
+         * next step; any other is stale or a repeat and changes nothing. */
+        if (e->state != r->state || e->version != r->version ||
+            !of_machine_runs(m, w->h->steps, e->state, OF_TRIGGER_AUTO)) {
+            it->outcome = "ignored";
+            return OF_OK;
+        }
+        rc = of_machine_apply(&s, w->h->steps, OF_TRIGGER_AUTO);
+        it->outcome = "applied";
+    } else if (r->has_expected_version && r->expected_version != e->version) {
+        snprintf(why, sizeof why, "expected version %d, %s is at version %d", r->expected_version,
+                 m->entity, e->version);
+        it->outcome = "rejected";
+        rc = of_machine_record(&s, "rejected", of_machine_trigger_name(m, r->trigger), why);
+    } else {
+        rc = of_machine_apply(&s, w->h->steps, r->trigger);
+        it->outcome = "applied";
+        if (rc == OF_EILLEGAL) {
+            const char *name = of_machine_state_name(m, e->state);
+            if (r->explain != NULL)
+                r->explain(name, why, sizeof why);
+            else
+                default_explain(m, r->trigger, name, why, sizeof why);
+            it->outcome = r->ignore_illegal ? "ignored" : "rejected";
+            rc = of_machine_record(&s, it->outcome, of_machine_trigger_name(m, r->trigger), why);
+        }
+    }
+    if (rc != OF_OK)
+        fault(it, &s, rc);
+    of_step_ctx_free(&s);
+    return rc;
+}
+
+int of_apply_run(of_worker *w, of_worker_batch *b, const of_db_pipeline *lp, of_db_pipeline *wp)
+{
+    const of_worker_handler *h = w->h;
+    void *state = NULL;
+    int rc = read_entities(w, b, of_db_pipeline_result(lp, b->first_load - 1));
+    if (rc == OF_OK && h->prepare != NULL)
+        rc = h->prepare(h->ctx, b, lp, &state);
+    for (size_t i = b->lo; rc == OF_OK && i < b->hi; i++) {
+        of_worker_item *it = &b->items[i];
+        if (it->state != OF_ITEM_PENDING)
+            continue;
+        if (it->route.kind == OF_ROUTE_CREATE)
+            rc = run_create(w, b, it, wp, state);
+        else
+            rc = run_on_entity(w, b, it, wp, state);
+        if (rc != OF_OK) {
+            /* The event at fault, for the runtime: a permanent error
+             * dead-letters it alone. */
+            b->fault = (long)i;
+            break;
+        }
+        if (it->state == OF_ITEM_PENDING)
+            it->state = OF_ITEM_DONE;
+    }
+    if (h->release != NULL)
+        h->release(h->ctx, state);
+    return rc;
+}

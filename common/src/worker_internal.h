@@ -1,0 +1,48 @@
+/* worker_internal.h: what the runtime's files (worker.c, batch.c, apply.c, worker_obs.c) share; not
+ * installed. */
+#ifndef ORDERFLOW_WORKER_INTERNAL_H
+#define ORDERFLOW_WORKER_INTERNAL_H
+
+#include "orderflow/worker.h"
+
+/* batch.c: transactions, retries, isolation and dead letters. */
+
+/* Takes over msgs[0..n) (the array stays the caller's) and runs them as a batch. */
+void of_batch_start(of_worker *w, rd_kafka_message_t **msgs, size_t n);
+/* During shutdown: drops the batch in progress unacknowledged (it is redelivered). */
+void of_batch_abandon(of_worker *w);
+/* True while the batch waits for its retry timer. */
+bool of_batch_waiting(const of_worker *w);
+/* The dead-letter code of an item: dlq_code, or its error code's name. */
+const char *of_item_code(const of_worker_item *it);
+
+/* worker.c */
+
+/* The batch ended (committed or abandoned): poll the next one, or go on with shutdown. */
+void of_worker_batch_done(of_worker *w);
+
+/* apply.c: the per-batch routine. */
+
+/* Appends the machine's entity load and the handler's loads for the pending items. */
+int of_apply_load(of_worker *w, of_worker_batch *b, of_db_pipeline *lp)
+    __attribute__((warn_unused_result));
+/* Applies every pending item of [lo, hi) to wp. On an error, b->fault names the
+ * event at fault when there is one. */
+int of_apply_run(of_worker *w, of_worker_batch *b, const of_db_pipeline *lp, of_db_pipeline *wp)
+    __attribute__((warn_unused_result));
+
+/* worker_obs.c: metrics, /healthz, /readyz, /metrics. */
+
+int of_obs_init(of_worker *w) __attribute__((warn_unused_result));
+int of_obs_kafka_conf(of_worker *w, rd_kafka_conf_t *conf, char *errstr, size_t size)
+    __attribute__((warn_unused_result));
+void of_obs_start(of_worker *w);
+void of_obs_polled(of_worker *w);
+void of_obs_committed(of_worker *w, const of_db_pipeline *wp);
+void of_obs_retry(of_worker *w);
+void of_obs_exhausted(of_worker *w);
+/* Closes the endpoint and the stats timer; each close decrements w->closing when done. */
+void of_obs_close(of_worker *w, void (*close_handle)(of_worker *, uv_handle_t *));
+void of_obs_free(of_worker *w);
+
+#endif
