@@ -37,7 +37,7 @@ int of_apply_load(of_worker *w, of_worker_batch *b, of_db_pipeline *lp)
     const char **ids = calloc(b->hi - b->lo + 1, sizeof *ids);
     char *array = NULL, stmt[64];
     size_t n = 0;
-    int rc = OF_ENOMEM;
+    int rc;
 
     if (ids == NULL)
         return OF_ENOMEM;
@@ -46,13 +46,20 @@ int of_apply_load(of_worker *w, of_worker_batch *b, of_db_pipeline *lp)
         if (it->state == OF_ITEM_PENDING && it->route.kind != OF_ROUTE_CREATE)
             ids[n++] = it->route.entity_id;
     }
-    array = of_db_text_array(ids, n);
-    if (array == NULL)
-        goto out;
     /* The machine's entities first: one lock order (entities, then what the
-     * handler loads) for every replica. */
-    const char *values[1] = {array};
-    rc = of_db_pipeline_add(lp, of_machine_stmt(m, OF_SQL_LOAD, stmt, sizeof stmt), 1, values);
+     * handler loads) for every replica. A batch of creations loads none. */
+    b->entity_load = -1;
+    rc = OF_OK;
+    if (n > 0) {
+        array = of_db_text_array(ids, n);
+        if (array == NULL) {
+            rc = OF_ENOMEM;
+            goto out;
+        }
+        const char *values[1] = {array};
+        b->entity_load = (long)lp->n;
+        rc = of_db_pipeline_add(lp, of_machine_stmt(m, OF_SQL_LOAD, stmt, sizeof stmt), 1, values);
+    }
     b->first_load = lp->n;
     if (rc == OF_OK && w->h->load != NULL)
         rc = w->h->load(w->h->ctx, b, lp);
@@ -99,7 +106,7 @@ static void dead(of_worker_item *it, const char *code, const char *fmt, ...)
     it->state = OF_ITEM_DEAD;
 }
 
-/* An entity the event names does not exist: UNKNOWN_<KIND>, e.g. UNKNOWN_ORDER. */
+/* An entity the event names does not exist: UNKNOWN_<KIND>, e.g. UNKNOWN_WIDGET. */
 static void unknown(of_worker_item *it, const char *kind, const char *id)
 {
     char code[sizeof it->dlq_code];
@@ -229,7 +236,8 @@ int of_apply_run(of_worker *w, of_worker_batch *b, const of_db_pipeline *lp, of_
 {
     const of_worker_handler *h = w->h;
     void *state = NULL;
-    int rc = read_entities(w, b, of_db_pipeline_result(lp, b->first_load - 1));
+    int rc = read_entities(
+        w, b, b->entity_load >= 0 ? of_db_pipeline_result(lp, (size_t)b->entity_load) : NULL);
     if (rc == OF_OK && h->prepare != NULL)
         rc = h->prepare(h->ctx, b, lp, &state);
     for (size_t i = b->lo; rc == OF_OK && i < b->hi; i++) {

@@ -34,11 +34,9 @@
 
 #define RETRY_MIN_MS 100
 
-typedef enum fail_class { FAIL_WAIT, FAIL_TRANSIENT, FAIL_PERMANENT } fail_class;
-
 static void begin_txn(of_worker *w);
 
-static fail_class classify(int status, const char *sqlstate)
+of_fail_class of_batch_classify(int status, const char *sqlstate)
 {
     if (status == OF_ECONN || status == OF_ECANCELED)
         return FAIL_WAIT;
@@ -365,7 +363,7 @@ static void permanent(of_worker *w, const char *why)
 }
 
 /* After the rollback (or the connection's loss): what next, by class. */
-static void recover(of_worker *w, fail_class cls, const char *why)
+static void recover(of_worker *w, of_fail_class cls, const char *why)
 {
     if (w->stopping) {
         schedule_retry(w, why);
@@ -393,7 +391,7 @@ static void recover(of_worker *w, fail_class cls, const char *why)
 /* What failed, kept while the transaction is rolled back. */
 typedef struct failure {
     of_worker *w;
-    fail_class cls;
+    of_fail_class cls;
     char why[600];
 } failure;
 
@@ -401,7 +399,7 @@ static void on_rolled_back(of_db *db, of_db_pipeline *p, int status, void *arg)
 {
     failure *f = arg;
     of_worker *w = f->w;
-    fail_class cls = f->cls;
+    of_fail_class cls = f->cls;
     char why[sizeof f->why];
     memcpy(why, f->why, sizeof why);
     of_db_pipeline_free(p);
@@ -414,7 +412,7 @@ static void on_rolled_back(of_db *db, of_db_pipeline *p, int status, void *arg)
  * connection took it with it), then recovers. */
 static void txn_failed(of_worker *w, int status, const char *sqlstate, const char *why)
 {
-    fail_class cls = classify(status, sqlstate);
+    of_fail_class cls = of_batch_classify(status, sqlstate);
     if (status != OF_ECONN && status != OF_ECANCELED && of_db_ready(&w->db)) {
         of_db_pipeline *rb = malloc(sizeof *rb);
         failure *f = malloc(sizeof *f);
@@ -596,6 +594,7 @@ static void begin_txn(of_worker *w)
     of_db_pipeline_reset(&w->wp);
     b->applied.n = 0;
     b->fault = -1;
+    b->entity_load = -1;
     ids = calloc(b->hi - b->lo + 1, sizeof *ids);
     if (ids == NULL) {
         recover(w, FAIL_TRANSIENT, "out of memory");
@@ -616,6 +615,6 @@ static void begin_txn(of_worker *w)
         /* Nothing was sent: no transaction to end. */
         char why[128];
         snprintf(why, sizeof why, "could not build the load pipeline: %s", of_strerror(rc));
-        recover(w, classify(rc, NULL), why);
+        recover(w, of_batch_classify(rc, NULL), why);
     }
 }

@@ -1,4 +1,4 @@
-/* log.c: JSON-lines logger on stderr with Kafka/order context, and the
+/* log.c: JSON-lines logger on stderr with Kafka and entity context, and the
  * adapters that route librdkafka's and libpq's messages into it. */
 #include "orderflow/log.h"
 

@@ -339,16 +339,16 @@ static void on_sweep_done(of_db *db, of_db_pipeline *p, int status, void *arg)
     int rows = PQntuples(res);
     if (rows > 0) {
         /* RETURNING has no order: send in seq order so one key's events keep theirs. */
-        int64_t(*order)[2] = calloc((size_t)rows, sizeof *order);
-        if (order != NULL) {
+        int64_t(*by_seq)[2] = calloc((size_t)rows, sizeof *by_seq);
+        if (by_seq != NULL) {
             for (int i = 0; i < rows; i++) {
-                order[i][0] = strtoll(PQgetvalue(res, i, 5), NULL, 10);
-                order[i][1] = i;
+                by_seq[i][0] = strtoll(PQgetvalue(res, i, 5), NULL, 10);
+                by_seq[i][1] = i;
             }
-            qsort(order, (size_t)rows, sizeof *order, cmp_seq);
+            qsort(by_seq, (size_t)rows, sizeof *by_seq, cmp_seq);
             for (int i = 0; i < rows; i++)
-                send_row(r, res, (int)order[i][1]);
-            free(order);
+                send_row(r, res, (int)by_seq[i][1]);
+            free(by_seq);
         }
         of_log_info("outbox sweep republished %d row(s)", rows);
     }

@@ -7,6 +7,16 @@
 
 /* batch.c: transactions, retries, isolation and dead letters. */
 
+/* What a failure means for the transaction (see batch.c). */
+typedef enum of_fail_class {
+    FAIL_WAIT,      /* the connection is gone: retry when it is back, not counted */
+    FAIL_TRANSIENT, /* retry with backoff, counted against retry-limit */
+    FAIL_PERMANENT, /* no retry can mend it: dead-letter the event at fault */
+} of_fail_class;
+
+/* The class of a failure: status is an of_err (OF_ESQL with its SQLSTATE). */
+of_fail_class of_batch_classify(int status, const char *sqlstate);
+
 /* Takes over msgs[0..n) (the array stays the caller's) and runs them as a batch. */
 void of_batch_start(of_worker *w, rd_kafka_message_t **msgs, size_t n);
 /* During shutdown: drops the batch in progress unacknowledged (it is redelivered). */

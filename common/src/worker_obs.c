@@ -382,7 +382,7 @@ int of_obs_init(of_worker *w)
                                  "Events dead-lettered (committed), by error code.", l_dead, 2);
     o->transitions = of_metrics_counter(m, "orderflow_transitions_total",
                                         "State machine transitions committed, by execution "
-                                        "(OrderProcess, OrderUpdate, ReturnRefund) and status.",
+                                        "(the machine's execution names) and status.",
                                         l_transition, 3);
     o->batch_size =
         of_metrics_histogram(m, "orderflow_batch_size", "Events per batch taken from Kafka.", NULL,

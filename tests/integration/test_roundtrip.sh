@@ -115,7 +115,28 @@ check "neither failing event left a widget or an inbox row" "0 0" \
                    (select count(*) from inbox where ce_id in ('$OF_TAG-x', '$OF_TAG-busy'))")"
 check "stock taken once for each of the three valid events" 95 "$(sql "select stock from products where id = 'p1'")"
 
-# 4. Graceful shutdown: SIGTERM drains and exits 0 (ASan builds also fail here on leaks).
+# 4. A batch that cannot commit (retry-limit out of reach) turns /readyz
+#    false after stall-timeout, and true again once it commits. The first
+#    worker stops (SIGTERM drains and exits 0; ASan builds also fail here on
+#    leaks); a second one, in a group of its own with a retry limit out of
+#    reach, rereads the topic (the earlier records are inbox duplicates or
+#    dead already) and stalls on the busy record.
 of_worker_stop worker
 check "worker logged its clean stop" 1 "$(grep -c '"msg":"stopped:' "$OF_WORK/worker.log" || true)"
+PORT=$((28700 + $$ % 200))
+of_publish widget.in k3 "$OF_TAG-stall" widget.created '{"product_id":"busy"}'
+of_process_start stall "$ORDERFLOW_BUILD_DIR/tests/integration/widget_worker" \
+    ORDERFLOW_GROUP_ID="$OF_TAG-stall" ORDERFLOW_RETRY_LIMIT=1000 ORDERFLOW_RETRY_MAX=200ms \
+    ORDERFLOW_STALL_TIMEOUT=1s ORDERFLOW_HTTP_PORT=$PORT
+readyz() { curl -sS "http://127.0.0.1:$PORT/readyz" 2>/dev/null || true; }
+for _ in $(seq 120); do case "$(readyz)" in *"no commit"*) break ;; esac; sleep 0.5; done
+check "a batch that cannot commit makes /readyz say so" 1 "$(readyz | grep -c 'not ready: no commit for' || true)"
+sql "drop trigger widgets_busy on widgets"
+for _ in $(seq 120); do [ "$(readyz)" = ready ] && break; sleep 0.5; done
+check "once it commits the worker is ready again" ready "$(readyz)"
+check "and the stalled event applied, not dead-lettered" "1 0" \
+    "$(sql "select (select count(*) from widgets where correlation_id = '$OF_TAG-stall') || ' ' ||
+                   (select count(*) from dead_letters where ce_id = '$OF_TAG-stall')")"
+of_worker_stop stall
+
 of_finish

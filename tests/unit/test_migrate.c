@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "orderflow/migrate.h"
+#include "migrate.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -8,7 +8,7 @@
 
 #include "orderflow/config.h"
 #include "orderflow/log.h"
-#include "orderflow/migrate.h"
+#include "migrate.h"
 
 #include <stddef.h>
 #include <stdint.h>

@@ -56,7 +56,7 @@
 #include "orderflow/text.h"
 
 #define OF_EVENT_VALUE_MAX      65536 /* bytes in a record value, at most */
-#define OF_EVENT_ID_MAX         64    /* characters in an id (ce_id, order/product/customer ids) */
+#define OF_EVENT_ID_MAX         64    /* characters in an id (ce_id and the ids in event data) */
 #define OF_EVENT_TYPE_MAX       128   /* characters in ce_type */
 #define OF_EVENT_SOURCE_MAX     255   /* characters in ce_source */
 #define OF_EVENT_SUBJECT_MAX    255   /* characters in ce_subject */
@@ -135,8 +135,8 @@ void of_event_free(of_event *ev);
 typedef struct of_event_attrs {
     const char *id;      /* ce_id, id rules */
     const char *type;    /* ce_type */
-    const char *source;  /* ce_source, e.g. "orderflow/order-status" */
-    const char *subject; /* ce_subject (the order id), or NULL for none */
+    const char *source;  /* ce_source, e.g. "orderflow/widget-worker" */
+    const char *subject; /* ce_subject (the entity it is about), or NULL */
     const char *time;    /* ce_time (RFC 3339), or NULL for now (UTC, milliseconds) */
 } of_event_attrs;
 

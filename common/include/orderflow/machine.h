@@ -96,9 +96,9 @@ typedef int (*of_step_fn)(of_step_ctx *s);
 
 /* How a worker runs one step of a machine: a worker's array of these has
  * one entry per step, indexed by the machine's step enumeration, e.g.
- *     static const of_step_impl steps[ORDER_STEP_COUNT] = {
- *         [ORDER_STEP_UPDATE_INVENTORY] = {true, update_inventory},
- *         [ORDER_STEP_RECORD_SHIPMENT]  = {true, NULL}, // only the status moves
+ *     static const of_step_impl steps[WIDGET_STEP_COUNT] = {
+ *         [WIDGET_STEP_CREATE] = {true, create_widget},
+ *         [WIDGET_STEP_FINISH] = {true, NULL}, // only the status moves
  *     };
  * Steps left out (runs false) belong to another worker. */
 typedef struct of_step_impl {
@@ -124,19 +124,19 @@ typedef struct of_applied_list {
 typedef int (*of_changed_event_fn)(of_step_ctx *s, int from, int to, of_message *out);
 
 struct of_machine {
-    const char *name;              /* machine name, e.g. "order": statement prefix */
-    const char *entity;            /* what the status belongs to, for messages: "order" */
+    const char *name;              /* machine name, e.g. "widget": statement prefix */
+    const char *entity;            /* what the status belongs to, for messages: "widget" */
     const of_transition *rows;     /* the transition table */
     size_t n_rows;                 /* rows */
     const char *const *states;     /* state names; [0] is "" (no state) */
     size_t n_states;               /* states, including 0 */
     const char *const *triggers;   /* trigger names; [0] is "auto" */
     size_t n_triggers;             /* triggers, including 0 */
-    const char *const *steps;      /* step names, e.g. "UpdateInventory" */
+    const char *const *steps;      /* step names, e.g. "CreateWidget" */
     size_t n_steps;                /* steps */
     const char *const *executions; /* execution names; [0] is "" (none) */
     size_t n_executions;           /* executions, including 0 */
-    const of_db_stmt *stmts;       /* OF_SQL_COUNT statements, in of_machine_sql order */
+    const of_db_stmt *stmts;       /* OF_SQL_COUNT statements, indexed by of_machine_sql */
     of_changed_event_fn changed;   /* builds the status event; NULL publishes none */
 };
 

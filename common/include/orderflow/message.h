@@ -41,7 +41,7 @@ typedef struct of_header {
 typedef struct of_message {
     char *id;           /* outbox id (= ce_id of the event, or the DLQ row's id) */
     char *topic;        /* destination topic */
-    char *key;          /* partition key (order id), or NULL */
+    char *key;          /* partition key (the entity id), or NULL */
     size_t key_len;     /* key length */
     char *value;        /* payload bytes (NUL terminated for convenience) */
     size_t value_len;   /* payload length without the NUL */

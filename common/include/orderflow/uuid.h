@@ -1,7 +1,7 @@
 /* uuid.h: random (version 4) and time-ordered (version 7) UUIDs as text.
  *
  * Version 7 ids sort by creation time, which keeps b-tree inserts of new
- * orders, events and outbox rows at the right edge of their indexes. */
+ * entities, events and outbox rows at the right edge of their indexes. */
 #ifndef ORDERFLOW_UUID_H
 #define ORDERFLOW_UUID_H
 

@@ -74,7 +74,7 @@ typedef struct of_route {
     of_route_kind kind;        /* what to do */
     const char *entity_id;     /* ADVANCE, TRIGGER: the entity, found among the machine's load */
     const char *scope_id;      /* CREATE: the entity the new one belongs to, or NULL */
-    const char *scope_kind;    /* its kind, e.g. "order": an unknown one is UNKNOWN_ORDER */
+    const char *scope_kind;    /* its kind, e.g. "shelf": an unknown one is UNKNOWN_SHELF */
     int trigger;               /* CREATE, TRIGGER: the machine's trigger */
     int state;                 /* ADVANCE: the state the event announces */
     int version;               /* ADVANCE: the version the event announces */
@@ -124,6 +124,7 @@ typedef struct of_worker_batch {
     of_applied_list applied;      /* transitions applied by this transaction (metrics) */
     of_entity *entities;          /* the machine's entities of this transaction, by id */
     size_t n_entities;            /* count */
+    long entity_load;  /* index of the machine's entity load in the load pipeline, or -1 */
     size_t first_load; /* index of the handler's first load command in the load pipeline */
     long fault;        /* item whose step failed permanently, or -1 */
 } of_worker_batch;

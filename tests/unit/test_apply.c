@@ -1,0 +1,309 @@
+/* test_apply.c: unit tests of the per-batch routine (apply.c) and of the failure classes (batch.c).
+ *
+ * The routine runs on load results built in memory (libpq can make a
+ * PGresult without a server), so each rule is checked on its own: unknown
+ * entities are dead-lettered with the machine's code, the auto-advance rule
+ * ignores stale events, expected_version and illegal triggers are recorded
+ * as rejected or ignored, entities advance in memory across a batch, and a
+ * failing step names its event. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "worker_internal.h"
+
+enum { S_NONE, S_NEW, S_DONE, S_STATES };
+enum { T_AUTO = OF_TRIGGER_AUTO, T_CREATE, T_FINISH, T_TRIGGERS };
+enum { STEP_CREATE, STEP_FINISH, STEP_SKIP, STEPS };
+enum { X_NONE, X_RUN, XS };
+
+// clang-format off
+static const of_transition rows[] = {
+    /* from   trigger   to      step         execution starts  after              then */
+    {S_NONE,  T_CREATE, S_NEW,  STEP_CREATE, X_RUN,    true,   OF_EXEC_RUNNING,   OF_EXEC_NONE},
+    {S_NEW,   T_AUTO,   S_DONE, STEP_SKIP,   X_RUN,    false,  OF_EXEC_SUCCEEDED, OF_EXEC_NONE},
+    {S_NEW,   T_FINISH, S_DONE, STEP_FINISH, X_RUN,    false,  OF_EXEC_SUCCEEDED, OF_EXEC_NONE},
+};
+// clang-format on
+
+static const char *const states[S_STATES] = {"", "NEW", "DONE"};
+static const char *const triggers[T_TRIGGERS] = {"auto", "create", "FINISH"};
+static const char *const steps[STEPS] = {"Create", "Finish", "Skip"};
+static const char *const executions[XS] = {"", "Run"};
+static const of_db_stmt stmts[OF_SQL_COUNT] = {
+    {"gadget_load", "-"},        {"gadget_set_state", "-"}, {"gadget_exec_start", "-"},
+    {"gadget_exec_update", "-"}, {"gadget_history", "-"},
+};
+static const of_machine gadget = {
+    .name = "gadget",
+    .entity = "gadget",
+    .rows = rows,
+    .n_rows = sizeof rows / sizeof rows[0],
+    .states = states,
+    .n_states = S_STATES,
+    .triggers = triggers,
+    .n_triggers = T_TRIGGERS,
+    .steps = steps,
+    .n_steps = STEPS,
+    .executions = executions,
+    .n_executions = XS,
+    .stmts = stmts,
+};
+
+static int finish_fails; /* Finish returns this */
+
+static int finish(of_step_ctx *s)
+{
+    return finish_fails;
+}
+
+static const of_step_impl impls[STEPS] = {
+    [STEP_CREATE] = {true, NULL},
+    [STEP_FINISH] = {true, finish},
+    [STEP_SKIP] = {true, NULL},
+};
+
+static int shelf_1; /* the one scope entity that exists */
+
+static void *find_scope(void *state, const char *id)
+{
+    return strcmp(id, "scope-1") == 0 ? &shelf_1 : NULL;
+}
+
+static void explain(const char *state, char *buf, size_t size)
+{
+    snprintf(buf, size, "too late in %s", state);
+}
+
+static const of_worker_handler handler = {
+    .name = "gadgets",
+    .machine = &gadget,
+    .steps = impls,
+    .find_scope = find_scope,
+};
+
+#define ID_A "00000000-0000-7000-8000-00000000000a"
+#define ID_B "00000000-0000-7000-8000-00000000000b"
+
+/* The machine's load result: id, status, version, correlation, scope. */
+static PGresult *entities(void)
+{
+    PGresAttDesc attrs[5];
+    const char *names[5] = {"id", "status", "version", "correlation", "scope"};
+    const char *data[2][5] = {{ID_A, "NEW", "1", "c-a", ""}, {ID_B, "BROKEN", "4", "c-b", ""}};
+    PGresult *r = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
+    memset(attrs, 0, sizeof attrs);
+    for (int c = 0; c < 5; c++) {
+        attrs[c].name = (char *)names[c];
+        attrs[c].typid = 25;
+        attrs[c].typlen = -1;
+    }
+    assert_int_equal(PQsetResultAttrs(r, 5, attrs), 1);
+    for (int row = 0; row < 2; row++)
+        for (int c = 0; c < 5; c++)
+            assert_int_equal(PQsetvalue(r, row, c, (char *)data[row][c], (int)strlen(data[row][c])),
+                             1);
+    return r;
+}
+
+typedef struct fixture {
+    of_worker w;
+    of_worker_item items[8];
+    size_t n;
+    of_db_pipeline lp, wp;
+    PGresult *results[1];
+} fixture;
+
+static void add(fixture *f, of_route r)
+{
+    of_worker_item *it = &f->items[f->n++];
+    memset(it, 0, sizeof *it);
+    it->rec.topic = "gadgets";
+    it->rec.offset = (int64_t)f->n;
+    it->parsed = true;
+    snprintf(it->ev.id, sizeof it->ev.id, "ev-%zu", f->n);
+    it->route = r;
+    it->state = it->initial = OF_ITEM_PENDING;
+}
+
+static int run(fixture *f)
+{
+    of_worker_batch *b = &f->w.batch;
+    memset(&f->w, 0, sizeof f->w);
+    f->w.h = &handler;
+    b->w = &f->w;
+    b->items = f->items;
+    b->n = f->n;
+    b->lo = 0;
+    b->hi = f->n;
+    b->fault = -1;
+    b->entity_load = 0;
+    b->first_load = 1;
+    of_db_pipeline_init(&f->lp);
+    of_db_pipeline_init(&f->wp);
+    f->results[0] = entities();
+    f->lp.results = f->results;
+    f->lp.n = 1;
+    return of_apply_run(&f->w, b, &f->lp, &f->wp);
+}
+
+static void done(fixture *f)
+{
+    PQclear(f->results[0]);
+    f->lp.results = NULL;
+    f->lp.n = 0;
+    free(f->w.batch.entities);
+    free(f->w.batch.applied.v);
+    free(f->w.batch.outbox);
+    of_db_pipeline_free(&f->wp);
+}
+
+/* Counts wp commands running statement name. */
+static size_t count_stmt(const of_db_pipeline *p, const char *name)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < p->n; i++)
+        n += p->cmds[i].stmt != NULL && strcmp(p->cmds[i].stmt, name) == 0;
+    return n;
+}
+
+static void test_routes(void **state)
+{
+    fixture f;
+    memset(&f, 0, sizeof f);
+    finish_fails = OF_OK;
+    /* 1. stale: announces DONE, the gadget is NEW -> ignored, no effect */
+    add(&f, (of_route){.kind = OF_ROUTE_ADVANCE, .entity_id = ID_A, .state = S_DONE, .version = 1});
+    /* 2. unknown gadget -> UNKNOWN_GADGET */
+    add(&f, (of_route){.kind = OF_ROUTE_TRIGGER,
+                       .entity_id = "00000000-0000-7000-8000-0000000000ff",
+                       .trigger = T_FINISH});
+    /* 3. wrong expected version -> rejected */
+    add(&f, (of_route){.kind = OF_ROUTE_TRIGGER,
+                       .entity_id = ID_A,
+                       .trigger = T_FINISH,
+                       .has_expected_version = true,
+                       .expected_version = 7});
+    /* 4. current: NEW v1 -> DONE v2 */
+    add(&f, (of_route){.kind = OF_ROUTE_ADVANCE, .entity_id = ID_A, .state = S_NEW, .version = 1});
+    /* 5. the same gadget again, now DONE: no row for FINISH -> ignored with the route's reason */
+    add(&f, (of_route){.kind = OF_ROUTE_TRIGGER,
+                       .entity_id = ID_A,
+                       .trigger = T_FINISH,
+                       .ignore_illegal = true,
+                       .explain = explain});
+    /* 6. a status the machine does not know -> dead */
+    add(&f, (of_route){.kind = OF_ROUTE_TRIGGER, .entity_id = ID_B, .trigger = T_FINISH});
+    /* 7. creation in an unknown scope -> UNKNOWN_SHELF; 8. in a known one -> NEW */
+    add(&f, (of_route){.kind = OF_ROUTE_CREATE,
+                       .trigger = T_CREATE,
+                       .scope_id = "scope-9",
+                       .scope_kind = "shelf"});
+    add(&f, (of_route){.kind = OF_ROUTE_CREATE,
+                       .trigger = T_CREATE,
+                       .scope_id = "scope-1",
+                       .scope_kind = "shelf"});
+    assert_int_equal(run(&f), OF_OK);
+
+    assert_int_equal(f.items[0].state, OF_ITEM_DONE);
+    assert_string_equal(f.items[0].outcome, "ignored");
+    assert_int_equal(f.items[1].state, OF_ITEM_DEAD);
+    assert_string_equal(f.items[1].dlq_code, "UNKNOWN_GADGET");
+    assert_string_equal(f.items[1].err.reason,
+                        "unknown gadget \"00000000-0000-7000-8000-0000000000ff\"");
+    assert_int_equal(f.items[2].state, OF_ITEM_DONE);
+    assert_string_equal(f.items[2].outcome, "rejected");
+    assert_int_equal(f.items[3].state, OF_ITEM_DONE);
+    assert_string_equal(f.items[3].outcome, "applied");
+    assert_int_equal(f.items[4].state, OF_ITEM_DONE);
+    assert_string_equal(f.items[4].outcome, "ignored");
+    assert_int_equal(f.items[5].state, OF_ITEM_DEAD);
+    assert_string_equal(f.items[5].dlq_code, "PROCESSING_FAILED");
+    assert_int_equal(f.items[6].state, OF_ITEM_DEAD);
+    assert_string_equal(f.items[6].dlq_code, "UNKNOWN_SHELF");
+    assert_int_equal(f.items[7].state, OF_ITEM_DONE);
+    assert_string_equal(f.items[7].outcome, "NEW");
+
+    /* Item 4 moved the gadget once; the history has the rejection (3), the
+     * transition (4), the ignored trigger (5) and the creation (8). */
+    assert_int_equal(count_stmt(&f.wp, "gadget_set_state"), 1);
+    assert_int_equal(count_stmt(&f.wp, "gadget_exec_start"), 1);
+    assert_int_equal(count_stmt(&f.wp, "gadget_history"), 4);
+    assert_int_equal(f.w.batch.applied.n, 2);
+    const of_entity *a = &f.w.batch.entities[0];
+    assert_string_equal(a->id, ID_A);
+    assert_int_equal(a->state, S_DONE);
+    assert_int_equal(a->version, 2);
+    /* The reasons in the history: expected version, then the route's explanation. */
+    bool saw_version = false, saw_explain = false;
+    for (size_t i = 0; i < f.wp.n; i++) {
+        const char *detail = f.wp.cmds[i].nparams == 12 ? f.wp.cmds[i].values[11] : NULL;
+        saw_version |= detail && strstr(detail, "expected version 7, gadget is at version 1");
+        saw_explain |= detail && strstr(detail, "too late in DONE");
+    }
+    assert_true(saw_version);
+    assert_true(saw_explain);
+    done(&f);
+}
+
+/* A step that fails names its event (b->fault) and stops the batch. */
+static void test_fault(void **state)
+{
+    fixture f;
+    memset(&f, 0, sizeof f);
+    add(&f, (of_route){.kind = OF_ROUTE_CREATE, .trigger = T_CREATE});
+    add(&f, (of_route){.kind = OF_ROUTE_TRIGGER, .entity_id = ID_A, .trigger = T_FINISH});
+    add(&f, (of_route){.kind = OF_ROUTE_CREATE, .trigger = T_CREATE});
+    finish_fails = OF_ERANGE;
+    assert_int_equal(run(&f), OF_ERANGE);
+    assert_int_equal(f.w.batch.fault, 1);
+    assert_string_equal(f.items[1].err.reason,
+                        "step \"Finish\" of the gadget machine failed: value outside the "
+                        "contract's limits");
+    assert_int_equal(f.items[2].state, OF_ITEM_PENDING); /* not reached */
+    done(&f);
+    finish_fails = OF_OK;
+}
+
+static void test_classes(void **state)
+{
+    assert_int_equal(of_batch_classify(OF_ECONN, NULL), FAIL_WAIT);
+    assert_int_equal(of_batch_classify(OF_ECANCELED, NULL), FAIL_WAIT);
+    assert_int_equal(of_batch_classify(OF_ESQL, "08006"), FAIL_WAIT);
+    assert_int_equal(of_batch_classify(OF_ESQL, "40001"), FAIL_TRANSIENT);
+    assert_int_equal(of_batch_classify(OF_ESQL, "40P01"), FAIL_TRANSIENT);
+    assert_int_equal(of_batch_classify(OF_ESQL, "55P03"), FAIL_TRANSIENT);
+    assert_int_equal(of_batch_classify(OF_ESQL, "57014"), FAIL_TRANSIENT);
+    assert_int_equal(of_batch_classify(OF_ENOMEM, NULL), FAIL_TRANSIENT);
+    assert_int_equal(of_batch_classify(OF_ETRANSIENT, NULL), FAIL_TRANSIENT);
+    assert_int_equal(of_batch_classify(OF_EVENT_ERR_NO_MEMORY, NULL), FAIL_TRANSIENT);
+    /* Deterministic: the same input fails the same way. */
+    assert_int_equal(of_batch_classify(OF_ESQL, "23505"), FAIL_PERMANENT);
+    assert_int_equal(of_batch_classify(OF_ESQL, "22021"), FAIL_PERMANENT);
+    assert_int_equal(of_batch_classify(OF_ESQL, NULL), FAIL_PERMANENT);
+    assert_int_equal(of_batch_classify(OF_EINVAL, NULL), FAIL_PERMANENT);
+    assert_int_equal(of_batch_classify(OF_ERANGE, NULL), FAIL_PERMANENT);
+    assert_int_equal(of_batch_classify(OF_ESTATE, NULL), FAIL_PERMANENT);
+    assert_int_equal(of_batch_classify(OF_EVENT_ERR_OUT_OF_RANGE, NULL), FAIL_PERMANENT);
+    assert_int_equal(of_batch_classify(-1, NULL), FAIL_PERMANENT);
+    /* Every code has a name. */
+    assert_string_equal(of_strerror(OF_ERANGE), "value outside the contract's limits");
+    assert_string_equal(of_strerror(OF_EVENT_ERR_MALFORMED_JSON), "MALFORMED_JSON");
+    assert_string_equal(of_strerror(12345), "unknown error");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_routes),
+        cmocka_unit_test(test_fault),
+        cmocka_unit_test(test_classes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
