@@ -19,6 +19,50 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Fills the record view, then parses, decodes and routes one message. */
+void of_apply_prepare(of_worker *w, of_worker_item *it, rd_kafka_message_t *m)
+{
+    rd_kafka_headers_t *hdrs = NULL;
+    it->msg = m;
+    it->rec.topic = rd_kafka_topic_name(m->rkt);
+    it->rec.partition = m->partition;
+    it->rec.offset = m->offset;
+    it->rec.key = m->key;
+    it->rec.key_len = m->key_len;
+    it->rec.value = m->payload;
+    it->rec.value_len = m->len;
+    if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR && hdrs != NULL) {
+        size_t cnt = rd_kafka_header_cnt(hdrs);
+        it->headers = calloc(cnt ? cnt : 1, sizeof *it->headers);
+        for (size_t i = 0; it->headers != NULL && i < cnt; i++) {
+            const char *name;
+            const void *val;
+            size_t size;
+            if (rd_kafka_header_get_all(hdrs, i, &name, &val, &size) != RD_KAFKA_RESP_ERR_NO_ERROR)
+                break;
+            it->headers[it->rec.n_headers].name = name;
+            it->headers[it->rec.n_headers].value = val;
+            it->headers[it->rec.n_headers].len = size;
+            it->rec.n_headers++;
+        }
+        it->rec.headers = it->headers;
+    }
+    it->state = OF_ITEM_DEAD;
+    if (of_event_parse(&it->rec, &it->ev, &it->err) == 0) {
+        it->parsed = true;
+        if (w->h->decode(w->h->ctx, it, &it->err) == 0) {
+            int rc = w->h->route(w->h->ctx, it, &it->route);
+            it->decoded = true;
+            if (rc == OF_OK)
+                it->state = OF_ITEM_PENDING;
+            else
+                of_event_error_set(&it->err, OF_EVENT_ERR_INVALID_ATTRIBUTE,
+                                   "could not route event: %s", of_strerror(rc));
+        }
+    }
+    it->initial = it->state;
+}
+
 static int by_id(const void *a, const void *b)
 {
     return strcmp(((const of_entity *)a)->id, ((const of_entity *)b)->id);

@@ -141,50 +141,6 @@ bool of_batch_waiting(const of_worker *w)
     return uv_is_active((const uv_handle_t *)&w->retry_timer);
 }
 
-/* Fills the record view, then parses, decodes and routes one message. */
-static void prepare_item(of_worker *w, of_worker_item *it, rd_kafka_message_t *m)
-{
-    rd_kafka_headers_t *hdrs = NULL;
-    it->msg = m;
-    it->rec.topic = rd_kafka_topic_name(m->rkt);
-    it->rec.partition = m->partition;
-    it->rec.offset = m->offset;
-    it->rec.key = m->key;
-    it->rec.key_len = m->key_len;
-    it->rec.value = m->payload;
-    it->rec.value_len = m->len;
-    if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR && hdrs != NULL) {
-        size_t cnt = rd_kafka_header_cnt(hdrs);
-        it->headers = calloc(cnt ? cnt : 1, sizeof *it->headers);
-        for (size_t i = 0; it->headers != NULL && i < cnt; i++) {
-            const char *name;
-            const void *val;
-            size_t size;
-            if (rd_kafka_header_get_all(hdrs, i, &name, &val, &size) != RD_KAFKA_RESP_ERR_NO_ERROR)
-                break;
-            it->headers[it->rec.n_headers].name = name;
-            it->headers[it->rec.n_headers].value = val;
-            it->headers[it->rec.n_headers].len = size;
-            it->rec.n_headers++;
-        }
-        it->rec.headers = it->headers;
-    }
-    it->state = OF_ITEM_DEAD;
-    if (of_event_parse(&it->rec, &it->ev, &it->err) == 0) {
-        it->parsed = true;
-        if (w->h->decode(w->h->ctx, it, &it->err) == 0) {
-            int rc = w->h->route(w->h->ctx, it, &it->route);
-            it->decoded = true;
-            if (rc == OF_OK)
-                it->state = OF_ITEM_PENDING;
-            else
-                of_event_error_set(&it->err, OF_EVENT_ERR_INVALID_ATTRIBUTE,
-                                   "could not route event: %s", of_strerror(rc));
-        }
-    }
-    it->initial = it->state;
-}
-
 void of_batch_start(of_worker *w, rd_kafka_message_t **msgs, size_t n)
 {
     of_worker_batch *b = &w->batch;
@@ -204,7 +160,7 @@ void of_batch_start(of_worker *w, rd_kafka_message_t **msgs, size_t n)
     }
     b->n = n;
     for (size_t i = 0; i < n; i++)
-        prepare_item(w, &b->items[i], msgs[i]);
+        of_apply_prepare(w, &b->items[i], msgs[i]);
     /* The same ce_id twice in one batch: the second is a duplicate (the inbox
      * would only see the first once both are in the same transaction). */
     for (size_t i = 0; i < n; i++) {

@@ -1,5 +1,5 @@
 /* db.c: a non-blocking libpq connection in pipeline mode on a libuv loop. */
-#include "orderflow/db.h"
+#include "db_internal.h"
 
 #include "orderflow/log.h"
 
@@ -89,134 +89,6 @@ static int watch_socket(of_db *db, int events)
     return uv_poll_start(&db->poll->handle, events, db_on_poll) == 0 ? 0 : -1;
 }
 
-/* Commands and their parameters. */
-
-void of_db_pipeline_init(of_db_pipeline *p)
-{
-    memset(p, 0, sizeof *p);
-    p->failed_index = -1;
-}
-
-static void free_cmd(of_db_cmd *c)
-{
-    for (int i = 0; i < c->nparams; i++)
-        free(c->values[i]);
-    free(c->values);
-    free(c->lengths);
-    free(c->formats);
-    free(c->sql);
-    free(c->stmt);
-    memset(c, 0, sizeof *c);
-}
-
-static void clear_results(of_db_pipeline *p)
-{
-    if (p->results == NULL)
-        return;
-    for (size_t i = 0; i < p->n; i++) {
-        PQclear(p->results[i]);
-        p->results[i] = NULL;
-    }
-}
-
-void of_db_pipeline_reset(of_db_pipeline *p)
-{
-    clear_results(p);
-    free(p->results);
-    p->results = NULL;
-    for (size_t i = 0; i < p->n; i++)
-        free_cmd(&p->cmds[i]);
-    p->n = 0;
-    p->status = 0;
-    p->failed_index = -1;
-    p->sqlstate[0] = '\0';
-    p->error[0] = '\0';
-    p->cur = 0;
-    p->cur_has_result = false;
-}
-
-void of_db_pipeline_free(of_db_pipeline *p)
-{
-    of_db_pipeline_reset(p);
-    free(p->cmds);
-    p->cmds = NULL;
-    p->cap = 0;
-}
-
-PGresult *of_db_pipeline_result(const of_db_pipeline *p, size_t i)
-{
-    if (p->results == NULL || i >= p->n)
-        return NULL;
-    return p->results[i];
-}
-
-static int add_cmd(of_db_pipeline *p, const char *stmt, const char *sql, int nparams,
-                   const char *const *values, const int *lengths, const int *formats)
-{
-    of_db_cmd *c;
-    if (p->n == p->cap) {
-        size_t cap = p->cap ? p->cap * 2 : 16;
-        of_db_cmd *cmds = realloc(p->cmds, cap * sizeof *cmds);
-        if (cmds == NULL)
-            return OF_ENOMEM;
-        p->cmds = cmds;
-        p->cap = cap;
-    }
-    c = &p->cmds[p->n];
-    memset(c, 0, sizeof *c);
-    if (stmt != NULL && (c->stmt = strdup(stmt)) == NULL)
-        return OF_ENOMEM;
-    if (sql != NULL && (c->sql = strdup(sql)) == NULL) {
-        free(c->stmt);
-        c->stmt = NULL;
-        return OF_ENOMEM;
-    }
-    if (nparams > 0) {
-        c->values = calloc((size_t)nparams, sizeof *c->values);
-        c->lengths = calloc((size_t)nparams, sizeof *c->lengths);
-        c->formats = calloc((size_t)nparams, sizeof *c->formats);
-        if (c->values == NULL || c->lengths == NULL || c->formats == NULL)
-            goto nomem;
-        c->nparams = nparams;
-        for (int i = 0; i < nparams; i++) {
-            int binary = formats != NULL && formats[i] == 1;
-            size_t len;
-            if (values[i] == NULL)
-                continue;
-            len = binary ? (size_t)lengths[i] : strlen(values[i]);
-            c->values[i] = malloc(len + 1);
-            if (c->values[i] == NULL)
-                goto nomem;
-            memcpy(c->values[i], values[i], len);
-            c->values[i][len] = '\0';
-            c->lengths[i] = (int)len;
-            c->formats[i] = binary;
-        }
-    }
-    p->n++;
-    return OF_OK;
-nomem:
-    free_cmd(c);
-    return OF_ENOMEM;
-}
-
-int of_db_pipeline_add(of_db_pipeline *p, const char *stmt, int nparams, const char *const *values)
-{
-    return add_cmd(p, stmt, NULL, nparams, values, NULL, NULL);
-}
-
-int of_db_pipeline_add_bin(of_db_pipeline *p, const char *stmt, int nparams,
-                           const char *const *values, const int *lengths, const int *formats)
-{
-    return add_cmd(p, stmt, NULL, nparams, values, lengths, formats);
-}
-
-int of_db_pipeline_add_sql(of_db_pipeline *p, const char *sql, int nparams,
-                           const char *const *values)
-{
-    return add_cmd(p, NULL, sql, nparams, values, NULL, NULL);
-}
-
 /* Queue handling. */
 
 static void enqueue_front(of_db *db, of_db_pipeline *p)
@@ -300,7 +172,7 @@ static void db_send_head(of_db *db)
         db_send_head(db);
         return;
     }
-    clear_results(p);
+    of_db__clear_results(p);
     free(p->results);
     p->results = calloc(p->n ? p->n : 1, sizeof *p->results);
     if (p->results == NULL) {
@@ -437,7 +309,7 @@ static int build_setup(of_db *db)
         size_t len = end ? (size_t)(end - p) : strlen(p);
         char one[128];
         snprintf(one, sizeof one, "%.*s", (int)len, p);
-        if (add_cmd(&db->setup, NULL, one, 0, NULL, NULL, NULL) != 0)
+        if (of_db__add_cmd(&db->setup, NULL, one, 0, NULL, NULL, NULL) != 0)
             return -1;
         p += len;
         while (*p == ';' || *p == ' ')
@@ -473,7 +345,7 @@ static void on_connected(of_db *db)
     }
     /* The prepares are appended to setup as placeholders so that results line up. */
     for (size_t i = 0; i < db->n_stmts; i++) {
-        if (add_cmd(&db->setup, "", NULL, 0, NULL, NULL, NULL) != 0) {
+        if (of_db__add_cmd(&db->setup, "", NULL, 0, NULL, NULL, NULL) != 0) {
             db_fail_connection(db, "out of memory");
             return;
         }
@@ -482,7 +354,7 @@ static void on_connected(of_db *db)
     /* Send the SET commands, then the prepares, then one sync. */
     of_db_pipeline *p = &db->setup;
     size_t n_sets = p->n - db->n_stmts;
-    clear_results(p);
+    of_db__clear_results(p);
     free(p->results);
     p->results = calloc(p->n ? p->n : 1, sizeof *p->results);
     if (p->results == NULL) {
@@ -694,44 +566,4 @@ void of_db_close(of_db *db, void (*close_cb)(of_db *db))
     }
     db->pending_closes++;
     uv_close((uv_handle_t *)&db->retry_timer, timer_closed);
-}
-
-bool of_db_sqlstate_transient(const char *s)
-{
-    if (s == NULL || strlen(s) != 5)
-        return false;
-    return strncmp(s, "08", 2) == 0 || strcmp(s, "40001") == 0 || strcmp(s, "40P01") == 0 ||
-           strncmp(s, "53", 2) == 0 || strcmp(s, "55P03") == 0 || strcmp(s, "57014") == 0 ||
-           strcmp(s, "57P01") == 0 || strcmp(s, "57P02") == 0 || strcmp(s, "57P03") == 0;
-}
-
-char *of_db_text_array(const char *const *items, size_t n)
-{
-    size_t size = 3;
-    for (size_t i = 0; i < n; i++)
-        size += 5 + (items[i] != NULL ? 2 * strlen(items[i]) : 0);
-    char *out = malloc(size);
-    if (out == NULL)
-        return NULL;
-    char *w = out;
-    *w++ = '{';
-    for (size_t i = 0; i < n; i++) {
-        if (i > 0)
-            *w++ = ',';
-        if (items[i] == NULL) {
-            memcpy(w, "NULL", 4);
-            w += 4;
-            continue;
-        }
-        *w++ = '"';
-        for (const char *r = items[i]; *r != '\0'; r++) {
-            if (*r == '"' || *r == '\\')
-                *w++ = '\\';
-            *w++ = *r;
-        }
-        *w++ = '"';
-    }
-    *w++ = '}';
-    *w = '\0';
-    return out;
 }

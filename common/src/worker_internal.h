@@ -33,6 +33,10 @@ void of_worker_batch_done(of_worker *w);
 
 /* apply.c: the per-batch routine. */
 
+/* Fills it from the Kafka message m (taken over), then parses, decodes and
+ * routes it: PENDING, or DEAD with its reason. */
+void of_apply_prepare(of_worker *w, of_worker_item *it, rd_kafka_message_t *m);
+
 /* Appends the machine's entity load and the handler's loads for the pending items. */
 int of_apply_load(of_worker *w, of_worker_batch *b, of_db_pipeline *lp)
     __attribute__((warn_unused_result));

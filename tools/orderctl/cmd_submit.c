@@ -12,7 +12,7 @@
  *
  * Blocking libpq and a blocking producer are deliberate: this is a
  * short-lived CLI, not a worker on an event loop (see orderctl.h). */
-#include "orderctl.h"
+#include "cmd_submit.h"
 
 #include "domain/contract.h"
 #include "orderflow/event.h"
@@ -29,44 +29,19 @@
 #include <sysexits.h>
 #include <time.h>
 
-/* Settings of submit, update and return (each table uses the fields it needs). */
-typedef struct publish_settings {
-    orderctl_common c;        /* database, Kafka, topic prefix, log level */
-    char *customer;           /* submit: customer id */
-    char *currency;           /* submit: currency, NULL for the contract's default */
-    char *file;               /* submit: order.created data as a JSON file, "-" for stdin */
-    char *reason;             /* update, return: free-text reason, or NULL */
-    int64_t expected_version; /* update: apply only at this version; 0 when not given */
-    int64_t timeout;          /* ms the broker may take to acknowledge the record */
-    int64_t wait;             /* ms to wait for the workers' outcome; 0: do not wait */
-    int json;                 /* print a JSON object instead of the ce_id */
-} publish_settings;
-
 /* The settings submit, update and return share after their own. */
+// clang-format off
 #define PUBLISH_ITEMS_TAIL                                                                         \
-    {"timeout",                                                                                    \
-     "ORDERCTL_KAFKA_TIMEOUT",                                                                     \
-     "timeout",                                                                                    \
-     OF_CFG_MS,                                                                                    \
-     "30s",                                                                                        \
+    {"timeout", "ORDERCTL_KAFKA_TIMEOUT", "timeout", OF_CFG_MS, "30s",                             \
      "how long the broker may take to acknowledge the record",                                     \
-     offsetof(publish_settings, timeout),                                                          \
-     1000,                                                                                         \
-     600000},                                                                                      \
-        {"wait",                                                                                   \
-         NULL,                                                                                     \
-         "wait",                                                                                   \
-         OF_CFG_MS,                                                                                \
-         "0",                                                                                      \
-         "then wait up to this long for the workers' outcome (0: do not wait)",                    \
-         offsetof(publish_settings, wait),                                                         \
-         0,                                                                                        \
-         3600000},                                                                                 \
-    {                                                                                              \
-        "json", NULL, "json", OF_CFG_BOOL, "false",                                                \
-            "print a JSON object (ce_id, topic, key, partition, offset, outcome)",                 \
-            offsetof(publish_settings, json), 0, -1                                                \
-    }
+     offsetof(publish_settings, timeout), 1000, 600000},                                           \
+    {"wait", NULL, "wait", OF_CFG_MS, "0",                                                         \
+     "then wait up to this long for the workers' outcome (0: do not wait)",                        \
+     offsetof(publish_settings, wait), 0, 3600000},                                                \
+    {"json", NULL, "json", OF_CFG_BOOL, "false",                                                   \
+     "print a JSON object (ce_id, topic, key, partition, offset, outcome)",                        \
+     offsetof(publish_settings, json), 0, -1}
+// clang-format on
 
 static const of_config_item submit_items[] = {
     ORDERCTL_COMMON_ITEMS(publish_settings, c),
@@ -124,8 +99,6 @@ static const char return_summary[] =
     "until the ReturnRefund execution has stopped and prints \"return <id> <STATUS> ...\":\n"
     "exit 0 for REFUND_COMPLETED, 65 for REJECTED or a dead letter; unknown ORDER: 66.";
 
-/* How often --wait looks at the database. */
-#define POLL_MS 200
 /* Largest --file accepted (pretty-printed JSON may exceed the 64 KiB value). */
 #define FILE_MAX (1024 * 1024)
 
@@ -312,150 +285,6 @@ static int build_event(of_message *m, const publish_settings *s, const char *bas
     return check_as_worker(m, base_topic);
 }
 
-/* What --wait looks for, per command. */
-typedef enum wait_kind { WAIT_ORDER, WAIT_UPDATE, WAIT_RETURN } wait_kind;
-
-/* Looks once: returns -1 while the outcome is not there, else the exit code,
- * with the outcome in *result (a JSON object) and printed unless json. */
-static int poll_outcome(PGconn *conn, wait_kind kind, const char *ce_id, const char *order_id,
-                        const char *since, int json, cJSON **result)
-{
-    static const char *const sql[] = {
-        [WAIT_ORDER] = "select o.id as order_id, o.status, o.status_reason as reason, o.version,"
-                       " e.status as execution_status from orders o left join executions e"
-                       " on e.order_id = o.id and e.machine = 'OrderProcess'"
-                       " where o.source_event_id = $1 and e.status is distinct from 'RUNNING'",
-        [WAIT_UPDATE] = "select h.outcome, h.from_state, coalesce(h.to_state,"
-                        " h.detail->>'trigger') as to_state, h.detail->>'reason' as reason,"
-                        " o.status, o.version from execution_history h"
-                        " join executions e on e.id = h.execution_id"
-                        " join orders o on o.id = e.order_id"
-                        " where h.event_id = $1 and e.order_id = $2::uuid"
-                        " order by h.at, h.seq limit 1",
-        [WAIT_RETURN] = "select r.id as return_id, r.status, r.status_reason as reason,"
-                        " r.refund_cents, e.status as execution_status from returns r"
-                        " left join executions e on e.return_id = r.id"
-                        " where r.source_event_id = $1 and e.status is distinct from 'RUNNING'",
-    };
-    const char *vals[2] = {ce_id, order_id};
-    PGresult *r = NULL;
-    int code = orderctl_db_query(conn, sql[kind], kind == WAIT_UPDATE ? 2 : 1, vals, &r);
-
-    if (code != EX_OK)
-        return code;
-    if (PQntuples(r) == 0) {
-        PQclear(r);
-        /* Not processed, or dead-lettered: the dead letter keeps the ce_id.
-         * created_at (indexed) after the publication narrows the search. */
-        const char *dvals[2] = {ce_id, since};
-        code = orderctl_db_query(conn,
-                                 "select id as dead_letter_id, error_code, reason, worker"
-                                 " from dead_letters where created_at >= $2::timestamptz"
-                                 " and ce_id = $1 order by id limit 1",
-                                 2, dvals, &r);
-        if (code != EX_OK)
-            return code;
-        if (PQntuples(r) == 0) {
-            PQclear(r);
-            return -1;
-        }
-        *result = orderctl_row_json(r, 0);
-        if (!json)
-            printf("dead-lettered by %s as dead letter %s: %s: %s\n", PQgetvalue(r, 0, 3),
-                   PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2));
-        PQclear(r);
-        return EX_DATAERR;
-    }
-    *result = orderctl_row_json(r, 0);
-    int rc_col = PQfnumber(r, "reason");
-    const char *reason = rc_col < 0 || PQgetisnull(r, 0, rc_col) ? "" : PQgetvalue(r, 0, rc_col);
-    const char *sep = reason[0] != '\0' ? " " : "";
-    switch (kind) {
-    case WAIT_ORDER:
-        code = strcmp(PQgetvalue(r, 0, 1), "CONFIRMED") == 0 ? EX_OK : EX_DATAERR;
-        if (!json)
-            printf("order %s %s%s%s\n", PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1), sep, reason);
-        break;
-    case WAIT_UPDATE:
-        code = strcmp(PQgetvalue(r, 0, 0), "applied") == 0 ? EX_OK : EX_DATAERR;
-        if (!json && code == EX_OK)
-            printf("applied: %s -> %s (order version %s)\n", PQgetvalue(r, 0, 1),
-                   PQgetvalue(r, 0, 2), PQgetvalue(r, 0, 5));
-        else if (!json)
-            printf("%s: %s\n", PQgetvalue(r, 0, 0), reason);
-        break;
-    case WAIT_RETURN:
-        code = strcmp(PQgetvalue(r, 0, 1), "REFUND_COMPLETED") == 0 ? EX_OK : EX_DATAERR;
-        if (!json && code == EX_OK)
-            printf("return %s %s refund %s cents\n", PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1),
-                   PQgetvalue(r, 0, 3));
-        else if (!json)
-            printf("return %s %s%s%s\n", PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1), sep, reason);
-        break;
-    }
-    PQclear(r);
-    return code;
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Polls until the outcome is there or wait_ms passed. */
-static int wait_outcome(PGconn *conn, wait_kind kind, const char *ce_id, const char *order_id,
-                        const char *since, int64_t wait_ms, int json, cJSON **result)
-{
-    int64_t deadline = mono_ms() + wait_ms;
-    for (;;) {
-        int code = poll_outcome(conn, kind, ce_id, order_id, since, json, result);
-        if (code >= 0)
-            return code;
-        if (mono_ms() >= deadline)
-            break;
-        struct timespec pause = {0, POLL_MS * 1000000L};
-        nanosleep(&pause, NULL);
-    }
-    fprintf(stderr,
-            "orderctl: gave up waiting after %lld ms: event \"%s\" is not processed yet (are the "
-            "workers running?)\n",
-            (long long)wait_ms, ce_id);
-    return EX_TEMPFAIL;
-}
-
-/* Connects for --wait and, for update and return, checks that the order
- * exists. since receives the database's time before the publication. */
-static int wait_prepare(const publish_settings *s, const char *order_id, PGconn **conn,
-                        char since[64])
-{
-    PGresult *r = NULL;
-    int code;
-
-    *conn = NULL;
-    since[0] = '\0';
-    if (s->wait == 0)
-        return EX_OK;
-    code = orderctl_db_connect(s->c.database_url, conn);
-    if (code != EX_OK)
-        return code;
-    const char *vals[1] = {order_id};
-    code = orderctl_db_query(*conn,
-                             "select now()::text, $1::uuid is null"
-                             " or exists (select 1 from orders where id = $1::uuid)",
-                             1, vals, &r);
-    if (code != EX_OK)
-        return code;
-    snprintf(since, 64, "%s", PQgetvalue(r, 0, 0));
-    if (PQgetvalue(r, 0, 1)[0] != 't') {
-        fprintf(stderr, "orderctl: order \"%s\" not found\n", order_id);
-        code = EX_NOINPUT;
-    }
-    PQclear(r);
-    return code;
-}
-
 /* Publishes m, then prints the ce_id (or JSON) and, with --wait, the outcome. */
 static int publish_and_report(const publish_settings *s, of_message *m, const char *ce_id,
                               PGconn *conn, const char *since, wait_kind kind, const char *order_id)
@@ -475,7 +304,7 @@ static int publish_and_report(const publish_settings *s, of_message *m, const ch
         fflush(stdout);
     }
     if (conn != NULL)
-        code = wait_outcome(conn, kind, ce_id, order_id, since, s->wait, s->json, &result);
+        code = submit_wait_outcome(conn, kind, ce_id, order_id, since, s->wait, s->json, &result);
     if (s->json) {
         out = cJSON_CreateObject();
         if (out != NULL) {
@@ -581,7 +410,7 @@ int orderctl_submit(int argc, char **argv)
         build_event(&m, &s, OF_TOPIC_ORDER_CREATED, OF_TYPE_ORDER_CREATED, NULL, NULL, data, ce_id);
     if (code != EX_OK)
         goto out;
-    code = wait_prepare(&s, NULL, &conn, since);
+    code = submit_wait_prepare(&s, NULL, &conn, since);
     if (code != EX_OK)
         goto out;
     code = publish_and_report(&s, &m, ce_id, conn, since, WAIT_ORDER, NULL);
@@ -651,7 +480,7 @@ int orderctl_update(int argc, char **argv)
                        u.order_id, data, ce_id);
     if (code != EX_OK)
         goto out;
-    code = wait_prepare(&s, u.order_id, &conn, since);
+    code = submit_wait_prepare(&s, u.order_id, &conn, since);
     if (code != EX_OK)
         goto out;
     code = publish_and_report(&s, &m, ce_id, conn, since, WAIT_UPDATE, u.order_id);
@@ -715,7 +544,7 @@ int orderctl_return(int argc, char **argv)
                        order_id, data, ce_id);
     if (code != EX_OK)
         goto out;
-    code = wait_prepare(&s, order_id, &conn, since);
+    code = submit_wait_prepare(&s, order_id, &conn, since);
     if (code != EX_OK)
         goto out;
     code = publish_and_report(&s, &m, ce_id, conn, since, WAIT_RETURN, order_id);
