@@ -300,7 +300,9 @@ static void permanent(of_worker *w, const char *why)
     }
     of_worker_item *it = &b->items[b->lo];
     if (it->state != OF_ITEM_DEAD) {
-        dead_letter_single(w, "PROCESSING_FAILED", why);
+        char reason[sizeof it->err.reason];
+        snprintf(reason, sizeof reason, "could not apply event: %s", why);
+        dead_letter_single(w, "PROCESSING_FAILED", reason);
         return;
     }
     if (!it->dlq_escaped) {

@@ -70,16 +70,16 @@ static int watch_socket(of_db *db, int events)
 {
     int fd = PQsocket(db->conn);
     if (fd < 0)
-        return -1;
+        return OF_ECONN;
     if (db->poll != NULL && db->poll_fd != fd)
         stop_poll(db);
     if (db->poll == NULL) {
         struct of_db_poll *p = calloc(1, sizeof *p);
         if (p == NULL)
-            return -1;
+            return OF_ENOMEM;
         if (uv_poll_init_socket(db->loop, &p->handle, fd) != 0) {
             free(p);
-            return -1;
+            return OF_ESTART;
         }
         p->db = db;
         p->handle.data = p;
@@ -310,7 +310,7 @@ static int build_setup(of_db *db)
         char one[128];
         snprintf(one, sizeof one, "%.*s", (int)len, p);
         if (of_db__add_cmd(&db->setup, NULL, one, 0, NULL, NULL, NULL) != 0)
-            return -1;
+            return OF_ENOMEM;
         p += len;
         while (*p == ';' || *p == ' ')
             p++;

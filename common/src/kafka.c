@@ -17,7 +17,7 @@ int of_kafka__set_prop(rd_kafka_conf_t *conf, const char *name, const char *valu
                        size_t errstr_size)
 {
     if (rd_kafka_conf_set(conf, name, value, errstr, errstr_size) != RD_KAFKA_CONF_OK)
-        return -1;
+        return OF_EINVAL;
     return 0;
 }
 
@@ -54,7 +54,7 @@ static int apply_env(rd_kafka_conf_t *conf, char *errstr, size_t errstr_size)
         }
         name[len] = '\0';
         if (of_kafka__set_prop(conf, name, eq + 1, errstr, errstr_size) != 0)
-            return -1;
+            return OF_ESTART;
         of_log_info("kafka property \"%s\" set from environment", name);
     }
     return 0;
@@ -97,14 +97,14 @@ int of_kafka__set_default(rd_kafka_conf_t *conf, const char *name, const char *v
 int of_kafka__open_pipe(int fds[2])
 {
     if (pipe(fds) != 0)
-        return -1;
+        return OF_ESTART;
     for (int i = 0; i < 2; i++) {
         int fl = fcntl(fds[i], F_GETFL);
         if (fl < 0 || fcntl(fds[i], F_SETFL, fl | O_NONBLOCK) != 0 ||
             fcntl(fds[i], F_SETFD, FD_CLOEXEC) != 0) {
             close(fds[0]);
             close(fds[1]);
-            return -1;
+            return OF_ESTART;
         }
     }
     return 0;
@@ -218,7 +218,7 @@ int of_consumer_init(of_consumer *c, uv_loop_t *loop, rd_kafka_conf_t *conf, con
     char errstr[512];
     rd_kafka_topic_partition_list_t *subs = NULL;
     rd_kafka_resp_err_t err;
-    int result = -1;
+    int result = OF_ESTART;
 
     memset(c, 0, sizeof *c);
     c->fds[0] = c->fds[1] = -1;
@@ -240,7 +240,7 @@ int of_consumer_init(of_consumer *c, uv_loop_t *loop, rd_kafka_conf_t *conf, con
                               sizeof errstr) != 0) {
         of_log_error("could not configure consumer: %s", errstr);
         rd_kafka_conf_destroy(conf);
-        return -1;
+        return OF_ESTART;
     }
     rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
     rd_kafka_conf_set_opaque(conf, c);
@@ -248,7 +248,7 @@ int of_consumer_init(of_consumer *c, uv_loop_t *loop, rd_kafka_conf_t *conf, con
     if (c->rk == NULL) {
         of_log_error("could not create consumer: %s", errstr);
         rd_kafka_conf_destroy(conf);
-        return -1;
+        return OF_ESTART;
     }
     rd_kafka_poll_set_consumer(c->rk);
     c->queue = rd_kafka_queue_get_consumer(c->rk);
@@ -333,7 +333,8 @@ int of_consumer_store(of_consumer *c, rd_kafka_message_t *const *msgs, size_t n)
         }
     }
     rd_kafka_topic_partition_list_destroy(list);
-    return err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR__STATE ? 0 : -1;
+    return err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR__STATE ? OF_OK
+                                                                                : OF_ETRANSIENT;
 }
 
 static void consumer_poll_closed(uv_handle_t *h)

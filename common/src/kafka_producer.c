@@ -47,7 +47,7 @@ int of_producer_init(of_producer *p, uv_loop_t *loop, rd_kafka_conf_t *conf, of_
         of_kafka__set_default(conf, "message.timeout.ms", "60000", errstr, sizeof errstr) != 0) {
         of_log_error("could not configure producer: %s", errstr);
         rd_kafka_conf_destroy(conf);
-        return -1;
+        return OF_ESTART;
     }
     rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
     rd_kafka_conf_set_opaque(conf, p);
@@ -55,20 +55,20 @@ int of_producer_init(of_producer *p, uv_loop_t *loop, rd_kafka_conf_t *conf, of_
     if (p->rk == NULL) {
         of_log_error("could not create producer: %s", errstr);
         rd_kafka_conf_destroy(conf);
-        return -1;
+        return OF_ESTART;
     }
     p->queue = rd_kafka_queue_get_main(p->rk);
     if (of_kafka__open_pipe(p->fds) != 0)
-        return -1;
+        return OF_ESTART;
     rd_kafka_queue_io_event_enable(p->queue, p->fds[1], "1", 1);
     if (uv_poll_init(loop, &p->poll, p->fds[0]) != 0)
-        return -1;
+        return OF_ESTART;
     p->poll.data = p;
     if (uv_timer_init(loop, &p->timer) != 0)
-        return -1;
+        return OF_ESTART;
     p->timer.data = p;
     if (uv_poll_start(&p->poll, UV_READABLE, on_producer_pipe) != 0)
-        return -1;
+        return OF_ESTART;
     return 0;
 }
 
@@ -161,14 +161,14 @@ int of_kafka_create_topics(const char *bootstrap, const char *const *topics, siz
     rd_kafka_AdminOptions_t *opts = NULL;
     rd_kafka_queue_t *q = NULL;
     rd_kafka_event_t *ev = NULL;
-    int result = -1;
+    int result = OF_ESTART;
 
     if (conf == NULL)
-        return -1;
+        return OF_ESTART;
     rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errstr_size);
     if (rk == NULL) {
         rd_kafka_conf_destroy(conf);
-        return -1;
+        return OF_ESTART;
     }
     nt = calloc(n ? n : 1, sizeof *nt);
     if (nt == NULL)

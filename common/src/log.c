@@ -2,6 +2,8 @@
  * adapters that route librdkafka's and libpq's messages into it. */
 #include "orderflow/log.h"
 
+#include "orderflow/error.h"
+
 #include <inttypes.h>
 #include <stdarg.h>
 #include <string.h>
@@ -36,7 +38,7 @@ void of_log_set_stream(FILE *stream)
 int of_log_level_parse(const char *text, of_log_level *out)
 {
     if (text == NULL)
-        return -1;
+        return OF_EINVAL;
     for (int i = 0; i < 4; i++) {
         if (strcmp(text, level_names[i]) == 0) {
             *out = (of_log_level)i;
@@ -47,7 +49,7 @@ int of_log_level_parse(const char *text, of_log_level *out)
         *out = OF_LOG_WARN;
         return 0;
     }
-    return -1;
+    return OF_EINVAL;
 }
 
 size_t of_log_json_escape(char *dst, size_t dstsize, const char *src)

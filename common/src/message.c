@@ -1,6 +1,8 @@
 /* message.c: owned Kafka records (headers, key, value) and their release. */
 #include "orderflow/message.h"
 
+#include "orderflow/error.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,7 +23,7 @@ int of_message_add_header(of_message *m, const char *name, const void *value, si
         size_t cap = m->cap_headers ? m->cap_headers * 2 : 8;
         of_header *h = realloc(m->headers, cap * sizeof *h);
         if (h == NULL)
-            return -1;
+            return OF_ENOMEM;
         m->headers = h;
         m->cap_headers = cap;
     }
@@ -32,7 +34,7 @@ int of_message_add_header(of_message *m, const char *name, const void *value, si
     if (h->name == NULL || h->value == NULL) {
         free(h->name);
         free(h->value);
-        return -1;
+        return OF_ENOMEM;
     }
     m->n_headers++;
     return 0;

@@ -131,7 +131,7 @@ static int append_series(of_metric *f, of_metric_series *s)
         size_t cap = f->cap_series ? f->cap_series * 2 : 4;
         of_metric_series **a = realloc(f->series, cap * sizeof *a);
         if (a == NULL)
-            return -1;
+            return OF_ENOMEM;
         f->series = a;
         f->cap_series = cap;
     }
@@ -248,12 +248,12 @@ of_metric *of_metrics_histogram(of_metrics *m, const char *name, const char *hel
 int of_metrics_add_collector(of_metrics *m, of_metrics_collect_fn fn, void *arg)
 {
     if (fn == NULL)
-        return -1;
+        return OF_EINVAL;
     if (m->n_collectors == m->cap_collectors) {
         size_t cap = m->cap_collectors ? m->cap_collectors * 2 : 4;
         of_metrics_collector *a = realloc(m->collectors, cap * sizeof *a);
         if (a == NULL)
-            return -1;
+            return OF_ENOMEM;
         m->collectors = a;
         m->cap_collectors = cap;
     }
@@ -504,6 +504,6 @@ int of_metrics_render(of_metrics *m, FILE *out)
     for (size_t i = 0; i < m->n_families; i++)
         write_family(out, m->families[i]);
     if (fflush(out) != 0 || ferror(out))
-        return -1;
+        return OF_ENOMEM;
     return 0;
 }

@@ -384,7 +384,7 @@ int of_outbox_relay_init(of_outbox_relay *r, uv_loop_t *loop, of_db *db, of_prod
     of_db_pipeline_init(&r->mark);
     of_db_pipeline_init(&r->sweep);
     if (uv_timer_init(loop, &r->sweep_timer) != 0)
-        return -1;
+        return OF_ESTART;
     r->sweep_timer.data = r;
     return 0;
 }

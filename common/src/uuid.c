@@ -1,6 +1,8 @@
 /* uuid.c: UUID generation from the kernel's random source (RFC 9562). */
 #include "orderflow/uuid.h"
 
+#include "orderflow/error.h"
+
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -13,7 +15,7 @@ static int fill_random(uint8_t *buf, size_t len)
     while (got < len) {
         ssize_t n = getrandom(buf + got, len - got, 0);
         if (n < 0)
-            return -1;
+            return OF_ETRANSIENT;
         got += (size_t)n;
     }
     return 0;
@@ -31,7 +33,7 @@ int of_uuid_v4(char out[OF_UUID_STRLEN + 1])
 {
     uint8_t b[16];
     if (fill_random(b, sizeof b) != 0)
-        return -1;
+        return OF_ETRANSIENT;
     b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
     b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
     format_uuid(b, out);
@@ -43,7 +45,7 @@ int of_uuid_v7(char out[OF_UUID_STRLEN + 1])
     uint8_t b[16];
     struct timespec ts;
     if (fill_random(b, sizeof b) != 0)
-        return -1;
+        return OF_ETRANSIENT;
     clock_gettime(CLOCK_REALTIME, &ts);
     uint64_t ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
     for (int i = 0; i < 6; i++)

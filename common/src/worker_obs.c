@@ -228,7 +228,7 @@ int of_obs_kafka_conf(of_worker *w, rd_kafka_conf_t *conf, char *errstr, size_t 
     if (getenv("KAFKA_STATISTICS_INTERVAL_MS") == NULL &&
         rd_kafka_conf_set(conf, "statistics.interval.ms", KAFKA_STATS_INTERVAL, errstr, size) !=
             RD_KAFKA_CONF_OK)
-        return -1;
+        return OF_EINVAL;
     if (rd_kafka_conf_get(conf, "statistics.interval.ms", cur, &n) == RD_KAFKA_CONF_OK)
         w->obs->kafka_stats_ms = strtoll(cur, NULL, 10);
     rd_kafka_conf_set_stats_cb(conf, on_kafka_stats);
@@ -305,10 +305,10 @@ int of_worker_gauge_query(of_worker *w, const char *name, const char *help, cons
     struct of_worker_obs *o = w->obs;
     of_metric *g;
     if (o == NULL || sql == NULL || o->n_queries == MAX_GAUGE_QUERIES)
-        return -1;
+        return OF_EINVAL;
     g = of_metrics_gauge(&w->metrics, name, help, NULL, 0);
     if (g == NULL)
-        return -1;
+        return OF_ENOMEM;
     o->queries[o->n_queries].gauge = g;
     o->queries[o->n_queries].sql = sql;
     o->n_queries++;
@@ -362,7 +362,7 @@ int of_obs_init(of_worker *w)
     struct of_worker_obs *o = calloc(1, sizeof *o);
     of_metrics *m = &w->metrics;
     if (o == NULL)
-        return -1;
+        return OF_ENOMEM;
     w->obs = o;
     of_metrics_init(m);
     of_http_init(&w->http, w->loop);
@@ -432,7 +432,7 @@ int of_obs_init(of_worker *w)
         of_http_add_route(&w->http, "/healthz", on_healthz, w) != 0 ||
         of_http_add_route(&w->http, "/readyz", on_readyz, w) != 0 ||
         of_http_add_route(&w->http, "/metrics", on_metrics, w) != 0)
-        return -1;
+        return OF_ENOMEM;
     return 0;
 }
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "orderflow/error.h"
 #include "orderflow/log.h"
 
 /* Runs fn with the log redirected to a memory stream and returns the text. */
@@ -75,7 +76,7 @@ static void test_level_parse(void **state)
     assert_int_equal(l, OF_LOG_ERROR);
     assert_int_equal(of_log_level_parse("warning", &l), 0);
     assert_int_equal(l, OF_LOG_WARN);
-    assert_int_equal(of_log_level_parse("loud", &l), -1);
+    assert_int_equal(of_log_level_parse("loud", &l), OF_EINVAL);
 }
 
 static void test_escape_control_and_truncation(void **state)

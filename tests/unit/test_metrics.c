@@ -328,7 +328,7 @@ static void test_collector_runs_at_render(void **state)
     text = render(&m);
     assert_non_null(strstr(text, "\nt_published_total 12\n"));
     free(text);
-    assert_int_equal(of_metrics_add_collector(&m, NULL, NULL), -1);
+    assert_int_equal(of_metrics_add_collector(&m, NULL, NULL), OF_EINVAL);
     of_metrics_free(&m);
 }
 
@@ -340,7 +340,7 @@ static void test_write_error_is_reported(void **state)
     FILE *full = fopen("/dev/full", "w");
     if (full == NULL)
         skip();
-    assert_int_equal(of_metrics_render(&m, full), -1);
+    assert_int_equal(of_metrics_render(&m, full), OF_ENOMEM);
     fclose(full);
     of_metrics_free(&m);
 }

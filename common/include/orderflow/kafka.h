@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <uv.h>
 
+#include "orderflow/error.h"
 #include "orderflow/message.h"
 
 /* Builds a configuration with orderflow's defaults for role ("consumer" or
@@ -66,7 +67,7 @@ int of_consumer_init(of_consumer *c, uv_loop_t *loop, rd_kafka_conf_t *conf, con
 size_t of_consumer_poll(of_consumer *c, rd_kafka_message_t **msgs, size_t max);
 /* Stores offset+1 of each message (the next to read) for commit. Messages of
  * partitions no longer assigned are skipped: their new owner will redeliver
- * and the inbox will drop the duplicates. Returns 0 or -1. */
+ * and the inbox will drop the duplicates. Returns 0 or OF_ETRANSIENT. */
 int of_consumer_store(of_consumer *c, rd_kafka_message_t *const *msgs, size_t n);
 /* Leaves the group without blocking the loop (rd_kafka_consumer_close_queue),
  * commits stored offsets, then destroys the handle and calls close_cb. */
@@ -105,7 +106,7 @@ int of_producer_outq_len(of_producer *p);
 void of_producer_close(of_producer *p, uint64_t timeout_ms, void (*close_cb)(of_producer *p));
 
 /* Creates topics (already existing ones are fine). Blocking: for CLIs and
- * tests only, never inside a worker's loop. Returns 0 or -1 with errstr set. */
+ * tests only, never inside a worker's loop. Returns 0 or OF_ESTART with errstr set. */
 int of_kafka_create_topics(const char *bootstrap, const char *const *topics, size_t n,
                            int partitions, int timeout_ms, char *errstr, size_t errstr_size)
     __attribute__((warn_unused_result));

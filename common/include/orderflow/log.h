@@ -34,7 +34,7 @@ typedef struct of_log_ctx {
 void of_log_init(const char *worker);
 void of_log_set_level(of_log_level level);
 of_log_level of_log_get_level(void);
-/* Parses "debug", "info", "warn", "error"; returns 0 or -1 when unknown. */
+/* Parses "debug", "info", "warn", "error"; returns 0 or OF_EINVAL when unknown. */
 int of_log_level_parse(const char *text, of_log_level *out);
 /* Redirects output (tests); NULL restores stderr. The stream is not closed. */
 void of_log_set_stream(FILE *stream);

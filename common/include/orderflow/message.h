@@ -50,7 +50,7 @@ typedef struct of_message {
     size_t cap_headers; /* allocated entries */
 } of_message;
 
-/* Appends a copy of (name, value[0..len)) to m. Returns 0 or -1 on ENOMEM. */
+/* Appends a copy of (name, value[0..len)) to m. Returns 0 or OF_ENOMEM. */
 int of_message_add_header(of_message *m, const char *name, const void *value, size_t len)
     __attribute__((warn_unused_result));
 /* Frees every member and zeroes m; m itself is the caller's. */

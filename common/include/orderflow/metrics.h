@@ -29,6 +29,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "orderflow/error.h"
+
 #define OF_METRICS_MAX_LABELS  8    /* label names per family */
 #define OF_METRICS_MAX_BUCKETS 32   /* histogram upper bounds per family, +Inf excluded */
 #define OF_METRICS_MAX_SERIES  1000 /* label tuples per family */
@@ -87,7 +89,7 @@ of_metric *of_metrics_histogram(of_metrics *m, const char *name, const char *hel
 /* The family registered under name, or NULL. */
 of_metric *of_metrics_find(const of_metrics *m, const char *name);
 
-/* Registers fn to run at the start of every render. Returns 0 or -1. */
+/* Registers fn to run at the start of every render. Returns 0, OF_EINVAL or OF_ENOMEM. */
 int of_metrics_add_collector(of_metrics *m, of_metrics_collect_fn fn, void *arg)
     __attribute__((warn_unused_result));
 

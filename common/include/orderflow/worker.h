@@ -289,7 +289,7 @@ int of_worker_emit(of_worker_batch *b, of_db_pipeline *wp, of_message *m)
 /* For handlers' start: registers a gauge (no labels) set from the first
  * column of the first row of sql, run every 5 s on the relay connection
  * with the outbox backlog query (keep it cheap). name and help are copied,
- * sql must be static. Returns 0 or -1 (bad name, too many queries, memory). */
+ * sql must be static. Returns 0, OF_EINVAL (bad name, too many queries) or OF_ENOMEM. */
 int of_worker_gauge_query(of_worker *w, const char *name, const char *help, const char *sql)
     __attribute__((warn_unused_result));
 
