@@ -80,11 +80,12 @@ int of_db__add_cmd(of_db_pipeline *p, const char *stmt, const char *sql, int npa
     }
     c = &p->cmds[p->n];
     memset(c, 0, sizeof *c);
-    if (stmt != NULL && (c->stmt = strdup(stmt)) == NULL)
-        return OF_ENOMEM;
-    if (sql != NULL && (c->sql = strdup(sql)) == NULL) {
+    c->stmt = stmt != NULL ? strdup(stmt) : NULL;
+    c->sql = sql != NULL ? strdup(sql) : NULL;
+    if ((stmt != NULL && c->stmt == NULL) || (sql != NULL && c->sql == NULL)) {
         free(c->stmt);
-        c->stmt = NULL;
+        free(c->sql);
+        memset(c, 0, sizeof *c);
         return OF_ENOMEM;
     }
     if (nparams > 0) {

@@ -125,7 +125,7 @@ out:
     return result;
 }
 
-const char *ev_json_type_name(const cJSON *item)
+const char *of_event_json_type_name(const cJSON *item)
 {
     if (cJSON_IsObject(item))
         return "an object";
@@ -309,7 +309,8 @@ static int parse_binary(const of_record_view *rec, const header_set *hs, of_even
         goto out;
     if (!cJSON_IsObject(root)) {
         result = of_event_error_set(err, OF_EVENT_ERR_DATA_NOT_OBJECT,
-                                    "value must be a JSON object, not %s", ev_json_type_name(root));
+                                    "value must be a JSON object, not %s",
+                                    of_event_json_type_name(root));
         goto out;
     }
     ev->data = root;
@@ -340,7 +341,7 @@ static int structured_string(const cJSON *root, const char *name, bool required,
     if (!cJSON_IsString(item) || item->valuestring == NULL)
         return of_event_error_set(err, OF_EVENT_ERR_INVALID_ATTRIBUTE,
                                   "attribute \"%s\" must be a string, not %s", name,
-                                  ev_json_type_name(item));
+                                  of_event_json_type_name(item));
     *p = item->valuestring;
     return 0;
 }
@@ -357,7 +358,7 @@ static int parse_structured(cJSON *root, of_event *ev, of_event_error *err)
     if (!cJSON_IsObject(root)) {
         result = of_event_error_set(err, OF_EVENT_ERR_MALFORMED_JSON,
                                     "structured event must be a JSON object, not %s",
-                                    ev_json_type_name(root));
+                                    of_event_json_type_name(root));
         goto out;
     }
     result = structured_string(root, "specversion", true, &s, err);
@@ -438,7 +439,7 @@ static int parse_structured(cJSON *root, of_event *ev, of_event_error *err)
     if (!cJSON_IsObject(data)) {
         result = of_event_error_set(err, OF_EVENT_ERR_DATA_NOT_OBJECT,
                                     "attribute \"data\" must be a JSON object, not %s",
-                                    ev_json_type_name(data));
+                                    of_event_json_type_name(data));
         goto out;
     }
     ev->data = cJSON_DetachItemViaPointer(root, (cJSON *)data);

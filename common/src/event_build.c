@@ -69,7 +69,7 @@ int of_event_build(of_message *out, const char *topic, const char *key, const of
     if (!cJSON_IsObject(data)) {
         result = of_event_error_set(err, OF_EVENT_ERR_DATA_NOT_OBJECT,
                                     "could not build event: data must be a JSON object, not %s",
-                                    data == NULL ? "missing" : ev_json_type_name(data));
+                                    data == NULL ? "missing" : of_event_json_type_name(data));
         goto out;
     }
     printed = cJSON_PrintUnformatted(data);

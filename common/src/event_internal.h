@@ -30,6 +30,5 @@ int ev_check_time(const char *label, const char *p, size_t len, char *dst, of_ev
 bool ev_media_type_is(const char *p, size_t len, const char *want);
 int ev_check_content_type(const char *label, const char *p, size_t len, char *dst,
                           of_event_error *err);
-const char *ev_json_type_name(const cJSON *item);
 
 #endif

@@ -187,9 +187,9 @@ static void consumer_serve_close(of_consumer *c)
     rd_kafka_event_t *ev;
     rd_kafka_message_t *m;
     /* Messages still queued are dropped: their offsets were not stored. */
-    while ((m = rd_kafka_consumer_poll(c->rk, 0)) != NULL)
+    for (m = rd_kafka_consumer_poll(c->rk, 0); m != NULL; m = rd_kafka_consumer_poll(c->rk, 0))
         rd_kafka_message_destroy(m);
-    while ((ev = rd_kafka_queue_poll(c->queue, 0)) != NULL) {
+    for (ev = rd_kafka_queue_poll(c->queue, 0); ev != NULL; ev = rd_kafka_queue_poll(c->queue, 0)) {
         if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE) {
             apply_rebalance(c, rd_kafka_event_error(ev), rd_kafka_event_topic_partition_list(ev));
         }

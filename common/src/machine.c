@@ -223,7 +223,8 @@ static int add_exec_start(of_step_ctx *s, int execution, int state, of_exec_stat
     int rc;
     if (of_uuid_v7(id) != 0)
         return OF_ENOMEM;
-    if (s->input != NULL && (input = cJSON_PrintUnformatted(s->input)) == NULL)
+    input = s->input != NULL ? cJSON_PrintUnformatted(s->input) : NULL;
+    if (s->input != NULL && input == NULL)
         return OF_ENOMEM;
     /* An execution that fails in its first step records why, as a later failure does. */
     const char *error = status == OF_EXEC_FAILED ? s->reason : "";

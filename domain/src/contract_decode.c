@@ -12,23 +12,6 @@
 /* items[3].quantity; every reader returns 0 or a negative code.            */
 /* ------------------------------------------------------------------------ */
 
-static const char *json_type_name(const cJSON *item)
-{
-    if (cJSON_IsObject(item))
-        return "an object";
-    if (cJSON_IsArray(item))
-        return "an array";
-    if (cJSON_IsString(item))
-        return "a string";
-    if (cJSON_IsNumber(item))
-        return "a number";
-    if (cJSON_IsBool(item))
-        return "a boolean";
-    if (cJSON_IsNull(item))
-        return "null";
-    return "invalid";
-}
-
 /* Finds member name of obj. Required: absent is MISSING_FIELD and null is
  * returned as is (the type check rejects it). Optional: absent or null
  * gives *item NULL. */
@@ -58,7 +41,7 @@ static int need_string(const cJSON *item, const char *path, const char **s, of_e
     if (!cJSON_IsString(item) || item->valuestring == NULL)
         return of_event_error_set(err, OF_EVENT_ERR_WRONG_TYPE,
                                   "field \"%s\" must be a string, not %s", path,
-                                  json_type_name(item));
+                                  of_event_json_type_name(item));
     *s = item->valuestring;
     return 0;
 }
@@ -261,7 +244,7 @@ static int read_items(const cJSON *obj, of_item items[OF_ITEMS_MAX], size_t *n, 
         return result;
     if (!cJSON_IsArray(arr))
         return of_event_error_set(err, OF_EVENT_ERR_WRONG_TYPE,
-                                  "field \"items\" must be an array, not %s", json_type_name(arr));
+                                  "field \"items\" must be an array, not %s", of_event_json_type_name(arr));
     cJSON_ArrayForEach(line, arr)
     {
         if (++count > OF_ITEMS_MAX)
@@ -281,7 +264,7 @@ static int read_items(const cJSON *obj, of_item items[OF_ITEMS_MAX], size_t *n, 
         if (!cJSON_IsObject(line))
             return of_event_error_set(err, OF_EVENT_ERR_WRONG_TYPE,
                                       "field \"items[%zu]\" must be an object, not %s", index,
-                                      json_type_name(line));
+                                      of_event_json_type_name(line));
         snprintf(path, sizeof path, "items[%zu].product_id", index);
         result = read_id(line, "product_id", path, product_id, err);
         if (result != 0)
@@ -320,7 +303,7 @@ static int need_object(const cJSON *data, of_event_error *err)
     if (!cJSON_IsObject(data))
         return of_event_error_set(err, OF_EVENT_ERR_DATA_NOT_OBJECT,
                                   "data must be a JSON object, not %s",
-                                  data == NULL ? "missing" : json_type_name(data));
+                                  data == NULL ? "missing" : of_event_json_type_name(data));
     return 0;
 }
 

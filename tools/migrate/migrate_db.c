@@ -309,7 +309,8 @@ int mig_read_sql_file(const char *path, char **sql, size_t *len, char *err, size
         result = OF_MIGRATE_EFILES;
         goto out;
     }
-    if (fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+    size = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    if (size < 0 || fseek(f, 0, SEEK_SET) != 0) {
         mig_set_err(err, errsize, "could not read \"%s\": %s", path, strerror(errno));
         result = OF_MIGRATE_EFILES;
         goto out;

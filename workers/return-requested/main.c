@@ -191,8 +191,10 @@ static int initiate_return(of_step_ctx *s)
     rc = of_db_pipeline_add(s->wp, "rr_insert_return", 7, rv);
     if (rc == OF_OK)
         rc = of_db_pipeline_add(s->wp, "rr_insert_items", 4, iv);
-    if (rc == OF_OK && (s->input = cJSON_Duplicate(s->it->ev.data, true)) == NULL)
-        rc = OF_ENOMEM;
+    if (rc == OF_OK) {
+        s->input = cJSON_Duplicate(s->it->ev.data, true);
+        rc = s->input != NULL ? OF_OK : OF_ENOMEM;
+    }
 out:
     free(pids);
     free(qtys);

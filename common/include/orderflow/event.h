@@ -176,6 +176,10 @@ int of_event_time_format(int64_t unix_ms, char out[OF_EVENT_TIME_MAX + 1])
 /* Formats the current time (CLOCK_REALTIME) like of_event_time_format(). */
 int of_event_time_now(char out[OF_EVENT_TIME_MAX + 1]) __attribute__((warn_unused_result));
 
+/* "an object", "an array", "a string", "a number", "a boolean", "null" or
+ * "invalid": what item is, for reasons such as "must be a string, not a number". */
+const char *of_event_json_type_name(const cJSON *item);
+
 /* The member name of object, read case-sensitively. Returns NULL when it is
  * absent or object is no object; sets *duplicate (may be NULL) when the name
  * appears more than once (and still returns the first). */
