@@ -79,9 +79,9 @@ int of_apply_load(of_worker *w, of_worker_batch *b, of_db_pipeline *lp)
 {
     const of_machine *m = w->h->machine;
     const char **ids = calloc(b->hi - b->lo + 1, sizeof *ids);
-    char *array = NULL, stmt[64];
+    char stmt[64];
     size_t n = 0;
-    int rc;
+    int rc = OF_OK;
 
     if (ids == NULL)
         return OF_ENOMEM;
@@ -93,23 +93,15 @@ int of_apply_load(of_worker *w, of_worker_batch *b, of_db_pipeline *lp)
     /* The machine's entities first: one lock order (entities, then what the
      * handler loads) for every replica. A batch of creations loads none. */
     b->entity_load = -1;
-    rc = OF_OK;
     if (n > 0) {
-        array = of_db_text_array(ids, n);
-        if (array == NULL) {
-            rc = OF_ENOMEM;
-            goto out;
-        }
-        const char *values[1] = {array};
         b->entity_load = (long)lp->n;
-        rc = of_db_pipeline_add(lp, of_machine_stmt(m, OF_SQL_LOAD, stmt, sizeof stmt), 1, values);
+        rc = of_db_pipeline_add_list(lp, of_machine_stmt(m, OF_SQL_LOAD, stmt, sizeof stmt), ids, n,
+                                     NULL);
     }
     b->first_load = lp->n;
     if (rc == OF_OK && w->h->load != NULL)
         rc = w->h->load(w->h->ctx, b, lp);
-out:
     free(ids);
-    free(array);
     return rc;
 }
 

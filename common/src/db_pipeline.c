@@ -173,3 +173,16 @@ char *of_db_text_array(const char *const *items, size_t n)
     *w = '\0';
     return out;
 }
+
+int of_db_pipeline_add_list(of_db_pipeline *p, const char *stmt, const char *const *items, size_t n,
+                            const char *extra)
+{
+    char *array = of_db_text_array(items, n);
+    int rc;
+    if (array == NULL)
+        return OF_ENOMEM;
+    const char *values[2] = {array, extra};
+    rc = of_db_pipeline_add(p, stmt, extra != NULL ? 2 : 1, values);
+    free(array);
+    return rc;
+}

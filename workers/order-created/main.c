@@ -157,7 +157,6 @@ static int load(void *ctx, of_worker_batch *b, of_db_pipeline *p)
     size_t n_c = 0, n_p = 0;
     const char **cust = calloc(b->hi - b->lo + 1, sizeof *cust);
     const char **prod = calloc((b->hi - b->lo) * OF_ITEMS_MAX + 1, sizeof *prod);
-    char *ca = NULL, *pa = NULL;
     int rc = OF_ENOMEM;
     if (cust == NULL || prod == NULL)
         goto out;
@@ -169,20 +168,12 @@ static int load(void *ctx, of_worker_batch *b, of_db_pipeline *p)
         for (size_t k = 0; k < d->u.order_created.n_items; k++)
             prod[n_p++] = d->u.order_created.items[k].product_id;
     }
-    ca = of_db_text_array(cust, n_c);
-    pa = of_db_text_array(prod, n_p);
-    if (ca == NULL || pa == NULL)
-        goto out;
-    const char *v1[1] = {ca};
-    const char *v2[1] = {pa};
-    rc = of_db_pipeline_add(p, "oc_customers", 1, v1);
+    rc = of_db_pipeline_add_list(p, "oc_customers", cust, n_c, NULL);
     if (rc == OF_OK)
-        rc = of_db_pipeline_add(p, "oc_products", 1, v2);
+        rc = of_db_pipeline_add_list(p, "oc_products", prod, n_p, NULL);
 out:
     free(cust);
     free(prod);
-    free(ca);
-    free(pa);
     return rc;
 }
 

@@ -296,7 +296,6 @@ static int load(void *ctx, of_worker_batch *b, of_db_pipeline *p)
     size_t n = b->hi - b->lo, n_all = 0, n_stock = 0;
     const char **all = calloc(n + 1, sizeof *all);
     const char **st = calloc(n + 1, sizeof *st);
-    char *a1 = NULL, *a2 = NULL;
     int rc = OF_ENOMEM;
     if (all == NULL || st == NULL)
         goto out;
@@ -308,20 +307,12 @@ static int load(void *ctx, of_worker_batch *b, of_db_pipeline *p)
         if (moves_stock(it->user))
             st[n_stock++] = it->route.entity_id;
     }
-    a1 = of_db_text_array(all, n_all);
-    a2 = of_db_text_array(st, n_stock);
-    if (a1 == NULL || a2 == NULL)
-        goto out;
-    const char *v1[1] = {a1};
-    const char *v2[1] = {a2};
-    rc = of_db_pipeline_add(p, "os_items", 1, v1);
+    rc = of_db_pipeline_add_list(p, "os_items", all, n_all, NULL);
     if (rc == OF_OK)
-        rc = of_db_pipeline_add(p, "os_products", 1, v2);
+        rc = of_db_pipeline_add_list(p, "os_products", st, n_stock, NULL);
 out:
     free(all);
     free(st);
-    free(a1);
-    free(a2);
     return rc;
 }
 

@@ -348,7 +348,7 @@ static int load(void *ctx, of_worker_batch *b, of_db_pipeline *p)
     const char **orders = calloc(n + 1, sizeof *orders);
     const char **rets = calloc(n + 1, sizeof *rets);
     const char **rorders = calloc(n + 1, sizeof *rorders);
-    char *a_o = NULL, *a_r = NULL, *a_ro = NULL, window[32];
+    char window[32];
     int rc = OF_ENOMEM;
     if (orders == NULL || rets == NULL || rorders == NULL)
         goto out;
@@ -363,31 +363,20 @@ static int load(void *ctx, of_worker_batch *b, of_db_pipeline *p)
             rorders[n_ro++] = d->u.return_status_changed.order_id;
         }
     }
-    a_o = of_db_text_array(orders, n_o);
-    a_r = of_db_text_array(rets, n_r);
-    a_ro = of_db_text_array(rorders, n_ro);
-    if (a_o == NULL || a_r == NULL || a_ro == NULL)
-        goto out;
     snprintf(window, sizeof window, "%" PRId64, cfg.return_window);
-    const char *v_o[2] = {a_o, window};
-    const char *v_r[1] = {a_r};
-    const char *v_ro[1] = {a_ro};
-    rc = of_db_pipeline_add(p, "rr_orders", 2, v_o);
+    rc = of_db_pipeline_add_list(p, "rr_orders", orders, n_o, window);
     if (rc == OF_OK)
-        rc = of_db_pipeline_add(p, "rr_bought", 1, v_o);
+        rc = of_db_pipeline_add_list(p, "rr_bought", orders, n_o, NULL);
     if (rc == OF_OK)
-        rc = of_db_pipeline_add(p, "rr_taken", 1, v_o);
+        rc = of_db_pipeline_add_list(p, "rr_taken", orders, n_o, NULL);
     if (rc == OF_OK)
-        rc = of_db_pipeline_add(p, "rr_return_items", 1, v_r);
+        rc = of_db_pipeline_add_list(p, "rr_return_items", rets, n_r, NULL);
     if (rc == OF_OK)
-        rc = of_db_pipeline_add(p, "rr_totals", 1, v_ro);
+        rc = of_db_pipeline_add_list(p, "rr_totals", rorders, n_ro, NULL);
 out:
     free(orders);
     free(rets);
     free(rorders);
-    free(a_o);
-    free(a_r);
-    free(a_ro);
     return rc;
 }
 

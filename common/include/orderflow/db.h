@@ -154,5 +154,10 @@ bool of_db_sqlstate_transient(const char *sqlstate);
  * and backslashes; a NULL item is SQL NULL. Cast it to any element type
  * ($1::integer[]). Returns a heap string the caller frees, or NULL. */
 char *of_db_text_array(const char *const *items, size_t n);
+/* Appends stmt with the n items as its $1 (an array literal as of_db_text_array
+ * builds it) and, when extra is not NULL, extra as $2: the one shape of the
+ * batch loads ("where id = any($1::uuid[])"). Returns 0 or a negative of_err. */
+int of_db_pipeline_add_list(of_db_pipeline *p, const char *stmt, const char *const *items, size_t n,
+                            const char *extra) __attribute__((warn_unused_result));
 
 #endif
