@@ -68,11 +68,11 @@ int ev_time_parse_n(const char *s, size_t len, int64_t *unix_ms)
     size_t i;
 
     if (len < 20 || len > OF_EVENT_TIME_MAX)
-        return -1;
+        return OF_EINVAL;
     if (!digits(s, 4, &year) || s[4] != '-' || !digits(s + 5, 2, &month) || s[7] != '-' ||
         !digits(s + 8, 2, &day) || (s[10] != 'T' && s[10] != 't') || !digits(s + 11, 2, &hour) ||
         s[13] != ':' || !digits(s + 14, 2, &minute) || s[16] != ':' || !digits(s + 17, 2, &second))
-        return -1;
+        return OF_EINVAL;
     i = 19;
     if (s[i] == '.') {
         size_t start = ++i;
@@ -83,26 +83,26 @@ int ev_time_parse_n(const char *s, size_t len, int64_t *unix_ms)
         }
         size_t n = i - start;
         if (n == 0 || n > 9)
-            return -1;
+            return OF_EINVAL;
         for (size_t k = n; k < 3; k++)
             ms *= 10;
     }
     if (i >= len)
-        return -1;
+        return OF_EINVAL;
     if (s[i] == 'Z' || s[i] == 'z') {
         if (i + 1 != len)
-            return -1;
+            return OF_EINVAL;
     } else if (s[i] == '+' || s[i] == '-') {
         off_sign = s[i] == '+' ? 1 : -1;
         if (i + 6 != len || !digits(s + i + 1, 2, &off_h) || s[i + 3] != ':' ||
             !digits(s + i + 4, 2, &off_m))
-            return -1;
+            return OF_EINVAL;
     } else {
-        return -1;
+        return OF_EINVAL;
     }
     if (month < 1 || month > 12 || day < 1 || day > days_in_month(year, month) || hour > 23 ||
         minute > 59 || second > 60 || off_h > 23 || off_m > 59)
-        return -1;
+        return OF_EINVAL;
     if (unix_ms != NULL) {
         if (second == 60) { /* a leap second: the last millisecond of its minute */
             second = 59;
@@ -126,9 +126,9 @@ int of_event_time_parse(const char *text, int64_t *unix_ms)
 {
     int64_t v;
     if (text == NULL || unix_ms == NULL)
-        return -1;
+        return OF_EINVAL;
     if (ev_time_parse_n(text, strnlen(text, OF_EVENT_TIME_MAX + 1), &v) != 0)
-        return -1;
+        return OF_EINVAL;
     *unix_ms = v;
     return 0;
 }
@@ -148,7 +148,7 @@ int of_event_time_format(int64_t unix_ms, char out[OF_EVENT_TIME_MAX + 1])
     /* 0000-01-01T00:00:00.000Z .. 9999-12-31T23:59:59.999Z */
     const int64_t min_ms = -62167219200000, max_ms = 253402300799999;
     if (unix_ms < min_ms || unix_ms > max_ms)
-        return -1;
+        return OF_EINVAL;
     int64_t days = unix_ms / 86400000, rem = unix_ms % 86400000;
     if (rem < 0) {
         rem += 86400000;
@@ -184,6 +184,6 @@ int of_event_time_now(char out[OF_EVENT_TIME_MAX + 1])
 {
     struct timespec ts;
     if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
-        return -1;
+        return OF_EINVAL;
     return of_event_time_format((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, out);
 }

@@ -47,14 +47,14 @@ const char *of_order_status_name(of_order_status status)
 int of_order_status_parse(const char *name, of_order_status *out)
 {
     if (name == NULL)
-        return -1;
+        return OF_EINVAL;
     for (size_t i = 1; i < N_ORDER_STATUS; i++) {
         if (strcmp(of_order_status_names[i], name) == 0) {
             *out = (of_order_status)i;
             return 0;
         }
     }
-    return -1;
+    return OF_EINVAL;
 }
 
 bool of_order_status_is_update(of_order_status status)
@@ -82,14 +82,14 @@ const char *of_return_status_name(of_return_status status)
 int of_return_status_parse(const char *name, of_return_status *out)
 {
     if (name == NULL)
-        return -1;
+        return OF_EINVAL;
     for (size_t i = 1; i < N_RETURN_STATUS; i++) {
         if (strcmp(of_return_status_names[i], name) == 0) {
             *out = (of_return_status)i;
             return 0;
         }
     }
-    return -1;
+    return OF_EINVAL;
 }
 
 /* ------------------------------------------------------------------------ */

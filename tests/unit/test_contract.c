@@ -437,9 +437,9 @@ static void test_status_names(void **state)
     assert_null(of_order_status_name((of_order_status)11));
     assert_null(of_order_status_name((of_order_status)-1));
     of_order_status st;
-    assert_int_equal(of_order_status_parse("paid", &st), -1);
-    assert_int_equal(of_order_status_parse("", &st), -1);
-    assert_int_equal(of_order_status_parse(NULL, &st), -1);
+    assert_int_equal(of_order_status_parse("paid", &st), OF_EINVAL);
+    assert_int_equal(of_order_status_parse("", &st), OF_EINVAL);
+    assert_int_equal(of_order_status_parse(NULL, &st), OF_EINVAL);
 
     for (int i = 0; i < 6; i++) {
         of_return_status rs = OF_RETURN_NONE;
@@ -450,7 +450,7 @@ static void test_status_names(void **state)
     of_return_status rs;
     assert_null(of_return_status_name(OF_RETURN_NONE));
     assert_null(of_return_status_name((of_return_status)7));
-    assert_int_equal(of_return_status_parse("PAID", &rs), -1);
+    assert_int_equal(of_return_status_parse("PAID", &rs), OF_EINVAL);
 }
 
 static char *print(const cJSON *j)

@@ -52,6 +52,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "orderflow/error.h"
 #include "orderflow/message.h"
 #include "orderflow/text.h"
 
@@ -166,10 +167,10 @@ bool of_event_id_valid(const char *text);
 bool of_event_time_valid(const char *text);
 /* Parses an RFC 3339 time (as of_event_time_valid() accepts) into
  * milliseconds since 1970-01-01T00:00:00Z, fraction truncated, a leap second
- * counted as :59.999. Returns 0 or -1 when text is not valid. */
+ * counted as :59.999. Returns 0 or OF_EINVAL when text is not valid. */
 int of_event_time_parse(const char *text, int64_t *unix_ms) __attribute__((warn_unused_result));
 /* Formats unix_ms as RFC 3339 UTC with milliseconds, e.g.
- * 2026-11-25T04:00:00.123Z, into out. Returns 0 or -1 when out of range
+ * 2026-11-25T04:00:00.123Z, into out. Returns 0 or OF_EINVAL when out of range
  * (years 0000..9999 only). */
 int of_event_time_format(int64_t unix_ms, char out[OF_EVENT_TIME_MAX + 1])
     __attribute__((warn_unused_result));

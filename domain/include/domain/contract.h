@@ -40,6 +40,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "orderflow/error.h"
 #include "orderflow/event.h"
 #include "orderflow/uuid.h"
 
@@ -107,7 +108,7 @@ extern const char *const of_return_status_names[OF_RETURN_STATUS_COUNT];
 
 /* "PAID" etc.; NULL for OF_ORDER_NONE and values outside the enum. */
 const char *of_order_status_name(of_order_status status);
-/* Parses an exact (case-sensitive) status name. Returns 0 or -1. */
+/* Parses an exact (case-sensitive) status name. Returns 0 or OF_EINVAL. */
 int of_order_status_parse(const char *name, of_order_status *out)
     __attribute__((warn_unused_result));
 /* True for the statuses an upstream order.status.update may carry: PAID,
@@ -116,7 +117,7 @@ bool of_order_status_is_update(of_order_status status);
 
 /* "INITIATED" etc.; NULL for OF_RETURN_NONE and values outside the enum. */
 const char *of_return_status_name(of_return_status status);
-/* Parses an exact (case-sensitive) status name. Returns 0 or -1. */
+/* Parses an exact (case-sensitive) status name. Returns 0 or OF_EINVAL. */
 int of_return_status_parse(const char *name, of_return_status *out)
     __attribute__((warn_unused_result));
 
