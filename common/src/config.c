@@ -42,7 +42,7 @@ static int parse_bool(const char *text, int *out)
             return 0;
         }
     }
-    return -1;
+    return OF_EINVAL;
 }
 
 static int parse_int(const char *text, int64_t *out)
@@ -51,7 +51,7 @@ static int parse_int(const char *text, int64_t *out)
     errno = 0;
     long long v = strtoll(text, &end, 10);
     if (errno != 0 || end == text || *end != '\0')
-        return -1;
+        return OF_EINVAL;
     *out = (int64_t)v;
     return 0;
 }
@@ -64,7 +64,7 @@ static int parse_ms(const char *text, int64_t *out)
     long long v = strtoll(text, &end, 10);
     int64_t mult;
     if (errno != 0 || end == text || v < 0)
-        return -1;
+        return OF_EINVAL;
     if (*end == '\0' || strcmp(end, "ms") == 0)
         mult = 1;
     else if (strcmp(end, "s") == 0)
@@ -76,9 +76,9 @@ static int parse_ms(const char *text, int64_t *out)
     else if (strcmp(end, "d") == 0)
         mult = 24LL * 3600 * 1000;
     else
-        return -1;
+        return OF_EINVAL;
     if (v > INT64_MAX / mult)
-        return -1;
+        return OF_EINVAL;
     *out = (int64_t)v * mult;
     return 0;
 }
@@ -97,7 +97,7 @@ static int apply_value(const of_config_item *item, void *target, const char *tex
         char *copy = strdup(text);
         if (copy == NULL) {
             fprintf(err, "could not set \"%s\": out of memory\n", item->name);
-            return -1;
+            return OF_ENOMEM;
         }
         free(*(char **)field);
         *(char **)field = copy;
@@ -107,7 +107,7 @@ static int apply_value(const of_config_item *item, void *target, const char *tex
         if (parse_bool(text, &b) != 0) {
             fprintf(err, "invalid value for \"%s\" (%s): \"%s\" is not a boolean\n", item->name,
                     origin, text);
-            return -1;
+            return OF_EINVAL;
         }
         *(int *)field = b;
         return 0;
@@ -117,7 +117,7 @@ static int apply_value(const of_config_item *item, void *target, const char *tex
             fprintf(
                 err, "invalid value for \"%s\" (%s): \"%s\" is not %s\n", item->name, origin, text,
                 item->type == OF_CFG_INT ? "an integer" : "a duration like 500ms, 5s, 2m, 1h, 30d");
-            return -1;
+            return OF_EINVAL;
         }
         if (item->min <= item->max && (num < item->min || num > item->max)) {
             fprintf(err,
@@ -125,12 +125,12 @@ static int apply_value(const of_config_item *item, void *target, const char *tex
                     "%s\n",
                     item->name, origin, num, item->min, item->max,
                     item->type == OF_CFG_MS ? " ms" : "");
-            return -1;
+            return OF_EINVAL;
         }
         *(int64_t *)field = num;
         return 0;
     }
-    return -1;
+    return OF_EINVAL;
 }
 
 static const of_config_item *find_flag(const of_config_item *items, size_t n, const char *flag,

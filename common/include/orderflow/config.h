@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "orderflow/error.h"
+
 typedef enum of_config_type {
     OF_CFG_STRING, /* char *, strdup'ed */
     OF_CFG_SECRET, /* char *, like STRING but masked when printed or logged */
@@ -34,8 +36,8 @@ typedef struct of_config_item {
 
 /* Results of of_config_load(). */
 #define OF_CONFIG_OK   0
-#define OF_CONFIG_HELP 1  /* --help was given and printed; exit 0 */
-#define OF_CONFIG_ERR  -1 /* a value was bad; the reason was written to err */
+#define OF_CONFIG_HELP 1         /* --help was given and printed; exit 0 */
+#define OF_CONFIG_ERR  OF_EINVAL /* a value was bad; the reason was written to err */
 
 /* Fills target from defaults, environment (getenv) and argv (--flag=value or
  * --flag value; booleans also as bare --flag). Arguments that are not flags are
