@@ -157,9 +157,9 @@ int deadline_scanner_start(deadline_scanner *s, of_worker *w, uint64_t interval_
     of_db_pipeline_init(&s->write);
     if (of_db_init(&s->db, w->loop, w->cfg.database_url, "deadlines", of_outbox_stmts,
                    of_outbox_n_stmts, NULL, NULL) != 0)
-        return -1;
+        return OF_ENOMEM;
     if (of_db_start(&s->db) != 0 || uv_timer_init(w->loop, &s->timer) != 0)
-        return -1;
+        return OF_ESTART;
     s->timer.data = s;
     uv_timer_start(&s->timer, on_timer, interval_ms, interval_ms);
     return 0;

@@ -33,7 +33,7 @@ typedef struct deadline_scanner {
     uint64_t fired_total; /* deadlines fired by this process (metrics) */
 } deadline_scanner;
 
-/* Connects and starts scanning every interval_ms. Returns 0 or -1. */
+/* Connects and starts scanning every interval_ms. Returns 0 or a negative of_err. */
 int deadline_scanner_start(deadline_scanner *s, of_worker *w, uint64_t interval_ms)
     __attribute__((warn_unused_result));
 /* Stops the timer and closes the connection (a scan in progress is rolled back). */

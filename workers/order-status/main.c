@@ -375,7 +375,7 @@ static int start(void *ctx, of_worker *w)
                               "replicas): non-zero means no deadline timer is keeping up.",
                               overdue_deadlines_sql) != 0 ||
         of_metrics_add_collector(&w->metrics, collect_deadlines, NULL) != 0)
-        return -1;
+        return OF_ENOMEM;
     return deadline_scanner_start(&scanner, w, (uint64_t)cfg.deadline_scan);
 }
 
