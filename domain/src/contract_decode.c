@@ -244,7 +244,8 @@ static int read_items(const cJSON *obj, of_item items[OF_ITEMS_MAX], size_t *n, 
         return result;
     if (!cJSON_IsArray(arr))
         return of_event_error_set(err, OF_EVENT_ERR_WRONG_TYPE,
-                                  "field \"items\" must be an array, not %s", of_event_json_type_name(arr));
+                                  "field \"items\" must be an array, not %s",
+                                  of_event_json_type_name(arr));
     cJSON_ArrayForEach(line, arr)
     {
         if (++count > OF_ITEMS_MAX)
