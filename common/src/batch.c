@@ -32,7 +32,6 @@
 #include <string.h>
 #include <sysexits.h>
 
-#define RETRY_MIN_MS 100
 
 static void begin_txn(of_worker *w);
 
@@ -416,7 +415,7 @@ static void on_committed(of_db *db, of_db_pipeline *p, int status, void *arg)
         pipeline_failed(w, p);
         return;
     }
-    w->retry_ms = RETRY_MIN_MS;
+    w->retry_ms = OF_RETRY_MIN_MS;
     w->attempts = 0;
     w->progress_at = uv_now(w->loop);
     of_obs_committed(w, p);

@@ -13,7 +13,6 @@
 #include <sysexits.h>
 #include <unistd.h>
 
-#define RETRY_MIN_MS 100
 
 static void shutdown_continue(of_worker *w);
 
@@ -243,7 +242,7 @@ int of_worker_run(const of_worker_handler *h, of_worker_settings *cfg)
     w->h = h;
     w->cfg = *cfg;
     memset(cfg, 0, sizeof *cfg);
-    w->retry_ms = RETRY_MIN_MS;
+    w->retry_ms = OF_RETRY_MIN_MS;
     w->exit_code = 0;
     of_log_init(h->name);
     if (of_log_level_parse(w->cfg.log_level, &level) == 0)

@@ -7,6 +7,9 @@
 
 /* batch.c: transactions, retries, isolation and dead letters. */
 
+/* First delay of the retry backoff (ms); a commit resets it. */
+#define OF_RETRY_MIN_MS 100
+
 /* What a failure means for the transaction (see batch.c). */
 typedef enum of_fail_class {
     FAIL_WAIT,      /* the connection is gone: retry when it is back, not counted */
