@@ -7,9 +7,20 @@
  * entity (its scope must exist), an automatic step runs only when the event
  * announces the entity's current state and version, a trigger is checked
  * against expected_version and the table. Entities advance in memory, so
- * later events of the same batch see the earlier ones' effects. */
+ * later events of the same batch see the earlier ones' effects.
+ *
+ * Writes are set-based: steps and the machine add rows to row sets (db.h),
+ * and each set becomes one statement. Events are grouped into waves, in
+ * the batch's sequence: a wave ends where an event touches an entity the wave
+ * already touched. A wave's statements are the steps' own (as events come),
+ * then the handler's row sets as declared, then the machine's:
+ * execution starts, execution updates, status updates (guarded by version),
+ * history. So no set-based statement sees one entity twice, and an entity's
+ * changes still land in the order of its events. A typical batch is one
+ * wave: a handful of statements for hundreds of events. */
 #include "worker_internal.h"
 
+#include "orderflow/inbox.h"
 #include "orderflow/log.h"
 #include "orderflow/uuid.h"
 
@@ -55,6 +66,15 @@ void of_apply_prepare(of_worker *w, of_worker_item *it, rd_kafka_message_t *m)
             it->decoded = true;
             if (rc == OF_OK)
                 it->state = OF_ITEM_PENDING;
+            /* A status event for a state no step of this worker leaves (its
+             * own CONFIRMED, say) is ignored whatever the entity holds: it
+             * needs no transaction, no lock and no inbox row. */
+            if (rc == OF_OK && it->route.kind == OF_ROUTE_ADVANCE &&
+                !of_machine_runs(w->h->machine, w->h->steps, it->route.state, OF_TRIGGER_AUTO)) {
+                it->state = OF_ITEM_DONE;
+                it->settled = true;
+                it->outcome = "ignored";
+            }
             else
                 of_event_error_set(&it->err, OF_EVENT_ERR_INVALID_ATTRIBUTE,
                                    "could not route event: %s", of_strerror(rc));
@@ -161,10 +181,84 @@ static void fault(of_worker_item *it, const of_step_ctx *s, int rc)
         s->t != NULL ? s->m->steps[s->t->step] : "record", s->m->name, of_strerror(rc));
 }
 
+/* Row sets. */
+
+/* The machine's sets as a wave runs them (OF_SQL_LOAD is no set). */
+static const of_machine_sql wave_sets[] = {OF_SQL_EXEC_START, OF_SQL_EXEC_UPDATE, OF_SQL_SET_STATE,
+                                           OF_SQL_HISTORY};
+static const int machine_cols[OF_SQL_COUNT] = {[OF_SQL_SET_STATE] = 4,
+                                               [OF_SQL_EXEC_START] = 8,
+                                               [OF_SQL_EXEC_UPDATE] = 6,
+                                               [OF_SQL_HISTORY] = 12};
+
+int of_apply_rows_init(of_worker *w)
+{
+    const of_worker_handler *h = w->h;
+    int rc = of_db_rows_init(&w->outbox_rows, OF_OUTBOX_ROWS_STMT, OF_OUTBOX_ROWS_COLS);
+    if (rc == OF_OK)
+        rc = of_db_rows_init(&w->inbox_rows, OF_INBOX_ROWS_STMT, OF_INBOX_ROWS_COLS);
+    for (size_t i = 0; rc == OF_OK && i < sizeof wave_sets / sizeof wave_sets[0]; i++) {
+        of_machine_sql role = wave_sets[i];
+        rc = of_db_rows_init(&w->mrows[role], h->machine->stmts[role].name, machine_cols[role]);
+    }
+    if (rc == OF_OK && h->n_sets > 0) {
+        w->rows = calloc(h->n_sets, sizeof *w->rows);
+        rc = w->rows != NULL ? OF_OK : OF_ENOMEM;
+    }
+    for (size_t i = 0; rc == OF_OK && i < h->n_sets; i++)
+        rc = of_db_rows_init(&w->rows[i], h->sets[i].stmt.name, h->sets[i].n_cols);
+    return rc;
+}
+
+void of_apply_rows_clear(of_worker *w)
+{
+    of_db_rows_clear(&w->outbox_rows);
+    of_db_rows_clear(&w->inbox_rows);
+    for (size_t i = 0; i < OF_SQL_COUNT; i++)
+        of_db_rows_clear(&w->mrows[i]);
+    for (size_t i = 0; w->rows != NULL && i < w->h->n_sets; i++)
+        of_db_rows_clear(&w->rows[i]);
+}
+
+void of_apply_rows_free(of_worker *w)
+{
+    of_db_rows_free(&w->outbox_rows);
+    of_db_rows_free(&w->inbox_rows);
+    for (size_t i = 0; i < OF_SQL_COUNT; i++)
+        of_db_rows_free(&w->mrows[i]);
+    for (size_t i = 0; w->rows != NULL && i < w->h->n_sets; i++)
+        of_db_rows_free(&w->rows[i]);
+    free(w->rows);
+    w->rows = NULL;
+}
+
+int of_apply_flush(of_worker *w, of_db_pipeline *wp)
+{
+    int rc = OF_OK;
+    for (size_t i = 0; rc == OF_OK && w->rows != NULL && i < w->h->n_sets; i++)
+        rc = of_db_rows_flush(&w->rows[i], wp);
+    for (size_t i = 0; rc == OF_OK && i < sizeof wave_sets / sizeof wave_sets[0]; i++)
+        rc = of_db_rows_flush(&w->mrows[wave_sets[i]], wp);
+    w->batch.wave++;
+    return rc;
+}
+
+/* Starts a new wave when e was touched by the current one; marks e touched. */
+static int touch(of_worker *w, of_db_pipeline *wp, of_entity *e)
+{
+    int rc = OF_OK;
+    if (e->wave == w->batch.wave)
+        rc = of_apply_flush(w, wp);
+    e->wave = w->batch.wave;
+    return rc;
+}
+
 static void step_init(of_step_ctx *s, of_worker *w, of_worker_batch *b, of_worker_item *it,
                       of_db_pipeline *wp, of_entity *e, void *state)
 {
     memset(s, 0, sizeof *s);
+    s->mrows = w->mrows;
+    s->rows = w->rows;
     s->m = w->h->machine;
     s->b = b;
     s->it = it;
@@ -233,15 +327,19 @@ static int run_on_entity(of_worker *w, of_worker_batch *b, of_worker_item *it, o
              e->id);
         return OF_OK;
     }
-    step_init(&s, w, b, it, wp, e, state);
-    if (r->kind == OF_ROUTE_ADVANCE) {
+    if (r->kind == OF_ROUTE_ADVANCE &&
+        (e->state != r->state || e->version != r->version ||
+         !of_machine_runs(m, w->h->steps, e->state, OF_TRIGGER_AUTO))) {
         /* Only the event announcing the entity's current state drives the
          * next step; any other is stale or a repeat and changes nothing. */
-        if (e->state != r->state || e->version != r->version ||
-            !of_machine_runs(m, w->h->steps, e->state, OF_TRIGGER_AUTO)) {
-            it->outcome = "ignored";
-            return OF_OK;
-        }
+        it->outcome = "ignored";
+        return OF_OK;
+    }
+    rc = touch(w, wp, e);
+    if (rc != OF_OK)
+        return rc;
+    step_init(&s, w, b, it, wp, e, state);
+    if (r->kind == OF_ROUTE_ADVANCE) {
         rc = of_machine_apply(&s, w->h->steps, OF_TRIGGER_AUTO);
         it->outcome = "applied";
     } else if (r->has_expected_version && r->expected_version != e->version) {
@@ -274,6 +372,7 @@ int of_apply_run(of_worker *w, of_worker_batch *b, const of_db_pipeline *lp, of_
     void *state = NULL;
     int rc = read_entities(
         w, b, b->entity_load >= 0 ? of_db_pipeline_result(lp, (size_t)b->entity_load) : NULL);
+    b->wave = 1;
     if (rc == OF_OK && h->prepare != NULL)
         rc = h->prepare(h->ctx, b, lp, &state);
     for (size_t i = b->lo; rc == OF_OK && i < b->hi; i++) {
@@ -293,6 +392,9 @@ int of_apply_run(of_worker *w, of_worker_batch *b, const of_db_pipeline *lp, of_
         if (it->state == OF_ITEM_PENDING)
             it->state = OF_ITEM_DONE;
     }
+    /* The last wave. */
+    if (rc == OF_OK)
+        rc = of_apply_flush(w, wp);
     if (h->release != NULL)
         h->release(h->ctx, state);
     return rc;

@@ -32,7 +32,6 @@
 #include <string.h>
 #include <sysexits.h>
 
-
 static void begin_txn(of_worker *w);
 
 of_fail_class of_batch_classify(int status, const char *sqlstate)
@@ -70,9 +69,9 @@ static int keep_for_publish(of_worker_batch *b, of_message *m, long cmd)
     return OF_OK;
 }
 
-int of_worker_emit(of_worker_batch *b, of_db_pipeline *wp, of_message *m)
+int of_worker_emit(of_worker_batch *b, of_message *m)
 {
-    int rc = of_outbox_add(wp, m);
+    int rc = of_outbox_rows_add(&b->w->outbox_rows, m);
     if (rc != OF_OK)
         return rc;
     return keep_for_publish(b, m, -1);
@@ -191,7 +190,8 @@ static void restore_range(of_worker *w)
     of_worker_batch *b = &w->batch;
     for (size_t i = b->lo; i < b->hi; i++) {
         b->items[i].state = b->items[i].initial;
-        b->items[i].outcome = NULL;
+        if (!b->items[i].settled)
+            b->items[i].outcome = NULL;
     }
     free_outbox(b);
     b->applied.n = 0;
@@ -404,17 +404,14 @@ static void pipeline_failed(of_worker *w, const of_db_pipeline *p)
     txn_failed(w, p->status, p->sqlstate, why);
 }
 
-static void on_committed(of_db *db, of_db_pipeline *p, int status, void *arg)
+/* The transaction of [lo, hi) committed (p), or was not needed (p NULL):
+ * log, store the offsets, publish, go on. */
+static void settle(of_worker *w, const of_db_pipeline *p)
 {
-    of_worker *w = arg;
     of_worker_batch *b = &w->batch;
     rd_kafka_message_t **msgs;
     size_t n = 0;
 
-    if (status != OF_OK) {
-        pipeline_failed(w, p);
-        return;
-    }
     w->retry_ms = OF_RETRY_MIN_MS;
     w->attempts = 0;
     w->progress_at = uv_now(w->loop);
@@ -453,7 +450,8 @@ static void on_committed(of_db *db, of_db_pipeline *p, int status, void *arg)
     }
     for (size_t i = 0; i < b->n_outbox; i++) {
         of_worker_out *o = &b->outbox[i];
-        const PGresult *r = o->cmd >= 0 ? of_db_pipeline_result(p, (size_t)o->cmd) : NULL;
+        const PGresult *r =
+            o->cmd >= 0 && p != NULL ? of_db_pipeline_result(p, (size_t)o->cmd) : NULL;
         if (o->cmd < 0 || (r != NULL && PQntuples(r) > 0))
             of_outbox_relay_publish(&w->relay, &o->m, 1);
         else
@@ -467,6 +465,26 @@ static void on_committed(of_db *db, of_db_pipeline *p, int status, void *arg)
         return;
     }
     finish_batch(w);
+}
+
+static void on_committed(of_db *db, of_db_pipeline *p, int status, void *arg)
+{
+    of_worker *w = arg;
+    if (status != OF_OK) {
+        pipeline_failed(w, p);
+        return;
+    }
+    settle(w, p);
+}
+
+/* True when some event of [lo, hi) needs the database: to be applied,
+ * dead-lettered, or checked against the inbox. */
+static bool needs_db(const of_worker_batch *b)
+{
+    for (size_t i = b->lo; i < b->hi; i++)
+        if (b->items[i].state == OF_ITEM_PENDING || b->items[i].state == OF_ITEM_DEAD)
+            return true;
+    return false;
 }
 
 static int add_dead_letter(of_worker *w, of_worker_item *it, of_db_pipeline *wp)
@@ -525,12 +543,16 @@ static void on_loaded(of_db *db, of_db_pipeline *p, int status, void *arg)
     }
     for (size_t i = b->lo; rc == OF_OK && i < b->hi; i++) {
         of_worker_item *it = &b->items[i];
-        if (it->state == OF_ITEM_DONE)
-            rc = of_inbox_add_record(wp, w->h->name, it->ev.id, it->ev.type, it->rec.topic,
-                                     it->rec.partition, it->rec.offset);
+        if (it->state == OF_ITEM_DONE && !it->settled)
+            rc = of_inbox_rows_add(&w->inbox_rows, w->h->name, it->ev.id, it->ev.type,
+                                   it->rec.topic, it->rec.partition, it->rec.offset);
         else if (it->state == OF_ITEM_DEAD)
             rc = add_dead_letter(w, it, wp);
     }
+    if (rc == OF_OK)
+        rc = of_db_rows_flush(&w->outbox_rows, wp);
+    if (rc == OF_OK)
+        rc = of_db_rows_flush(&w->inbox_rows, wp);
     if (rc == OF_OK)
         rc = of_db_pipeline_add_sql(wp, "commit", 0, NULL);
     if (rc == OF_OK)
@@ -549,6 +571,12 @@ static void begin_txn(of_worker *w)
 
     of_db_pipeline_reset(lp);
     of_db_pipeline_reset(&w->wp);
+    of_apply_rows_clear(w);
+    if (!w->isolating && !needs_db(b)) {
+        /* Only duplicates and events that cause nothing: no transaction. */
+        settle(w, NULL);
+        return;
+    }
     b->applied.n = 0;
     b->fault = -1;
     b->entity_load = -1;

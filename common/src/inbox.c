@@ -8,8 +8,10 @@
 
 const of_db_stmt of_inbox_stmts[] = {
     {"of_inbox_check", "select ce_id from inbox where consumer = $1 and ce_id = any($2::text[])"},
-    {"of_inbox_insert", "insert into inbox (consumer, ce_id, ce_type, topic, partition, \"offset\")"
-                        " values ($1, $2, $3, $4, $5, $6)"},
+    {"of_inbox_insert_rows",
+     "insert into inbox (consumer, ce_id, ce_type, topic, partition, \"offset\")"
+     " select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::integer[],"
+     " $6::bigint[])"},
 };
 const size_t of_inbox_n_stmts = sizeof of_inbox_stmts / sizeof of_inbox_stmts[0];
 
@@ -36,12 +38,12 @@ bool of_inbox_result_has(const PGresult *result, const char *id)
     return false;
 }
 
-int of_inbox_add_record(of_db_pipeline *p, const char *consumer, const char *ce_id,
-                        const char *ce_type, const char *topic, int32_t partition, int64_t offset)
+int of_inbox_rows_add(of_db_rows *r, const char *consumer, const char *ce_id, const char *ce_type,
+                      const char *topic, int32_t partition, int64_t offset)
 {
     char part[16], off[24];
     snprintf(part, sizeof part, "%" PRId32, partition);
     snprintf(off, sizeof off, "%" PRId64, offset);
     const char *values[6] = {consumer, ce_id, ce_type, topic, part, off};
-    return of_db_pipeline_add(p, "of_inbox_insert", 6, values);
+    return of_db_rows_add(r, values);
 }

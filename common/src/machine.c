@@ -179,11 +179,11 @@ static const char *state_or_empty(const of_machine *m, int state)
     return state == OF_STATE_NONE ? "" : of_machine_state_name(m, state);
 }
 
-/* Appends the execution_history insert. */
+/* Adds the execution_history row. */
 static int add_history(of_step_ctx *s, const char *execution, const char *step, const char *from,
                        const char *to, const char *outcome)
 {
-    char stmt[64], part[16], off[24];
+    char part[16], off[24];
     char *detail = NULL;
     const of_worker_item *it = s->it;
     int rc;
@@ -210,15 +210,14 @@ static int add_history(of_step_ctx *s, const char *execution, const char *step, 
                               it->rec.partition >= 0 ? part : NULL,
                               it->rec.offset >= 0 ? off : NULL,
                               detail};
-    rc = of_db_pipeline_add(s->wp, of_machine_stmt(s->m, OF_SQL_HISTORY, stmt, sizeof stmt), 12,
-                            values);
+    rc = of_db_rows_add(&s->mrows[OF_SQL_HISTORY], values);
     free(detail);
     return rc;
 }
 
 static int add_exec_start(of_step_ctx *s, int execution, int state, of_exec_status status)
 {
-    char stmt[64], id[OF_UUID_STRLEN + 1];
+    char id[OF_UUID_STRLEN + 1];
     char *input = NULL;
     int rc;
     if (of_uuid_v7(id) != 0)
@@ -236,32 +235,28 @@ static int add_exec_start(of_step_ctx *s, int execution, int state, of_exec_stat
                              of_machine_state_name(s->m, state),
                              input,
                              error};
-    rc = of_db_pipeline_add(s->wp, of_machine_stmt(s->m, OF_SQL_EXEC_START, stmt, sizeof stmt), 8,
-                            values);
+    rc = of_db_rows_add(&s->mrows[OF_SQL_EXEC_START], values);
     free(input);
     return rc;
 }
 
 static int add_exec_update(of_step_ctx *s, int execution, int state, of_exec_status status)
 {
-    char stmt[64];
     const char *values[6] = {s->m->executions[execution],
                              s->e->id,
                              s->e->scope_id,
                              of_machine_state_name(s->m, state),
                              exec_status_names[status],
                              status == OF_EXEC_FAILED ? s->reason : ""};
-    return of_db_pipeline_add(s->wp, of_machine_stmt(s->m, OF_SQL_EXEC_UPDATE, stmt, sizeof stmt),
-                              6, values);
+    return of_db_rows_add(&s->mrows[OF_SQL_EXEC_UPDATE], values);
 }
 
 static int add_set_state(of_step_ctx *s, int to)
 {
-    char stmt[64], ver[16];
+    char ver[16];
     snprintf(ver, sizeof ver, "%d", s->e->version);
     const char *values[4] = {s->e->id, of_machine_state_name(s->m, to), ver, s->reason};
-    return of_db_pipeline_add(s->wp, of_machine_stmt(s->m, OF_SQL_SET_STATE, stmt, sizeof stmt), 4,
-                              values);
+    return of_db_rows_add(&s->mrows[OF_SQL_SET_STATE], values);
 }
 
 static int note_applied(of_step_ctx *s)
@@ -318,7 +313,7 @@ static int apply_row(of_step_ctx *s, int from)
         of_message ev = {0};
         rc = m->changed(s, from, t->to, &ev);
         if (rc == OF_OK)
-            rc = of_worker_emit(s->b, s->wp, &ev);
+            rc = of_worker_emit(s->b, &ev);
         of_message_free(&ev);
     }
     return rc;
@@ -380,6 +375,11 @@ int of_machine_record(of_step_ctx *s, const char *outcome, const char *trigger_n
         (reason != NULL && cJSON_AddStringToObject(d, "reason", reason) == NULL))
         return OF_ENOMEM;
     return add_history(s, "", trigger_name, state_or_empty(s->m, s->e->state), NULL, outcome);
+}
+
+int of_step_rows(of_step_ctx *s, size_t set, const char *const *values)
+{
+    return of_db_rows_add(&s->rows[set], values);
 }
 
 void of_step_ctx_free(of_step_ctx *s)

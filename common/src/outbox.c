@@ -13,10 +13,20 @@
 /* A claimed row stays leased for this long before another sweep may take it. */
 #define SWEEP_LEASE "30 seconds"
 #define SWEEP_LIMIT 500
+/* Delivered ids wait this long to be marked together: at a few thousand
+ * deliveries a second one UPDATE (and one commit) per interval, not one per
+ * delivery report. A row not yet marked is only republished by a sweep after
+ * the grace period, which is far longer. */
+#define MARK_DELAY_MS 100
 
 const of_db_stmt of_outbox_stmts[] = {
     {"of_outbox_insert",
      "insert into outbox (id, topic, key, payload, headers) values ($1, $2, $3, $4, $5::jsonb)"},
+    {"of_outbox_insert_rows",
+     "insert into outbox (id, topic, key, payload, headers)"
+     " select t.id, t.topic, decode(t.key, 'hex'), decode(t.payload, 'hex'), t.headers::jsonb"
+     " from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[]) with ordinality"
+     " as t(id, topic, key, payload, headers, n) order by t.n"},
     {"of_outbox_mark",
      "update outbox set published_at = now() where id = any($1::uuid[]) and published_at is null"},
     {"of_outbox_claim",
@@ -180,6 +190,22 @@ int of_outbox_add(of_db_pipeline *p, const of_message *m)
     return result;
 }
 
+int of_outbox_rows_add(of_db_rows *r, const of_message *m)
+{
+    char *headers = of_outbox_headers_json(m->headers, m->n_headers, false);
+    char *key = m->key != NULL ? of_db_hex(m->key, m->key_len) : NULL;
+    char *value = of_db_hex(m->value != NULL ? m->value : "", m->value_len);
+    int rc = OF_ENOMEM;
+    if (headers != NULL && value != NULL && (m->key == NULL || key != NULL)) {
+        const char *values[5] = {m->id, m->topic, key, value, headers};
+        rc = of_db_rows_add(r, values);
+    }
+    free(headers);
+    free(key);
+    free(value);
+    return rc;
+}
+
 /* Relay. */
 
 /* What travels with a message through the producer: the outbox id. */
@@ -213,6 +239,22 @@ void of_outbox_relay_publish(of_outbox_relay *r, of_message *msgs, size_t n)
 
 static void mark_flush(of_outbox_relay *r);
 
+static void on_mark_timer(uv_timer_t *t)
+{
+    mark_flush(t->data);
+}
+
+/* Marks the delivered ids after MARK_DELAY_MS, or now when stopping. */
+static void mark_soon(of_outbox_relay *r)
+{
+    if (r->stopping) {
+        mark_flush(r);
+        return;
+    }
+    if (r->n_delivered > 0 && !uv_is_active((uv_handle_t *)&r->mark_timer))
+        uv_timer_start(&r->mark_timer, on_mark_timer, MARK_DELAY_MS, 0);
+}
+
 static void on_mark_done(of_db *db, of_db_pipeline *p, int status, void *arg)
 {
     of_outbox_relay *r = arg;
@@ -221,7 +263,7 @@ static void on_mark_done(of_db *db, of_db_pipeline *p, int status, void *arg)
         of_log_warn("could not mark outbox rows published: %s (the sweep will resend them)",
                     p->error);
     of_db_pipeline_reset(p);
-    mark_flush(r);
+    mark_soon(r);
 }
 
 /* Marks every delivered id in one UPDATE; one mark is in flight at a time and
@@ -274,7 +316,7 @@ void of_outbox_relay_delivered(of_outbox_relay *r, void *opaque, rd_kafka_resp_e
         r->cap_delivered = cap;
     }
     r->delivered[r->n_delivered++] = id;
-    mark_flush(r);
+    mark_soon(r);
 }
 
 /* Turns one claimed row into a message and sends it. */
@@ -383,9 +425,10 @@ int of_outbox_relay_init(of_outbox_relay *r, uv_loop_t *loop, of_db *db, of_prod
     r->sweep_limit = SWEEP_LIMIT;
     of_db_pipeline_init(&r->mark);
     of_db_pipeline_init(&r->sweep);
-    if (uv_timer_init(loop, &r->sweep_timer) != 0)
+    if (uv_timer_init(loop, &r->sweep_timer) != 0 || uv_timer_init(loop, &r->mark_timer) != 0)
         return OF_ESTART;
     r->sweep_timer.data = r;
+    r->mark_timer.data = r;
     return 0;
 }
 
@@ -403,8 +446,11 @@ void of_outbox_relay_stop(of_outbox_relay *r)
 {
     r->stopping = true;
     uv_timer_stop(&r->sweep_timer);
+    uv_timer_stop(&r->mark_timer);
     if (!uv_is_closing((uv_handle_t *)&r->sweep_timer))
         uv_close((uv_handle_t *)&r->sweep_timer, NULL);
+    if (!uv_is_closing((uv_handle_t *)&r->mark_timer))
+        uv_close((uv_handle_t *)&r->mark_timer, NULL);
     mark_flush(r);
 }
 

@@ -13,7 +13,6 @@
 #include <sysexits.h>
 #include <unistd.h>
 
-
 static void shutdown_continue(of_worker *w);
 
 const char *of_worker_topic(of_worker *w, const char *topic, char *buf, size_t size)
@@ -213,7 +212,7 @@ static int build_statements(of_worker *w, size_t *n)
     size_t sizes[] = {of_outbox_n_stmts, of_inbox_n_stmts, of_dlq_n_stmts, OF_SQL_COUNT,
                       w->h->n_stmts};
     const size_t n_groups = sizeof sizes / sizeof sizes[0];
-    size_t total = 0, k = 0;
+    size_t total = w->h->n_sets, k = 0;
     for (size_t g = 0; g < n_groups; g++)
         total += sizes[g];
     w->stmts = calloc(total, sizeof *w->stmts);
@@ -222,8 +221,10 @@ static int build_statements(of_worker *w, size_t *n)
     for (size_t g = 0; g < n_groups; g++)
         for (size_t i = 0; i < sizes[g]; i++)
             w->stmts[k++] = groups[g][i];
+    for (size_t i = 0; i < w->h->n_sets; i++)
+        w->stmts[k++] = w->h->sets[i].stmt;
     *n = total;
-    return 0;
+    return of_apply_rows_init(w);
 }
 
 int of_worker_run(const of_worker_handler *h, of_worker_settings *cfg)
@@ -344,6 +345,7 @@ out_free:
     of_db_pipeline_free(&w->lp);
     of_db_pipeline_free(&w->wp);
     free(w->stmts);
+    of_apply_rows_free(w);
     free(w->cfg.database_url);
     free(w->cfg.kafka_bootstrap);
     free(w->cfg.group_id);

@@ -48,6 +48,14 @@ int of_apply_load(of_worker *w, of_worker_batch *b, of_db_pipeline *lp)
 int of_apply_run(of_worker *w, of_worker_batch *b, const of_db_pipeline *lp, of_db_pipeline *wp)
     __attribute__((warn_unused_result));
 
+/* The transaction's row sets: set up (0 or OF_ENOMEM), emptied, released. */
+int of_apply_rows_init(of_worker *w) __attribute__((warn_unused_result));
+void of_apply_rows_clear(of_worker *w);
+void of_apply_rows_free(of_worker *w);
+/* Appends the current wave's row sets to wp (the handler's in order, then the
+ * machine's) and starts the next wave. Returns 0 or a negative of_err. */
+int of_apply_flush(of_worker *w, of_db_pipeline *wp) __attribute__((warn_unused_result));
+
 /* worker_obs.c: metrics, /healthz, /readyz, /metrics. */
 
 int of_obs_init(of_worker *w) __attribute__((warn_unused_result));
@@ -55,6 +63,7 @@ int of_obs_kafka_conf(of_worker *w, rd_kafka_conf_t *conf, char *errstr, size_t 
     __attribute__((warn_unused_result));
 void of_obs_start(of_worker *w);
 void of_obs_polled(of_worker *w);
+/* The transaction [lo, hi) committed with write pipeline wp (NULL: none was needed). */
 void of_obs_committed(of_worker *w, const of_db_pipeline *wp);
 void of_obs_retry(of_worker *w);
 void of_obs_exhausted(of_worker *w);

@@ -140,7 +140,8 @@ void of_obs_committed(of_worker *w, const of_db_pipeline *wp)
 
     if (clock_gettime(CLOCK_REALTIME, &ts) == 0)
         now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-    of_metric_observe(o->txn_seconds, NULL, (double)(w->lp.elapsed_ns + wp->elapsed_ns) / 1e9);
+    if (wp != NULL)
+        of_metric_observe(o->txn_seconds, NULL, (double)(w->lp.elapsed_ns + wp->elapsed_ns) / 1e9);
     for (size_t i = b->lo; i < b->hi; i++) {
         const of_worker_item *it = &b->items[i];
         const char *topic = it->rec.topic;

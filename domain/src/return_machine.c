@@ -61,39 +61,59 @@ static const char *const return_executions[OF_RETURN_X_COUNT] = {
     [OF_RETURN_X_RETURN_REFUND] = "ReturnRefund",
 };
 
-/* A return's execution row carries the return (entity) and its order (scope). */
+/* A return's execution row carries the return (entity) and its order
+ * (scope). Every statement but the load takes one array per column (see
+ * machine.h); the joins run on returns_pkey and executions_one_per_return. */
 static const of_db_stmt return_stmts[OF_SQL_COUNT] = {
     [OF_SQL_LOAD] = {"return_load",
                      "select id::text, status, version, correlation_id, order_id::text"
                      " from returns where id = any($1::uuid[]) order by id for update"},
-    [OF_SQL_SET_STATE] = {"return_set_state",
-                          "with u as (update returns set status = $2, version = version + 1,"
-                          " status_reason = nullif($4, ''), updated_at = now()"
-                          " where id = $1::uuid and version = $3 returning 1)"
-                          " select of_expect_one((select count(*) from u),"
-                          " 'returns ' || $1 || ' at version ' || $3)"},
+    [OF_SQL_SET_STATE] =
+        {"return_set_state",
+         "with u as (update returns r set status = t.status,"
+         " version = r.version + 1, status_reason = nullif(t.reason, ''),"
+         " updated_at = now() from unnest($1::uuid[], $2::text[], $3::integer[],"
+         " $4::text[]) as t(id, status, version, reason)"
+         " where r.id = any($1) and r.id = t.id and r.version = t.version returning 1)"
+         " select of_expect_rows((select count(*) from u), cardinality($1),"
+         " 'returns at the versions read')"},
     [OF_SQL_EXEC_START] = {"return_exec_start",
                            "insert into executions (id, machine, order_id, return_id, status,"
-                           " current_state, input, stopped_at, error) values ($1::uuid, $2,"
-                           " $4::uuid, $3::uuid, $5, $6, $7::jsonb,"
-                           " case when $5 = 'RUNNING' then null else now() end, nullif($8, ''))"},
-    [OF_SQL_EXEC_UPDATE] = {"return_exec_update",
-                            "with u as (update executions set current_state = $4, status = $5,"
-                            " stopped_at = case when $5 = 'RUNNING' then null else now() end,"
-                            " error = coalesce(nullif($6, ''), error)"
-                            " where machine = $1 and return_id = $2::uuid and order_id = $3::uuid"
-                            " returning 1)"
-                            " select of_expect_one((select count(*) from u),"
-                            " 'execution ' || $1 || ' of return ' || $2)"},
+                           " current_state, input, stopped_at, error)"
+                           " select t.id, t.machine, t.scope::uuid, t.entity, t.status, t.state,"
+                           " t.input::jsonb, case when t.status = 'RUNNING' then null else now()"
+                           " end, nullif(t.error, '') from unnest($1::uuid[], $2::text[],"
+                           " $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[],"
+                           " $8::text[]) as t(id, machine, entity, scope, status, state, input,"
+                           " error)"},
+    [OF_SQL_EXEC_UPDATE] =
+        {"return_exec_update",
+         "with u as (update executions x set current_state = t.state,"
+         " status = t.status, stopped_at = case when t.status = 'RUNNING'"
+         " then null else now() end, error = coalesce(nullif(t.error, ''),"
+         " x.error) from unnest($1::text[], $2::uuid[], $3::text[], $4::text[],"
+         " $5::text[], $6::text[]) as t(machine, entity, scope, state, status,"
+         " error) where x.return_id = any($2) and x.return_id = t.entity and x.machine = t.machine"
+         " and x.order_id = t.scope::uuid returning 1)"
+         " select of_expect_rows((select count(*) from u), cardinality($2),"
+         " 'executions of returns')"},
     [OF_SQL_HISTORY] = {"return_history",
                         "insert into execution_history (execution_id, seq, step, from_state,"
                         " to_state, outcome, event_id, topic, partition, \"offset\", detail)"
-                        " select e.id, coalesce((select max(h.seq) from execution_history h"
-                        " where h.execution_id = e.id), 0) + 1, $4, nullif($5, ''),"
-                        " nullif($6, ''), $7, $8, $9, $10::integer, $11::bigint, $12::jsonb"
-                        " from executions e where e.return_id = $2::uuid and e.order_id = $3::uuid"
-                        " and ($1 = '' or e.machine = $1)"
-                        " order by e.started_at desc, e.id desc limit 1"},
+                        " select x.id, coalesce((select max(h.seq) from execution_history h"
+                        " where h.execution_id = x.id), 0)"
+                        " + row_number() over (partition by x.id order by t.n), t.step,"
+                        " nullif(t.from_state, ''), nullif(t.to_state, ''), t.outcome,"
+                        " t.event_id, t.topic, t.part, t.off, t.detail::jsonb"
+                        " from unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[],"
+                        " $6::text[], $7::text[], $8::text[], $9::text[], $10::integer[],"
+                        " $11::bigint[], $12::text[]) with ordinality as t(machine, entity,"
+                        " scope, step, from_state, to_state, outcome, event_id, topic, part, off,"
+                        " detail, n)"
+                        " cross join lateral (select e.id from executions e"
+                        " where e.return_id = t.entity and e.order_id = t.scope::uuid"
+                        " and (t.machine = '' or e.machine = t.machine)"
+                        " order by e.started_at desc, e.id desc limit 1) x"},
 };
 
 const of_machine of_return_machine = {

@@ -57,31 +57,51 @@ static const char *const widget_triggers[W_TRIGGER_COUNT] = {"auto", "widget.cre
 static const char *const widget_step_names[W_STEP_COUNT] = {"CreateWidget", "FinishWidget"};
 static const char *const widget_executions[W_X_COUNT] = {"", "WidgetProcess"};
 
+/* Set-based, like every machine's statements (machine.h): one array per column. */
 static const of_db_stmt widget_machine_stmts[OF_SQL_COUNT] = {
     [OF_SQL_LOAD] = {"widget_load", "select id::text, status, version, correlation_id, ''"
                                     " from widgets where id = any($1::uuid[]) order by id"
                                     " for update"},
-    [OF_SQL_SET_STATE] = {"widget_set_state",
-                          "with u as (update widgets set status = $2, version = version + 1,"
-                          " status_reason = nullif($4, ''), updated_at = now()"
-                          " where id = $1::uuid and version = $3 returning 1)"
-                          " select of_expect_one((select count(*) from u), 'widget ' || $1)"},
+    [OF_SQL_SET_STATE] =
+        {"widget_set_state",
+         "with u as (update widgets w set status = t.status,"
+         " version = w.version + 1, status_reason = nullif(t.reason, ''),"
+         " updated_at = now() from unnest($1::uuid[], $2::text[], $3::integer[],"
+         " $4::text[]) as t(id, status, version, reason)"
+         " where w.id = any($1) and w.id = t.id and w.version = t.version returning 1)"
+         " select of_expect_rows((select count(*) from u), cardinality($1),"
+         " 'widgets')"},
     [OF_SQL_EXEC_START] = {"widget_exec_start",
                            "insert into widget_executions (id, machine, widget_id, scope, status,"
-                           " current_state, input, error) values ($1::uuid, $2, $3::uuid,"
-                           " nullif($4, ''), $5, $6, $7::jsonb, nullif($8, ''))"},
+                           " current_state, input, error) select t.id, t.machine, t.entity,"
+                           " nullif(t.scope, ''), t.status, t.state, t.input::jsonb,"
+                           " nullif(t.error, '') from unnest($1::uuid[], $2::text[], $3::uuid[],"
+                           " $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])"
+                           " as t(id, machine, entity, scope, status, state, input, error)"},
     [OF_SQL_EXEC_UPDATE] = {"widget_exec_update",
-                            "update widget_executions set current_state = $4, status = $5,"
-                            " error = coalesce(nullif($6, ''), error)"
-                            " where machine = $1 and widget_id = $2::uuid and $3 = ''"},
-    [OF_SQL_HISTORY] = {"widget_history",
-                        "insert into widget_history (execution_id, seq, step, from_state,"
-                        " to_state, outcome, event_id, topic, partition, \"offset\", detail)"
-                        " select e.id, coalesce((select max(h.seq) from widget_history h"
-                        " where h.execution_id = e.id), 0) + 1, $4, nullif($5, ''),"
-                        " nullif($6, ''), $7, $8, $9, $10::integer, $11::bigint, $12::jsonb"
-                        " from widget_executions e where e.widget_id = $2::uuid and $3 = ''"
-                        " and ($1 = '' or e.machine = $1) order by e.id desc limit 1"},
+                            "update widget_executions x set current_state = t.state,"
+                            " status = t.status, error = coalesce(nullif(t.error, ''), x.error)"
+                            " from unnest($1::text[], $2::uuid[], $3::text[], $4::text[],"
+                            " $5::text[], $6::text[]) as t(machine, entity, scope, state, status,"
+                            " error) where x.widget_id = any($2) and x.widget_id = t.entity"
+                            " and x.machine = t.machine"},
+    [OF_SQL_HISTORY] =
+        {"widget_history",
+         "insert into widget_history (execution_id, seq, step, from_state,"
+         " to_state, outcome, event_id, topic, partition, \"offset\", detail)"
+         " select x.id, coalesce((select max(h.seq) from widget_history h"
+         " where h.execution_id = x.id), 0)"
+         " + row_number() over (partition by x.id order by t.n), t.step,"
+         " nullif(t.from_state, ''), nullif(t.to_state, ''), t.outcome,"
+         " t.event_id, t.topic, t.part, t.off, t.detail::jsonb"
+         " from unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[],"
+         " $6::text[], $7::text[], $8::text[], $9::text[], $10::integer[],"
+         " $11::bigint[], $12::text[]) with ordinality as t(machine, entity,"
+         " scope, step, from_state, to_state, outcome, event_id, topic, part, off,"
+         " detail, n)"
+         " cross join lateral (select e.id from widget_executions e"
+         " where e.widget_id = t.entity and (t.machine = '' or e.machine = t.machine)"
+         " order by e.id desc limit 1) x"},
 };
 
 static const of_machine widget_machine = {

@@ -137,6 +137,7 @@ static int run(fixture *f)
     of_worker_batch *b = &f->w.batch;
     memset(&f->w, 0, sizeof f->w);
     f->w.h = &handler;
+    assert_int_equal(of_apply_rows_init(&f->w), OF_OK);
     b->w = &f->w;
     b->items = f->items;
     b->n = f->n;
@@ -161,6 +162,7 @@ static void done(fixture *f)
     free(f->w.batch.entities);
     free(f->w.batch.applied.v);
     free(f->w.batch.outbox);
+    of_apply_rows_free(&f->w);
     of_db_pipeline_free(&f->wp);
 }
 
@@ -231,10 +233,19 @@ static void test_routes(void **state)
     assert_string_equal(f.items[7].outcome, "NEW");
 
     /* Item 4 moved the gadget once; the history has the rejection (3), the
-     * transition (4), the ignored trigger (5) and the creation (8). */
+     * transition (4), the ignored trigger (5) and the creation (8). Items 3,
+     * 4 and 5 touch one gadget, so they are three waves, in their sequence:
+     * history (3); status, execution, history (4); history (5 and 8). */
     assert_int_equal(count_stmt(&f.wp, "gadget_set_state"), 1);
     assert_int_equal(count_stmt(&f.wp, "gadget_exec_start"), 1);
-    assert_int_equal(count_stmt(&f.wp, "gadget_history"), 4);
+    assert_int_equal(count_stmt(&f.wp, "gadget_history"), 3);
+    assert_int_equal(f.wp.n, 6);
+    assert_string_equal(f.wp.cmds[0].stmt, "gadget_history");
+    assert_non_null(strstr(f.wp.cmds[0].values[6], "rejected"));
+    assert_string_equal(f.wp.cmds[2].stmt, "gadget_set_state");
+    assert_string_equal(f.wp.cmds[3].stmt, "gadget_history");
+    assert_string_equal(f.wp.cmds[5].stmt, "gadget_history");
+    assert_string_equal(f.wp.cmds[5].values[6], "{\"ignored\",\"applied\"}");
     assert_int_equal(f.w.batch.applied.n, 2);
     const of_entity *a = &f.w.batch.entities[0];
     assert_string_equal(a->id, ID_A);

@@ -51,21 +51,32 @@ static void test_result_has(void **state)
 static void test_record(void **state)
 {
     of_db_pipeline p;
+    of_db_rows r;
     of_db_pipeline_init(&p);
+    assert_int_equal(of_db_rows_init(&r, OF_INBOX_ROWS_STMT, OF_INBOX_ROWS_COLS), OF_OK);
     assert_int_equal(
-        of_inbox_add_record(&p, "w", "ev-9", "thing.made", "things", INT32_MAX, INT64_MAX), OF_OK);
+        of_inbox_rows_add(&r, "w", "ev-9", "thing.made", "things", INT32_MAX, INT64_MAX), OF_OK);
+    assert_int_equal(of_inbox_rows_add(&r, "w", "ev-\"10\"", NULL, "things", 0, 7), OF_OK);
+    assert_int_equal(of_db_rows_flush(&r, &p), OF_OK);
+    assert_int_equal(r.n, 0);
+    /* Two rows, one statement: a column is one array literal, escaped. */
+    assert_int_equal(p.n, 1);
     const of_db_cmd *c = &p.cmds[0];
-    assert_string_equal(c->stmt, "of_inbox_insert");
+    assert_string_equal(c->stmt, "of_inbox_insert_rows");
     assert_int_equal(c->nparams, 6);
-    assert_string_equal(c->values[1], "ev-9");
-    assert_string_equal(c->values[2], "thing.made");
-    assert_string_equal(c->values[3], "things");
-    assert_string_equal(c->values[4], "2147483647");
-    assert_string_equal(c->values[5], "9223372036854775807");
-    /* The statements the runtime prepares include both. */
+    assert_string_equal(c->values[0], "{\"w\",\"w\"}");
+    assert_string_equal(c->values[1], "{\"ev-9\",\"ev-\\\"10\\\"\"}");
+    assert_string_equal(c->values[2], "{\"thing.made\",NULL}");
+    assert_string_equal(c->values[4], "{\"2147483647\",\"0\"}");
+    assert_string_equal(c->values[5], "{\"9223372036854775807\",\"7\"}");
+    /* An empty set adds nothing. */
+    assert_int_equal(of_db_rows_flush(&r, &p), OF_OK);
+    assert_int_equal(p.n, 1);
+    /* The statements the runtime prepares include the check and the set. */
     assert_int_equal(of_inbox_n_stmts, 2);
     assert_string_equal(of_inbox_stmts[0].name, "of_inbox_check");
-    assert_string_equal(of_inbox_stmts[1].name, "of_inbox_insert");
+    assert_string_equal(of_inbox_stmts[1].name, "of_inbox_insert_rows");
+    of_db_rows_free(&r);
     of_db_pipeline_free(&p);
 }
 

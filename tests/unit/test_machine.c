@@ -174,8 +174,17 @@ static void test_apply(void **state)
     of_entity e;
     of_applied_list applied = {0};
     of_db_pipeline wp;
+    of_db_rows mrows[OF_SQL_COUNT];
     of_step_ctx s;
     memset(&it, 0, sizeof it);
+    memset(mrows, 0, sizeof mrows);
+    for (int k = OF_SQL_SET_STATE; k < OF_SQL_COUNT; k++)
+        assert_int_equal(of_db_rows_init(&mrows[k], m.stmts[k].name,
+                                         k == OF_SQL_SET_STATE     ? 4
+                                         : k == OF_SQL_EXEC_START  ? 8
+                                         : k == OF_SQL_EXEC_UPDATE ? 6
+                                                                   : 12),
+                         OF_OK);
     it.rec.topic = "t";
     it.rec.partition = 2;
     it.rec.offset = 9;
@@ -191,10 +200,22 @@ static void test_apply(void **state)
         s.m = &m;                                                                                  \
         s.it = &it;                                                                                \
         s.wp = &wp;                                                                                \
+        s.mrows = mrows;                                                                           \
         s.e = &e;                                                                                  \
         s.applied = &applied;                                                                      \
         of_db_pipeline_reset(&wp);                                                                 \
+        for (int k = OF_SQL_SET_STATE; k < OF_SQL_COUNT; k++)                                      \
+            of_db_rows_clear(&mrows[k]);                                                           \
         step_calls = 0;                                                                            \
+    } while (0)
+
+/* The machine's row sets as statements, in a wave's sequence. */
+#define FLUSH()                                                                                    \
+    do {                                                                                           \
+        static const int wave[] = {OF_SQL_EXEC_START, OF_SQL_EXEC_UPDATE, OF_SQL_SET_STATE,        \
+                                   OF_SQL_HISTORY};                                                \
+        for (size_t k = 0; k < sizeof wave / sizeof wave[0]; k++)                                  \
+            assert_int_equal(of_db_rows_flush(&mrows[wave[k]], &wp), OF_OK);                       \
     } while (0)
 
     /* Two targets for (CREATED, auto): the step must choose. */
@@ -227,20 +248,21 @@ static void test_apply(void **state)
     step_target = OF_ORDER_REJECTED;
     assert_int_equal(of_machine_apply(&s, impls, OF_ORDER_T_AUTO), OF_OK);
     assert_int_equal(step_calls, 1);
+    FLUSH();
     assert_int_equal(wp.n, 3);
-    assert_string_equal(wp.cmds[0].stmt, "order_set_state");
-    assert_string_equal(wp.cmds[0].values[1], "REJECTED");
-    assert_string_equal(wp.cmds[0].values[2], "1");
-    assert_string_equal(wp.cmds[1].stmt, "order_exec_update");
-    assert_string_equal(wp.cmds[1].values[0], "OrderProcess");
-    assert_string_equal(wp.cmds[1].values[4], "FAILED");
-    assert_string_equal(wp.cmds[1].values[5], "because"); /* a failure records its reason */
+    assert_string_equal(wp.cmds[0].stmt, "order_exec_update");
+    assert_string_equal(wp.cmds[0].values[0], "{\"OrderProcess\"}");
+    assert_string_equal(wp.cmds[0].values[4], "{\"FAILED\"}");
+    assert_string_equal(wp.cmds[0].values[5], "{\"because\"}"); /* a failure records its reason */
+    assert_string_equal(wp.cmds[1].stmt, "order_set_state");
+    assert_string_equal(wp.cmds[1].values[1], "{\"REJECTED\"}");
+    assert_string_equal(wp.cmds[1].values[2], "{\"1\"}");
     assert_string_equal(wp.cmds[2].stmt, "order_history");
-    assert_string_equal(wp.cmds[2].values[3], "UpdateInventory");
-    assert_string_equal(wp.cmds[2].values[4], "CREATED");
-    assert_string_equal(wp.cmds[2].values[5], "REJECTED");
-    assert_string_equal(wp.cmds[2].values[9], "2");
-    assert_string_equal(wp.cmds[2].values[10], "9");
+    assert_string_equal(wp.cmds[2].values[3], "{\"UpdateInventory\"}");
+    assert_string_equal(wp.cmds[2].values[4], "{\"CREATED\"}");
+    assert_string_equal(wp.cmds[2].values[5], "{\"REJECTED\"}");
+    assert_string_equal(wp.cmds[2].values[9], "{\"2\"}");
+    assert_string_equal(wp.cmds[2].values[10], "{\"9\"}");
     assert_int_equal(e.state, OF_ORDER_REJECTED);
     assert_int_equal(e.version, 2);
     assert_int_equal(applied.n, 1);
@@ -250,6 +272,7 @@ static void test_apply(void **state)
     /* No row for (REJECTED, PAID): OF_EILLEGAL and nothing appended. */
     RESET();
     assert_int_equal(of_machine_apply(&s, impls, OF_ORDER_T_PAID), OF_EILLEGAL);
+    FLUSH();
     assert_int_equal(wp.n, 0);
     of_step_ctx_free(&s);
 
@@ -273,13 +296,17 @@ static void test_apply(void **state)
     RESET();
     assert_int_equal(of_machine_record(&s, "rejected", "PAID", "PAID is not allowed from SHIPPED"),
                      OF_OK);
+    FLUSH();
     assert_int_equal(wp.n, 1);
-    assert_string_equal(wp.cmds[0].values[0], "");
-    assert_string_equal(wp.cmds[0].values[3], "PAID");
-    assert_string_equal(wp.cmds[0].values[6], "rejected");
-    assert_null(wp.cmds[0].values[5]);
+    assert_string_equal(wp.cmds[0].values[0], "{\"\"}");
+    assert_string_equal(wp.cmds[0].values[3], "{\"PAID\"}");
+    assert_string_equal(wp.cmds[0].values[6], "{\"rejected\"}");
+    assert_string_equal(wp.cmds[0].values[5], "{NULL}");
     of_step_ctx_free(&s);
 #undef RESET
+#undef FLUSH
+    for (int k = OF_SQL_SET_STATE; k < OF_SQL_COUNT; k++)
+        of_db_rows_free(&mrows[k]);
     free(applied.v);
     of_db_pipeline_free(&wp);
 }

@@ -31,15 +31,25 @@ static const char *const topics[] = {OF_TOPIC_ORDER_CREATED};
 static const of_db_stmt stmts[] = {
     {"oc_customers", "select id from customers where id = any($1::text[])"},
     {"oc_products", "select id, price_cents from products where id = any($1::text[])"},
-    {"oc_insert_order",
-     "insert into orders (id, customer_id, status, version, status_reason, total_cents, currency,"
-     " correlation_id, source_event_id) values ($1::uuid, $2, $3, 1, nullif($4, ''), $5, $6, $7,"
-     " $8)"},
-    {"oc_insert_items",
-     "insert into order_items (order_id, line, product_id, quantity, unit_price_cents)"
-     " select $1::uuid, t.line, t.product_id, t.quantity, t.price"
-     " from unnest($2::text[], $3::integer[], $4::bigint[]) with ordinality"
-     " as t(product_id, quantity, price, line)"},
+};
+
+/* Row sets (one statement per batch each), in the order they run. */
+enum { SET_ORDERS, SET_ITEMS, SET_COUNT };
+static const of_worker_set sets[SET_COUNT] = {
+    [SET_ORDERS] = {{"oc_insert_orders",
+                     "insert into orders (id, customer_id, status, version, status_reason,"
+                     " total_cents, currency, correlation_id, source_event_id)"
+                     " select t.id, t.customer_id, t.status, 1, nullif(t.reason, ''), t.total,"
+                     " t.currency, t.correlation, t.source from unnest($1::uuid[], $2::text[],"
+                     " $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[])"
+                     " as t(id, customer_id, status, reason, total, currency, correlation,"
+                     " source)"},
+                    8},
+    [SET_ITEMS] = {{"oc_insert_items",
+                    "insert into order_items (order_id, line, product_id, quantity,"
+                    " unit_price_cents) select * from unnest($1::uuid[], $2::integer[],"
+                    " $3::text[], $4::integer[], $5::bigint[])"},
+                   5},
 };
 
 /* What the step needs from the load: the batch's known customers and prices. */
@@ -74,20 +84,15 @@ static int create_order(of_step_ctx *s)
     const of_contract_data *d = s->it->user;
     const of_order_created *oc = &d->u.order_created;
     const lookups *lk = s->batch;
-    const char *ids[OF_ITEMS_MAX], *qtys[OF_ITEMS_MAX], *prices[OF_ITEMS_MAX];
-    char qbuf[OF_ITEMS_MAX][16], pbuf[OF_ITEMS_MAX][24], total_s[32];
-    char *a_ids = NULL, *a_qtys = NULL, *a_prices = NULL;
+    int64_t prices[OF_ITEMS_MAX];
+    char total_s[32];
     int64_t total = 0;
     bool unknown_product = false;
-    int rc = OF_ENOMEM;
+    int rc = OF_OK;
 
     for (size_t i = 0; i < oc->n_items; i++) {
         int64_t price = price_of(lk->products, oc->items[i].product_id);
-        ids[i] = oc->items[i].product_id;
-        snprintf(qbuf[i], sizeof qbuf[i], "%" PRId32, oc->items[i].quantity);
-        qtys[i] = qbuf[i];
-        snprintf(pbuf[i], sizeof pbuf[i], "%" PRId64, price);
-        prices[i] = price < 0 ? NULL : pbuf[i];
+        prices[i] = price;
         if (price < 0) {
             unknown_product = true;
             continue;
@@ -108,30 +113,26 @@ static int create_order(of_step_ctx *s)
     } else {
         s->to = OF_ORDER_CREATED;
     }
-    a_ids = of_db_text_array(ids, oc->n_items);
-    a_qtys = of_db_text_array(qtys, oc->n_items);
-    a_prices = of_db_text_array(prices, oc->n_items);
-    if (a_ids == NULL || a_qtys == NULL || a_prices == NULL)
-        goto out;
     snprintf(total_s, sizeof total_s, "%" PRId64, total);
     const char *ov[8] = {
         s->e->id,          oc->customer_id, of_order_status_name((of_order_status)s->to),
         s->reason,         total_s,         oc->currency,
         s->e->correlation, s->it->ev.id};
-    const char *iv[4] = {s->e->id, a_ids, a_qtys, a_prices};
-    rc = of_db_pipeline_add(s->wp, "oc_insert_order", 8, ov);
-    if (rc == OF_OK)
-        rc = of_db_pipeline_add(s->wp, "oc_insert_items", 4, iv);
+    rc = of_step_rows(s, SET_ORDERS, ov);
+    for (size_t i = 0; rc == OF_OK && i < oc->n_items; i++) {
+        char line[16], qty[16], price[24];
+        snprintf(line, sizeof line, "%zu", i + 1);
+        snprintf(qty, sizeof qty, "%" PRId32, oc->items[i].quantity);
+        snprintf(price, sizeof price, "%" PRId64, prices[i]);
+        const char *iv[5] = {s->e->id, line, oc->items[i].product_id, qty,
+                             prices[i] < 0 ? NULL : price};
+        rc = of_step_rows(s, SET_ITEMS, iv);
+    }
     if (rc != OF_OK)
-        goto out;
+        return rc;
     /* The execution's input is the order as requested. */
     s->input = cJSON_Duplicate(s->it->ev.data, true);
-    rc = s->input != NULL ? OF_OK : OF_ENOMEM;
-out:
-    free(a_ids);
-    free(a_qtys);
-    free(a_prices);
-    return rc;
+    return s->input != NULL ? OF_OK : OF_ENOMEM;
 }
 
 static const of_step_impl steps[OF_ORDER_STEP_COUNT] = {
@@ -194,6 +195,8 @@ int main(int argc, char **argv)
         .n_topics = sizeof topics / sizeof topics[0],
         .stmts = stmts,
         .n_stmts = sizeof stmts / sizeof stmts[0],
+        .sets = sets,
+        .n_sets = SET_COUNT,
         .machine = &of_order_machine,
         .steps = steps,
         .decode = decode,

@@ -47,24 +47,43 @@ static const of_db_stmt stmts[] = {
                  " where order_id = any($1::uuid[]) order by order_id, line"},
     {"os_products", "select id, stock from products where id in (select product_id from"
                     " order_items where order_id = any($1::uuid[])) order by id for update"},
-    {"os_reserve", "update products p set stock = p.stock - t.quantity, updated_at = now()"
-                   " from unnest($1::text[], $2::integer[]) as t(product_id, quantity)"
-                   " where p.id = t.product_id"},
-    {"os_mark_reserved", "update order_items set reserved = $2 where order_id = $1::uuid"},
     {"os_release", "update products p set stock = p.stock + i.quantity, updated_at = now()"
                    " from order_items i where i.order_id = $1::uuid and i.reserved"
                    " and p.id = i.product_id"},
-    {"os_confirmed", "update orders set confirmed_at = now() where id = $1::uuid"},
     {"os_delivered", "update orders set delivered_at = now() where id = $1::uuid"},
-    {"os_deadline_add", "insert into deadlines (order_id, kind, due_at) values ($1::uuid,"
-                        " 'PAYMENT', now() + $2::bigint * interval '1 millisecond')"
-                        " on conflict (order_id, kind) do nothing"},
     {"os_deadline_cancel", "update deadlines set cancelled_at = now() where order_id = $1::uuid"
                            " and kind = 'PAYMENT' and fired_at is null and cancelled_at is null"},
     {"os_cancel_refund", "insert into refunds (id, order_id, amount_cents, cause)"
                          " select $2::uuid, id, total_cents, 'CANCELLATION' from orders"
                          " where id = $1::uuid"
                          " on conflict (order_id) where return_id is null do nothing"},
+};
+
+/* Row sets (one statement per wave each), in the order they run. Stock
+ * moves are summed per product, so many orders of one product in a batch
+ * update its row once. */
+enum { SET_STOCK, SET_RESERVED, SET_CONFIRMED, SET_DEADLINE, SET_COUNT };
+static const of_worker_set sets[SET_COUNT] = {
+    [SET_STOCK] = {{"os_stock",
+                    "update products p set stock = p.stock + d.delta, updated_at = now()"
+                    " from (select product_id, sum(delta) as delta from unnest($1::text[],"
+                    " $2::bigint[]) as t(product_id, delta) group by product_id) d"
+                    " where p.id = any($1) and p.id = d.product_id"},
+                   2},
+    [SET_RESERVED] = {{"os_mark_reserved",
+                       "update order_items i set reserved = t.reserved from unnest($1::uuid[],"
+                       " $2::boolean[]) as t(order_id, reserved) where i.order_id = any($1)"
+                       " and i.order_id = t.order_id"},
+                      2},
+    [SET_CONFIRMED] = {{"os_confirmed",
+                        "update orders set confirmed_at = now() where id = any($1::uuid[])"},
+                       1},
+    [SET_DEADLINE] = {{"os_deadline_add",
+                       "insert into deadlines (order_id, kind, due_at) select t.order_id,"
+                       " 'PAYMENT', now() + t.ms * interval '1 millisecond' from"
+                       " unnest($1::uuid[], $2::bigint[]) as t(order_id, ms)"
+                       " on conflict (order_id, kind) do nothing"},
+                      2},
 };
 
 /* Stock of one product locked for this transaction, kept current in memory. */
@@ -112,9 +131,7 @@ static int update_inventory(of_step_ctx *s)
 {
     batch_state *bs = s->batch;
     const PGresult *r = bs->items;
-    const char *ids[OF_ITEMS_MAX], *qs[OF_ITEMS_MAX];
-    char *pids = NULL, *qtys = NULL;
-    int lo, hi, n = 0, rc = OF_ENOMEM;
+    int lo, hi, rc;
 
     order_items(bs, s->e->id, &lo, &hi);
     for (int i = lo; i < hi; i++) {
@@ -132,25 +149,19 @@ static int update_inventory(of_step_ctx *s)
             return OF_OK;
         }
     }
-    for (int i = lo; i < hi && n < OF_ITEMS_MAX; i++, n++) {
-        find_stock(bs, PQgetvalue(r, i, 1))->stock -= strtoll(PQgetvalue(r, i, 2), NULL, 10);
-        ids[n] = PQgetvalue(r, i, 1);
-        qs[n] = PQgetvalue(r, i, 2);
+    for (int i = lo; i < hi; i++) {
+        char delta[24];
+        int64_t q = strtoll(PQgetvalue(r, i, 2), NULL, 10);
+        find_stock(bs, PQgetvalue(r, i, 1))->stock -= q;
+        snprintf(delta, sizeof delta, "%" PRId64, -q);
+        const char *v[2] = {PQgetvalue(r, i, 1), delta};
+        rc = of_step_rows(s, SET_STOCK, v);
+        if (rc != OF_OK)
+            return rc;
     }
-    pids = of_db_text_array(ids, (size_t)n);
-    qtys = of_db_text_array(qs, (size_t)n);
-    if (pids == NULL || qtys == NULL)
-        goto out;
-    const char *v1[2] = {pids, qtys};
-    const char *v2[2] = {s->e->id, "true"};
-    rc = of_db_pipeline_add(s->wp, "os_reserve", 2, v1);
-    if (rc == OF_OK)
-        rc = of_db_pipeline_add(s->wp, "os_mark_reserved", 2, v2);
+    const char *v[2] = {s->e->id, "true"};
     s->to = OF_ORDER_INVENTORY_RESERVED;
-out:
-    free(pids);
-    free(qtys);
-    return rc;
+    return of_step_rows(s, SET_RESERVED, v);
 }
 
 /* OrderCompleted: OrderProcess succeeds, OrderUpdate starts, and the payment
@@ -163,9 +174,9 @@ static int order_completed(of_step_ctx *s)
     snprintf(ms, sizeof ms, "%" PRId64, bs->deadline_ms);
     const char *v1[1] = {s->e->id};
     const char *v2[2] = {s->e->id, ms};
-    rc = of_db_pipeline_add(s->wp, "os_confirmed", 1, v1);
+    rc = of_step_rows(s, SET_CONFIRMED, v1);
     if (rc == OF_OK)
-        rc = of_db_pipeline_add(s->wp, "os_deadline_add", 2, v2);
+        rc = of_step_rows(s, SET_DEADLINE, v2);
     return rc;
 }
 
@@ -196,7 +207,7 @@ static int release_stock(of_step_ctx *s)
     }
     rc = of_db_pipeline_add(s->wp, "os_release", 1, v1);
     if (rc == OF_OK)
-        rc = of_db_pipeline_add(s->wp, "os_mark_reserved", 2, v2);
+        rc = of_step_rows(s, SET_RESERVED, v2);
     if (rc == OF_OK)
         rc = of_db_pipeline_add(s->wp, "os_deadline_cancel", 1, v1);
     return rc;
@@ -392,6 +403,8 @@ int main(int argc, char **argv)
         .n_topics = sizeof topics / sizeof topics[0],
         .stmts = stmts,
         .n_stmts = sizeof stmts / sizeof stmts[0],
+        .sets = sets,
+        .n_sets = SET_COUNT,
         .machine = &of_order_machine,
         .steps = steps,
         .decode = decode,

@@ -298,7 +298,7 @@ static int refund_completed(of_step_ctx *s)
                         order_id, &attrs, data, &err);
     cJSON_Delete(data);
     if (rc == 0)
-        rc = of_worker_emit(s->b, s->wp, &m);
+        rc = of_worker_emit(s->b, &m);
     of_message_free(&m);
     return rc;
 }

@@ -160,4 +160,41 @@ char *of_db_text_array(const char *const *items, size_t n);
 int of_db_pipeline_add_list(of_db_pipeline *p, const char *stmt, const char *const *items, size_t n,
                             const char *extra) __attribute__((warn_unused_result));
 
+/* Row sets: one statement per kind for many rows.
+ *
+ * A row set gathers rows for one prepared statement whose parameters are
+ * arrays, one per column ("insert ... select * from unnest($1::uuid[],
+ * $2::text[])"): of_db_rows_add() appends a row (a NULL value is SQL NULL),
+ * of_db_rows_flush() appends the statement with every column as an array
+ * literal (as of_db_text_array builds it) to a pipeline and empties the set.
+ * The batch engine keeps one set per statement kind, so a batch of N events
+ * costs one statement per kind, not N. */
+typedef struct of_db_col {
+    char *s;    /* "{" and the elements so far (no closing brace) */
+    size_t len; /* used */
+    size_t cap; /* allocated */
+} of_db_col;
+
+typedef struct of_db_rows {
+    const char *stmt; /* prepared statement name (not copied) */
+    int n_cols;       /* columns: the statement's $1..$n_cols */
+    size_t n;         /* rows since the last flush */
+    of_db_col *cols;  /* one array literal per column, being built */
+} of_db_rows;
+
+/* Sets r up for stmt with n_cols columns. Returns 0 or OF_ENOMEM. */
+int of_db_rows_init(of_db_rows *r, const char *stmt, int n_cols)
+    __attribute__((warn_unused_result));
+/* Appends one row of r->n_cols values; on failure r is unchanged. Returns 0 or OF_ENOMEM. */
+int of_db_rows_add(of_db_rows *r, const char *const *values) __attribute__((warn_unused_result));
+/* Appends r's statement to p when r has rows, then empties r (also on failure).
+ * Returns 0 or a negative of_err. */
+int of_db_rows_flush(of_db_rows *r, of_db_pipeline *p) __attribute__((warn_unused_result));
+/* Drops r's rows. */
+void of_db_rows_clear(of_db_rows *r);
+void of_db_rows_free(of_db_rows *r);
+/* Lower-case hex of len bytes (for a bytea column: decode(x, 'hex')), a heap
+ * string, or NULL without memory. */
+char *of_db_hex(const void *bytes, size_t len);
+
 #endif

@@ -25,9 +25,12 @@ int of_inbox_add_check(of_db_pipeline *p, const char *consumer, const char *cons
     __attribute__((warn_unused_result));
 /* True when result (of the check) lists id. */
 bool of_inbox_result_has(const PGresult *result, const char *id);
-/* Appends the INSERT of the processed event to p. */
-int of_inbox_add_record(of_db_pipeline *p, const char *consumer, const char *ce_id,
-                        const char *ce_type, const char *topic, int32_t partition, int64_t offset)
+/* Adds the processed event's row to the set "of_inbox_insert_rows" (6
+ * columns): one statement for the whole transaction. */
+#define OF_INBOX_ROWS_STMT "of_inbox_insert_rows"
+#define OF_INBOX_ROWS_COLS 6
+int of_inbox_rows_add(of_db_rows *r, const char *consumer, const char *ce_id, const char *ce_type,
+                      const char *topic, int32_t partition, int64_t offset)
     __attribute__((warn_unused_result));
 
 #endif

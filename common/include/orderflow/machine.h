@@ -19,17 +19,26 @@
  * the diagrams (of_machine_render).
  *
  * The machine brings its own SQL (of_machine.stmts, named by of_machine_stmt)
- * with these parameters, so that its entity and scope columns are its own:
+ * so that its entity and scope columns are its own. Every statement but the
+ * load is a row set (db.h): its parameters are arrays, one element per row,
+ * and the runtime runs it once per wave of the batch (see apply.c):
  *   OF_SQL_LOAD        $1 text[] of entity ids; returns id, status, version,
  *                      correlation id, scope id ('' when none), locked, by id
- *   OF_SQL_SET_STATE   $1 entity id, $2 status, $3 version before, $4 reason ('' none)
- *   OF_SQL_EXEC_START  $1 execution id, $2 execution, $3 entity id, $4 scope id,
- *                      $5 execution status, $6 state, $7 input (json or NULL), $8 error
- *   OF_SQL_EXEC_UPDATE $1 execution, $2 entity id, $3 scope id, $4 state,
- *                      $5 execution status, $6 error ('' keeps the old one)
- *   OF_SQL_HISTORY     $1 execution ('' = the entity's latest), $2 entity id, $3 scope id,
- *                      $4 step, $5 from, $6 to, $7 outcome, $8 ce_id, $9 topic,
- *                      $10 partition, $11 offset, $12 detail (json)
+ *   OF_SQL_SET_STATE   $1 entity ids, $2 statuses, $3 versions before, $4 reasons
+ *                      ('' none); must update every row (the version guard:
+ *                      of_expect_rows raises 40001 otherwise)
+ *   OF_SQL_EXEC_START  $1 execution ids, $2 executions, $3 entity ids, $4 scope ids,
+ *                      $5 execution statuses, $6 states, $7 inputs (json or NULL), $8 errors
+ *   OF_SQL_EXEC_UPDATE $1 executions, $2 entity ids, $3 scope ids, $4 states,
+ *                      $5 execution statuses, $6 errors ('' keeps the old one);
+ *                      must update every row
+ *   OF_SQL_HISTORY     $1 executions ('' = the entity's latest), $2 entity ids, $3 scope ids,
+ *                      $4 steps, $5 froms, $6 tos, $7 outcomes, $8 ce_ids, $9 topics,
+ *                      $10 partitions, $11 offsets, $12 details (json); rows of one
+ *                      execution get consecutive seq numbers as they come
+ * A wave holds at most one event per entity, so no statement sees one
+ * entity twice; a wave runs the steps' statements, then exec start, exec
+ * update, set state and history.
  *
  * Ownership: tables are static data; of_step_ctx lives for one event and
  * its detail and input trees are freed by of_step_ctx_free(). */
@@ -88,7 +97,8 @@ typedef enum of_machine_sql {
 typedef struct of_machine of_machine;
 typedef struct of_step_ctx of_step_ctx;
 
-/* A step's effects. Appends SQL to s->wp, may set s->to (required when the
+/* A step's effects. Adds rows to the worker's row sets (of_step_rows) or,
+ * for rare statements, appends SQL to s->wp; may set s->to (required when the
  * table has several targets for the row's (from, trigger)), s->reason, and
  * add to s->detail. Returns 0 or a negative of_err: a transient one retries
  * the transaction, a permanent one dead-letters the event (see worker.h). */
@@ -148,6 +158,7 @@ typedef struct of_entity {
     int version;                           /* current version (advanced in memory) */
     char correlation[OF_CORRELATION_SIZE]; /* ce_id of the event that started the chain */
     void *user;                            /* the worker's data for it, or NULL */
+    int wave;                              /* last wave that touched it (apply.c) */
 } of_entity;
 
 typedef struct of_worker_batch of_worker_batch;
@@ -159,7 +170,10 @@ struct of_step_ctx {
     const of_transition *t;           /* the matched row (set by of_machine_apply) */
     of_worker_batch *b;               /* batch (for of_worker_emit) */
     of_worker_item *it;               /* the causing event */
-    of_db_pipeline *wp;               /* write pipeline of the transaction */
+    of_db_pipeline *wp;               /* write pipeline: a step's statements run before the
+                                         wave's row sets */
+    of_db_rows *mrows;                /* the machine's row sets, indexed by of_machine_sql */
+    of_db_rows *rows;                 /* the worker's row sets, indexed like its handler's sets */
     of_entity *e;                     /* the entity (its state is the `from`) */
     void *scope;                      /* the worker's scope entity (route.scope_id) */
     void *batch;                      /* the worker's batch state (of_worker_handler) */
@@ -209,6 +223,10 @@ bool of_machine_runs(const of_machine *m, const of_step_impl *impls, int from, i
  * and changes nothing else. trigger_name is the history's step. */
 int of_machine_record(of_step_ctx *s, const char *outcome, const char *trigger_name,
                       const char *reason) __attribute__((warn_unused_result));
+/* Adds one row (values for every column) to the worker's row set `set`.
+ * Returns 0 or a negative of_err. */
+int of_step_rows(of_step_ctx *s, size_t set, const char *const *values)
+    __attribute__((warn_unused_result));
 /* Releases s->detail and s->input. */
 void of_step_ctx_free(of_step_ctx *s);
 

@@ -30,6 +30,13 @@ extern const size_t of_outbox_n_stmts;
 /* Appends the INSERT of m (id, topic, key, value, headers) to p. */
 int of_outbox_add(of_db_pipeline *p, const of_message *m) __attribute__((warn_unused_result));
 
+/* The row set of outbox inserts (statement "of_outbox_insert_rows", 5
+ * columns): outbox.seq follows the rows as they were added. */
+#define OF_OUTBOX_ROWS_STMT "of_outbox_insert_rows"
+#define OF_OUTBOX_ROWS_COLS 5
+/* Adds m's row to r. Returns 0 or OF_ENOMEM. */
+int of_outbox_rows_add(of_db_rows *r, const of_message *m) __attribute__((warn_unused_result));
+
 /* Encodes headers as the outbox's jsonb: [{"k":name,"v":text}], with
  * "kb64" for a name and "b64" for a value that is not UTF-8 text without
  * NUL bytes (jsonb could not hold it); escaped puts every name and value in
@@ -45,6 +52,7 @@ typedef struct of_outbox_relay {
     of_db *db;                  /* connection for marking and sweeping (not the batch one) */
     of_producer *producer;      /* producer whose delivery reports come here */
     uv_timer_t sweep_timer;     /* periodic sweep */
+    uv_timer_t mark_timer;      /* gathers delivered ids into one mark */
     uint64_t sweep_interval_ms; /* time between sweeps */
     uint64_t sweep_grace_ms;    /* rows younger than this are left to the live relay */
     size_t sweep_limit;         /* rows claimed per sweep */

@@ -101,6 +101,8 @@ typedef struct of_worker_item {
     bool dlq_escaped;        /* store the dead letter in its escaped form (see batch.c) */
     of_event_error err;      /* reason when DEAD */
     const char *outcome;     /* short word for the log: "applied", "rejected", ... */
+    bool settled;            /* DONE without a transaction: an entity's status event that
+                                no step of this worker follows (ignored, no inbox row) */
     void *user;              /* handler's decoded payload */
 } of_worker_item;
 
@@ -127,7 +129,15 @@ typedef struct of_worker_batch {
     long entity_load;  /* index of the machine's entity load in the load pipeline, or -1 */
     size_t first_load; /* index of the handler's first load command in the load pipeline */
     long fault;        /* item whose step failed permanently, or -1 */
+    int wave;          /* current wave of the transaction (apply.c) */
 } of_worker_batch;
+
+/* A row set of the worker's steps (db.h): a statement whose parameters are
+ * arrays, one per column; steps add rows with of_step_rows(). */
+typedef struct of_worker_set {
+    of_db_stmt stmt; /* name and SQL ($1..$n_cols are arrays) */
+    int n_cols;      /* columns */
+} of_worker_set;
 
 /* What a worker brings: its name, topics, statements, machine and steps. */
 typedef struct of_worker_handler {
@@ -136,6 +146,10 @@ typedef struct of_worker_handler {
     size_t n_topics;           /* number of topics */
     const of_db_stmt *stmts;   /* the worker's own statements (the machine's are added) */
     size_t n_stmts;            /* number of statements */
+    /* The steps' row sets, run once per wave in this order, after the
+     * steps' own statements and before the machine's (see apply.c). */
+    const of_worker_set *sets;
+    size_t n_sets;             /* number of sets */
     const of_machine *machine; /* the machine the worker advances */
     const of_step_impl *steps; /* machine->n_steps entries: which steps it runs, and how */
     /* Checks the event's type and data for this worker. Returns 0, or a
@@ -186,38 +200,42 @@ typedef struct of_worker_settings {
 } of_worker_settings;
 
 struct of_worker {
-    uv_loop_t *loop;             /* the process's loop */
-    const of_worker_handler *h;  /* the worker's steps */
-    of_worker_settings cfg;      /* settings */
-    char source[96];             /* ce_source of published events: "orderflow/<name>" */
-    of_db db;                    /* batch connection */
-    of_db aux;                   /* outbox relay and timer connection */
-    of_db_stmt *stmts;           /* all statements of the batch connection (owned) */
-    of_consumer consumer;        /* Kafka consumer */
-    of_producer producer;        /* Kafka producer */
-    of_outbox_relay relay;       /* outbox relay */
-    uv_signal_t sigterm, sigint; /* shutdown signals */
-    uv_timer_t retry_timer;      /* batch retry backoff */
-    uv_timer_t shutdown_timer;   /* grace period limit */
-    uv_idle_t kick;              /* runs the next batch from a fresh loop iteration */
-    of_worker_batch batch;       /* the batch in progress */
-    void *batch_state;           /* the handler's prepare() result for the transaction */
-    bool busy;                   /* a batch is in progress */
-    bool isolating;              /* running the batch one event per transaction */
-    of_db_pipeline lp, wp;       /* load and write pipelines */
-    uint64_t retry_ms;           /* next retry delay */
-    int64_t attempts;            /* counted transient failures of the current transaction */
-    uint64_t progress_at;        /* uv_now() of the last commit, or of the batch's start */
-    bool stopping;               /* shutdown started */
-    int exit_code;               /* process exit code */
-    int closing;                 /* base handles still closing */
-    int dbs_closed;              /* connections closed during shutdown (of 2) */
-    bool producer_closed;        /* the producer is closed */
-    uint64_t drain_deadline;     /* uv_now() limit for draining the relay */
-    char topics[8][256];         /* prefixed topic names */
-    of_metrics metrics;          /* registry served on /metrics (handlers may add families) */
-    of_http http;                /* health and metrics endpoint */
-    struct of_worker_obs *obs;   /* the runtime's metric families and probes (worker_obs.c) */
+    uv_loop_t *loop;                /* the process's loop */
+    const of_worker_handler *h;     /* the worker's steps */
+    of_worker_settings cfg;         /* settings */
+    char source[96];                /* ce_source of published events: "orderflow/<name>" */
+    of_db db;                       /* batch connection */
+    of_db aux;                      /* outbox relay and timer connection */
+    of_db_stmt *stmts;              /* all statements of the batch connection (owned) */
+    of_consumer consumer;           /* Kafka consumer */
+    of_producer producer;           /* Kafka producer */
+    of_outbox_relay relay;          /* outbox relay */
+    uv_signal_t sigterm, sigint;    /* shutdown signals */
+    uv_timer_t retry_timer;         /* batch retry backoff */
+    uv_timer_t shutdown_timer;      /* grace period limit */
+    uv_idle_t kick;                 /* runs the next batch from a fresh loop iteration */
+    of_worker_batch batch;          /* the batch in progress */
+    void *batch_state;              /* the handler's prepare() result for the transaction */
+    bool busy;                      /* a batch is in progress */
+    bool isolating;                 /* running the batch one event per transaction */
+    of_db_pipeline lp, wp;          /* load and write pipelines */
+    of_db_rows *rows;               /* the handler's row sets (h->sets) */
+    of_db_rows mrows[OF_SQL_COUNT]; /* the machine's row sets (all but OF_SQL_LOAD) */
+    of_db_rows outbox_rows;         /* outbox inserts of the transaction */
+    of_db_rows inbox_rows;          /* inbox inserts of the transaction */
+    uint64_t retry_ms;              /* next retry delay */
+    int64_t attempts;               /* counted transient failures of the current transaction */
+    uint64_t progress_at;           /* uv_now() of the last commit, or of the batch's start */
+    bool stopping;                  /* shutdown started */
+    int exit_code;                  /* process exit code */
+    int closing;                    /* base handles still closing */
+    int dbs_closed;                 /* connections closed during shutdown (of 2) */
+    bool producer_closed;           /* the producer is closed */
+    uint64_t drain_deadline;        /* uv_now() limit for draining the relay */
+    char topics[8][256];            /* prefixed topic names */
+    of_metrics metrics;             /* registry served on /metrics (handlers may add families) */
+    of_http http;                   /* health and metrics endpoint */
+    struct of_worker_obs *obs;      /* the runtime's metric families and probes (worker_obs.c) */
     /* counters (metrics) */
     uint64_t n_batches, n_events, n_applied, n_duplicates, n_dead, n_retries, n_exhausted;
 };
@@ -281,10 +299,9 @@ int of_worker_run(const of_worker_handler *h, of_worker_settings *cfg);
 /* Returns the prefixed name of a topic, for handlers that publish. */
 const char *of_worker_topic(of_worker *w, const char *topic, char *buf, size_t size);
 
-/* For handlers' apply: appends m's outbox INSERT to wp and keeps m (taken
+/* For steps: adds m to the transaction's outbox rows and keeps m (taken
  * over, m is zeroed) to publish after commit. */
-int of_worker_emit(of_worker_batch *b, of_db_pipeline *wp, of_message *m)
-    __attribute__((warn_unused_result));
+int of_worker_emit(of_worker_batch *b, of_message *m) __attribute__((warn_unused_result));
 
 /* For handlers' start: registers a gauge (no labels) set from the first
  * column of the first row of sql, run every 5 s on the relay connection
