@@ -6,7 +6,15 @@
  * order.status.changed event carrying its final OrderProcess status
  * (CONFIRMED or REJECTED), matched by correlation_id = the order.created
  * ce_id. It prints throughput and latency percentiles as text and as one
- * JSON object. It is a client, so plain blocking polling is fine here. */
+ * JSON object. It is a client, so plain blocking polling is fine here.
+ *
+ * Honest figures: --warmup orders go first and are not measured; with
+ * --rate the publisher holds the offered rate by sleeping in the consumer
+ * poll until the next send is due (no busy loop) and reports the rate it
+ * achieved beside it; ce_time has millisecond resolution. --echo measures
+ * the floor of the pipeline instead: each record crosses three Kafka hops
+ * (produce, consume, produce again) with the same producer settings as the
+ * workers, and nothing else. */
 #include <cjson/cJSON.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -17,6 +25,15 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+/* Settings of the producer, the same as the workers' (common/src/kafka.c). */
+static int producer_conf(rd_kafka_conf_t *pc, const char *bootstrap, char *errstr, size_t size)
+{
+    return rd_kafka_conf_set(pc, "bootstrap.servers", bootstrap, errstr, size) ||
+           rd_kafka_conf_set(pc, "enable.idempotence", "true", errstr, size) ||
+           rd_kafka_conf_set(pc, "acks", "all", errstr, size) ||
+           rd_kafka_conf_set(pc, "linger.ms", "5", errstr, size);
+}
 
 typedef struct bench_order {
     int64_t sent_ns; /* monotonic time of the publish call */
@@ -58,17 +75,20 @@ static void usage(void)
     fprintf(
         stderr,
         "usage: order-bench [--bootstrap HOST:PORT] [--count N] [--rate PER_S] [--items K<=10]\n"
-        "                   [--customer ID] [--product ID] [--topic-prefix P] [--timeout S]\n"
-        "                   [--json FILE]\n"
-        "Publishes N order.created events and waits for each order's final status on\n"
-        "order.status. --rate 0 (default) publishes as fast as possible.\n");
+        "                   [--duration S] [--warmup N] [--customer ID] [--product ID]\n"
+        "                   [--topic-prefix P] [--timeout S] [--json FILE] [--echo]\n"
+        "Publishes N order.created events (after --warmup unmeasured ones) and waits for\n"
+        "each order's final status on order.status. --rate 0 (default) publishes as fast\n"
+        "as possible; with --rate R, --duration S measures R*S orders. --echo measures\n"
+        "three Kafka hops on the topics <prefix>bench.echo.1..3 instead.\n");
 }
 
 int main(int argc, char **argv)
 {
     const char *bootstrap = getenv("KAFKA_BOOTSTRAP_SERVERS");
     const char *customer = "c-bench", *product = "p-bench", *prefix = "", *json_path = NULL;
-    long count = 1000, rate = 0, items = 1, timeout_s = 300;
+    long count = 1000, rate = 0, items = 1, timeout_s = 300, warmup = 0, duration = 0;
+    int echo = 0;
     char errstr[512], topic_in[256], topic_out[256], group[64], run[32];
     static const struct option opts[] = {{"bootstrap", required_argument, NULL, 'b'},
                                          {"count", required_argument, NULL, 'n'},
@@ -79,6 +99,9 @@ int main(int argc, char **argv)
                                          {"topic-prefix", required_argument, NULL, 'x'},
                                          {"timeout", required_argument, NULL, 't'},
                                          {"json", required_argument, NULL, 'j'},
+                                         {"warmup", required_argument, NULL, 'w'},
+                                         {"duration", required_argument, NULL, 'd'},
+                                         {"echo", no_argument, NULL, 'e'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int c;
@@ -111,6 +134,15 @@ int main(int argc, char **argv)
         case 'j':
             json_path = optarg;
             break;
+        case 'w':
+            warmup = strtol(optarg, NULL, 10);
+            break;
+        case 'd':
+            duration = strtol(optarg, NULL, 10);
+            break;
+        case 'e':
+            echo = 1;
+            break;
         default:
             usage();
             return c == 'h' ? 0 : 64;
@@ -118,17 +150,21 @@ int main(int argc, char **argv)
     }
     if (bootstrap == NULL)
         bootstrap = "127.0.0.1:29092";
-    if (count < 1 || count > 10000000 || rate < 0 || items < 1 || items > 10) {
+    if (rate > 0 && duration > 0)
+        count = rate * duration;
+    if (count < 1 || count > 10000000 || rate < 0 || items < 1 || items > 10 || warmup < 0 ||
+        warmup > 1000000 || duration < 0) {
         usage();
         return 64;
     }
     signal(SIGINT, on_signal);
-    snprintf(topic_in, sizeof topic_in, "%sorder.created", prefix);
-    snprintf(topic_out, sizeof topic_out, "%sorder.status", prefix);
+    snprintf(topic_in, sizeof topic_in, "%s%s", prefix, echo ? "bench.echo.1" : "order.created");
+    snprintf(topic_out, sizeof topic_out, "%s%s", prefix, echo ? "bench.echo.3" : "order.status");
     snprintf(run, sizeof run, "b%ld", (long)time(NULL));
     snprintf(group, sizeof group, "order-bench-%s-%d", run, (int)getpid());
 
-    bench_order *orders = calloc((size_t)count, sizeof *orders);
+    long total = warmup + count; /* orders [0, warmup) are not measured */
+    bench_order *orders = calloc((size_t)total, sizeof *orders);
     if (orders == NULL)
         return 71;
 
@@ -151,6 +187,12 @@ int main(int argc, char **argv)
     rd_kafka_poll_set_consumer(consumer);
     rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(subs, topic_out, RD_KAFKA_PARTITION_UA);
+    char topic_mid[256];
+    snprintf(topic_mid, sizeof topic_mid, "%sbench.echo.2", prefix);
+    if (echo) { /* the echo consumes hops 1 and 2 to forward them */
+        rd_kafka_topic_partition_list_add(subs, topic_in, RD_KAFKA_PARTITION_UA);
+        rd_kafka_topic_partition_list_add(subs, topic_mid, RD_KAFKA_PARTITION_UA);
+    }
     rd_kafka_subscribe(consumer, subs);
     rd_kafka_topic_partition_list_destroy(subs);
     for (int i = 0; i < 300 && !stop; i++) {
@@ -167,9 +209,7 @@ int main(int argc, char **argv)
     }
 
     rd_kafka_conf_t *pc = rd_kafka_conf_new();
-    if (rd_kafka_conf_set(pc, "bootstrap.servers", bootstrap, errstr, sizeof errstr) ||
-        rd_kafka_conf_set(pc, "enable.idempotence", "true", errstr, sizeof errstr) ||
-        rd_kafka_conf_set(pc, "linger.ms", "5", errstr, sizeof errstr)) {
+    if (producer_conf(pc, bootstrap, errstr, sizeof errstr)) {
         fprintf(stderr, "order-bench: %s\n", errstr);
         return 78;
     }
@@ -195,20 +235,29 @@ int main(int argc, char **argv)
     }
     vlen += (size_t)snprintf(value + vlen, sizeof value - vlen, "]}");
 
-    int64_t start = now_ns();
-    long sent = 0, done = 0, confirmed = 0;
+    int64_t start = now_ns(), measure_start = 0;
+    long sent = 0, done = 0, confirmed = 0, measured_done = 0;
     int64_t deadline = start + (int64_t)timeout_s * 1000000000LL;
-    while (!stop && done < count && now_ns() < deadline) {
-        /* Publish what the rate allows so far. */
-        while (sent < count) {
-            if (rate > 0 && sent >= (now_ns() - start) * rate / 1000000000LL + 1)
-                break;
-            char id[64], ts[40];
+    while (!stop && done < total && now_ns() < deadline) {
+        /* Publish what the rate allows so far (the warm-up at the same rate). */
+        int wait_ms = sent < total ? 0 : 50;
+        while (sent < total) {
+            if (rate > 0) {
+                int64_t due = start + sent * 1000000000LL / rate;
+                int64_t now = now_ns();
+                if (now < due) {
+                    wait_ms = (int)((due - now) / 1000000);
+                    break;
+                }
+            }
+            char id[64], ts[40], ms[24];
             struct timespec wall;
             struct tm tm;
             clock_gettime(CLOCK_REALTIME, &wall);
             gmtime_r(&wall.tv_sec, &tm);
-            strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+            strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+            snprintf(ms, sizeof ms, ".%03ldZ", wall.tv_nsec / 1000000);
+            strncat(ts, ms, sizeof ts - strlen(ts) - 1);
             snprintf(id, sizeof id, "%s-%ld", run, sent);
             rd_kafka_headers_t *h = rd_kafka_headers_new(6);
             rd_kafka_header_add(h, "ce_specversion", -1, "1.0", -1);
@@ -217,13 +266,16 @@ int main(int argc, char **argv)
             rd_kafka_header_add(h, "ce_source", -1, "bench/order-bench", -1);
             rd_kafka_header_add(h, "ce_time", -1, ts, -1);
             rd_kafka_header_add(h, "content-type", -1, "application/json", -1);
+            if (sent == warmup)
+                measure_start = now_ns();
             orders[sent].sent_ns = now_ns();
             rd_kafka_resp_err_t err = rd_kafka_producev(
                 producer, RD_KAFKA_V_TOPIC(topic_in), RD_KAFKA_V_KEY(id, strlen(id)),
-                RD_KAFKA_V_VALUE(value, vlen), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
+                RD_KAFKA_V_VALUE(echo ? id : value, echo ? strlen(id) : vlen),
+                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
             if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
                 rd_kafka_headers_destroy(h);
+                wait_ms = 1;
                 break;
             }
             if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -234,10 +286,39 @@ int main(int argc, char **argv)
             sent++;
         }
         rd_kafka_poll(producer, 0);
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(consumer, sent < count ? 0 : 50);
+        /* Sleeps in the poll until a record comes or the next send is due. */
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(consumer, wait_ms);
         if (m == NULL)
             continue;
-        if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR && m->payload != NULL) {
+        if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR && m->payload != NULL && echo) {
+            const char *t = rd_kafka_topic_name(m->rkt);
+            const char *next = strcmp(t, topic_in) == 0    ? topic_mid
+                               : strcmp(t, topic_mid) == 0 ? topic_out
+                                                           : NULL;
+            if (next != NULL) {
+                /* Forward the record to the next hop, as a worker would. */
+                rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(next),
+                                  RD_KAFKA_V_KEY(m->key, m->key_len),
+                                  RD_KAFKA_V_VALUE(m->payload, m->len),
+                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+            } else {
+                size_t rl = strlen(run);
+                if (m->len > rl + 1 && strncmp(m->payload, run, rl) == 0) {
+                    char idx[24];
+                    size_t k = m->len - rl - 1 < sizeof idx - 1 ? m->len - rl - 1 : sizeof idx - 1;
+                    memcpy(idx, (const char *)m->payload + rl + 1, k);
+                    idx[k] = '\0';
+                    long i = strtol(idx, NULL, 10);
+                    if (i >= 0 && i < total && orders[i].done_ns == 0) {
+                        orders[i].done_ns = now_ns();
+                        orders[i].confirmed = 1;
+                        confirmed += i >= warmup;
+                        measured_done += i >= warmup;
+                        done++;
+                    }
+                }
+            }
+        } else if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR && m->payload != NULL) {
             cJSON *d = cJSON_ParseWithLength(m->payload, m->len);
             const cJSON *st = cJSON_GetObjectItemCaseSensitive(d, "status");
             const cJSON *corr = cJSON_GetObjectItemCaseSensitive(d, "correlation_id");
@@ -247,10 +328,13 @@ int main(int argc, char **argv)
                 (strcmp(st->valuestring, "CONFIRMED") == 0 ||
                  strcmp(st->valuestring, "REJECTED") == 0)) {
                 long i = strtol(corr->valuestring + rl + 1, NULL, 10);
-                if (i >= 0 && i < count && orders[i].done_ns == 0) {
+                if (i >= 0 && i < total && orders[i].done_ns == 0) {
                     orders[i].done_ns = now_ns();
                     orders[i].confirmed = strcmp(st->valuestring, "CONFIRMED") == 0;
-                    confirmed += orders[i].confirmed;
+                    if (i >= warmup) {
+                        confirmed += orders[i].confirmed;
+                        measured_done++;
+                    }
                     done++;
                 }
             }
@@ -260,10 +344,12 @@ int main(int argc, char **argv)
     }
     int64_t end = now_ns();
 
-    int64_t *lat = calloc((size_t)(done ? done : 1), sizeof *lat);
+    int64_t *lat = calloc((size_t)(measured_done ? measured_done : 1), sizeof *lat);
     size_t n = 0;
-    int64_t last = start;
-    for (long i = 0; i < count && lat != NULL; i++) {
+    int64_t last = measure_start, last_sent = measure_start;
+    for (long i = warmup; i < total && lat != NULL; i++) {
+        if (orders[i].sent_ns > last_sent)
+            last_sent = orders[i].sent_ns;
         if (orders[i].done_ns == 0)
             continue;
         lat[n++] = orders[i].done_ns - orders[i].sent_ns;
@@ -271,21 +357,30 @@ int main(int argc, char **argv)
             last = orders[i].done_ns;
     }
     qsort(lat, n, sizeof *lat, cmp_i64);
-    double secs = (double)(last - start) / 1e9;
+    double secs = (double)(last - measure_start) / 1e9;
     double tput = secs > 0 ? (double)n / secs : 0;
-    printf("orders      %ld published, %ld final (%ld CONFIRMED, %ld REJECTED), %ld missing\n",
-           sent, done, confirmed, done - confirmed, count - done);
-    printf("throughput  %.1f orders/s (first publish to last final status: %.2f s)\n", tput, secs);
-    printf("latency ms  p50 %.1f  p95 %.1f  p99 %.1f  max %.1f  (publish -> final status event)\n",
-           pct(lat, n, 50), pct(lat, n, 95), pct(lat, n, 99), pct(lat, n, 100));
-    char jsonbuf[512];
+    double send_secs = (double)(last_sent - measure_start) / 1e9;
+    double offered = send_secs > 0 ? (double)(count - 1) / send_secs : 0;
+    long missing = count - measured_done;
+    printf("%s      %ld measured (after %ld warm-up), %ld final (%ld CONFIRMED, %ld REJECTED), "
+           "%ld missing\n",
+           echo ? "echo  " : "orders", count, warmup, measured_done, confirmed,
+           measured_done - confirmed, missing);
+    printf("throughput  %.1f /s achieved (first measured publish to last final status: %.2f s); "
+           "offered %.1f /s%s\n",
+           tput, secs, offered, rate > 0 ? "" : " (burst)");
+    printf("latency ms  p50 %.1f  p95 %.1f  p99 %.1f  max %.1f  (publish -> %s)\n", pct(lat, n, 50),
+           pct(lat, n, 95), pct(lat, n, 99), pct(lat, n, 100),
+           echo ? "third hop consumed" : "final status event");
+    char jsonbuf[768];
     snprintf(jsonbuf, sizeof jsonbuf,
-             "{\"orders\":%ld,\"final\":%ld,\"confirmed\":%ld,\"rejected\":%ld,\"missing\":%ld,"
-             "\"rate_target\":%ld,\"items_per_order\":%ld,\"seconds\":%.3f,"
-             "\"orders_per_second\":%.1f,\"latency_ms\":{\"p50\":%.2f,\"p95\":%.2f,\"p99\":%.2f,"
-             "\"max\":%.2f}}",
-             count, done, confirmed, done - confirmed, count - done, rate, items, secs, tput,
-             pct(lat, n, 50), pct(lat, n, 95), pct(lat, n, 99), pct(lat, n, 100));
+             "{\"mode\":\"%s\",\"orders\":%ld,\"warmup\":%ld,\"final\":%ld,\"confirmed\":%ld,"
+             "\"rejected\":%ld,\"missing\":%ld,\"rate_target\":%ld,\"rate_offered\":%.1f,"
+             "\"items_per_order\":%ld,\"seconds\":%.3f,\"orders_per_second\":%.1f,"
+             "\"latency_ms\":{\"p50\":%.2f,\"p95\":%.2f,\"p99\":%.2f,\"max\":%.2f}}",
+             echo ? "echo" : "orders", count, warmup, measured_done, confirmed,
+             measured_done - confirmed, missing, rate, offered, items, secs, tput, pct(lat, n, 50),
+             pct(lat, n, 95), pct(lat, n, 99), pct(lat, n, 100));
     printf("%s\n", jsonbuf);
     if (json_path != NULL) {
         FILE *f = fopen(json_path, "w");
@@ -301,5 +396,5 @@ int main(int argc, char **argv)
     rd_kafka_destroy(producer);
     rd_kafka_consumer_close(consumer);
     rd_kafka_destroy(consumer);
-    return done == count ? 0 : 1;
+    return measured_done == count ? 0 : 1;
 }

@@ -120,7 +120,7 @@ static int create_order(of_step_ctx *s)
         s->e->correlation, s->it->ev.id};
     rc = of_step_rows(s, SET_ORDERS, ov);
     for (size_t i = 0; rc == OF_OK && i < oc->n_items; i++) {
-        char line[16], qty[16], price[24];
+        char line[24], qty[16], price[24];
         snprintf(line, sizeof line, "%zu", i + 1);
         snprintf(qty, sizeof qty, "%" PRId32, oc->items[i].quantity);
         snprintf(price, sizeof price, "%" PRId64, prices[i]);
