@@ -123,6 +123,18 @@ check() { # check <description> <expected> <actual>
     fi
 }
 
+# SQL predicate: outbox row ALIAS holds an event its consumer applies in a
+# transaction, which leaves an inbox row. A status event that drives no step
+# (order CONFIRMED, REJECTED, PAID..., return REJECTED, REFUND_COMPLETED) is
+# settled without a transaction and leaves none (docs/architecture.md).
+of_sql_leaves_inbox() { # of_sql_leaves_inbox <alias>
+    local b="$1"
+    printf '%s' "not (($b.headers @> '[{\"k\":\"ce_type\",\"v\":\"order.status.changed\"}]'
+        and convert_from($b.payload, 'UTF8')::jsonb->>'status' not in ('CREATED', 'INVENTORY_RESERVED'))
+      or ($b.headers @> '[{\"k\":\"ce_type\",\"v\":\"return.status.changed\"}]'
+        and convert_from($b.payload, 'UTF8')::jsonb->>'status' in ('REJECTED', 'REFUND_COMPLETED')))"
+}
+
 wait_for() { # wait_for <sql returning t> <seconds>
     local i
     for ((i = 0; i < $2 * 5; i++)); do

@@ -82,7 +82,7 @@ settle() { # settle <name like> <number of returns> <seconds>
     wait_for "select count(*) = $2 and coalesce(bool_and(status in ('REJECTED', 'REFUND_COMPLETED')), true)
               from rq where name like '$1'" "$3" || true
     wait_for "select count(*) = count(published_at) from outbox" "$3" || true
-    wait_for "select count(*) = 0 from outbox b where b.topic in ('$T_RR', '$T_STATUS')
+    wait_for "select count(*) = 0 from outbox b where b.topic in ('$T_RR', '$T_STATUS') and $(of_sql_leaves_inbox b)
               and not exists (select 1 from inbox i where i.ce_id = b.id::text and i.consumer =
                   case b.topic when '$T_RR' then 'return-requested' else 'order-status' end)" "$3" || true
 }
