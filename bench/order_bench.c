@@ -246,7 +246,8 @@ int main(int argc, char **argv)
                 int64_t due = start + sent * 1000000000LL / rate;
                 int64_t now = now_ns();
                 if (now < due) {
-                    wait_ms = (int)((due - now) / 1000000);
+                    /* Rounded up: a zero timeout would spin until the send is due. */
+                    wait_ms = (int)((due - now + 999999) / 1000000);
                     break;
                 }
             }
