@@ -84,6 +84,53 @@ static void usage(void)
         "three Kafka hops on the topics <prefix>bench.echo.1..3 instead.\n");
 }
 
+/* Assigns every partition of the given topics at its current high watermark. */
+static int echo_assign(rd_kafka_t *rk, const char *t1, const char *t2, const char *t3)
+{
+    const char *topics[3] = {t1, t2, t3};
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(8);
+    for (int i = 0; i < 3; i++) {
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topics[i], NULL);
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_resp_err_t err =
+            rkt ? rd_kafka_metadata(rk, 0, rkt, &md, 10000) : RD_KAFKA_RESP_ERR__INVALID_ARG;
+        if (err != RD_KAFKA_RESP_ERR_NO_ERROR || md->topic_cnt != 1 ||
+            md->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            fprintf(stderr, "order-bench: no metadata for %s: %s\n", topics[i],
+                    rd_kafka_err2str(err ? err : md->topics[0].err));
+            if (md)
+                rd_kafka_metadata_destroy(md);
+            if (rkt)
+                rd_kafka_topic_destroy(rkt);
+            rd_kafka_topic_partition_list_destroy(list);
+            return -1;
+        }
+        for (int p = 0; p < md->topics[0].partition_cnt; p++) {
+            int32_t part = md->topics[0].partitions[p].id;
+            int64_t lo = 0, hi = 0;
+            err = rd_kafka_query_watermark_offsets(rk, topics[i], part, &lo, &hi, 10000);
+            if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+                fprintf(stderr, "order-bench: no watermark for %s [%d]: %s\n", topics[i], (int)part,
+                        rd_kafka_err2str(err));
+                rd_kafka_metadata_destroy(md);
+                rd_kafka_topic_destroy(rkt);
+                rd_kafka_topic_partition_list_destroy(list);
+                return -1;
+            }
+            rd_kafka_topic_partition_list_add(list, topics[i], part)->offset = hi;
+        }
+        rd_kafka_metadata_destroy(md);
+        rd_kafka_topic_destroy(rkt);
+    }
+    rd_kafka_resp_err_t err = rd_kafka_assign(rk, list);
+    rd_kafka_topic_partition_list_destroy(list);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        fprintf(stderr, "order-bench: assign: %s\n", rd_kafka_err2str(err));
+        return -1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *bootstrap = getenv("KAFKA_BOOTSTRAP_SERVERS");
@@ -174,11 +221,7 @@ int main(int argc, char **argv)
     rd_kafka_conf_t *cc = rd_kafka_conf_new();
     if (rd_kafka_conf_set(cc, "bootstrap.servers", bootstrap, errstr, sizeof errstr) ||
         rd_kafka_conf_set(cc, "group.id", group, errstr, sizeof errstr) ||
-        /* The echo forwards its own hops: from the start of its topics, so that no
-         * record produced before a partition's position was fetched is missed;
-         * records of earlier runs are skipped by their run id. */
-        rd_kafka_conf_set(cc, "auto.offset.reset", echo ? "earliest" : "latest", errstr,
-                          sizeof errstr) ||
+        rd_kafka_conf_set(cc, "auto.offset.reset", "latest", errstr, sizeof errstr) ||
         rd_kafka_conf_set(cc, "enable.auto.commit", "false", errstr, sizeof errstr) ||
         rd_kafka_conf_set(cc, "fetch.wait.max.ms", "10", errstr, sizeof errstr)) {
         fprintf(stderr, "order-bench: %s\n", errstr);
@@ -190,27 +233,31 @@ int main(int argc, char **argv)
         return 69;
     }
     rd_kafka_poll_set_consumer(consumer);
-    rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(subs, topic_out, RD_KAFKA_PARTITION_UA);
     char topic_mid[256];
     snprintf(topic_mid, sizeof topic_mid, "%sbench.echo.2", prefix);
-    if (echo) { /* the echo consumes hops 1 and 2 to forward them */
-        rd_kafka_topic_partition_list_add(subs, topic_in, RD_KAFKA_PARTITION_UA);
-        rd_kafka_topic_partition_list_add(subs, topic_mid, RD_KAFKA_PARTITION_UA);
-    }
-    rd_kafka_subscribe(consumer, subs);
-    rd_kafka_topic_partition_list_destroy(subs);
-    for (int i = 0; i < 300 && !stop; i++) {
-        rd_kafka_topic_partition_list_t *a = NULL;
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(consumer, 100);
-        if (m != NULL)
-            rd_kafka_message_destroy(m);
-        if (rd_kafka_assignment(consumer, &a) == RD_KAFKA_RESP_ERR_NO_ERROR && a->cnt > 0) {
-            rd_kafka_topic_partition_list_destroy(a);
-            break;
+    if (echo) {
+        /* The echo consumes hops 1 and 2 to forward them, and hop 3 to time them. Every
+         * partition is assigned at its high watermark, resolved before anything is
+         * produced: no record of this run is skipped, none of an earlier run read. */
+        if (echo_assign(consumer, topic_in, topic_mid, topic_out) != 0)
+            return 69;
+    } else {
+        rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(subs, topic_out, RD_KAFKA_PARTITION_UA);
+        rd_kafka_subscribe(consumer, subs);
+        rd_kafka_topic_partition_list_destroy(subs);
+        for (int i = 0; i < 300 && !stop; i++) {
+            rd_kafka_topic_partition_list_t *a = NULL;
+            rd_kafka_message_t *m = rd_kafka_consumer_poll(consumer, 100);
+            if (m != NULL)
+                rd_kafka_message_destroy(m);
+            if (rd_kafka_assignment(consumer, &a) == RD_KAFKA_RESP_ERR_NO_ERROR && a->cnt > 0) {
+                rd_kafka_topic_partition_list_destroy(a);
+                break;
+            }
+            if (a != NULL)
+                rd_kafka_topic_partition_list_destroy(a);
         }
-        if (a != NULL)
-            rd_kafka_topic_partition_list_destroy(a);
     }
 
     rd_kafka_conf_t *pc = rd_kafka_conf_new();
@@ -222,6 +269,18 @@ int main(int argc, char **argv)
     if (producer == NULL) {
         fprintf(stderr, "order-bench: could not create producer: %s\n", errstr);
         return 69;
+    }
+
+    /* The producer learns its topics before the clock starts: the first send to a
+     * topic it does not know waits for a metadata round trip. */
+    const char *ptopics[3] = {topic_in, topic_mid, topic_out};
+    rd_kafka_topic_t *prkt[3] = {NULL, NULL, NULL};
+    for (int i = 0; i < (echo ? 3 : 1); i++) {
+        const struct rd_kafka_metadata *md = NULL;
+        prkt[i] = rd_kafka_topic_new(producer, ptopics[i], NULL);
+        if (prkt[i] != NULL &&
+            rd_kafka_metadata(producer, 0, prkt[i], &md, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR)
+            rd_kafka_metadata_destroy(md);
     }
 
     /* One value serves every order: the events differ only in ce_id and key. */
@@ -403,6 +462,9 @@ int main(int argc, char **argv)
     free(lat);
     free(orders);
     rd_kafka_flush(producer, 5000);
+    for (int i = 0; i < 3; i++)
+        if (prkt[i] != NULL)
+            rd_kafka_topic_destroy(prkt[i]);
     rd_kafka_destroy(producer);
     rd_kafka_consumer_close(consumer);
     rd_kafka_destroy(consumer);
