@@ -158,6 +158,15 @@ static void fail_all(of_db *db, int status)
 }
 
 /* Sends the head pipeline: every command, then a sync. */
+/* The statement of that name, or NULL (the server then reports it unknown). */
+static const of_db_stmt *find_stmt(const of_db *db, const char *name)
+{
+    for (size_t i = 0; i < db->n_stmts; i++)
+        if (strcmp(db->stmts[i].name, name) == 0)
+            return &db->stmts[i];
+    return NULL;
+}
+
 static void db_send_head(of_db *db)
 {
     of_db_pipeline *p = db->head;
@@ -190,10 +199,12 @@ static void db_send_head(of_db *db)
     db->in_flight = true;
     for (size_t i = 0; i < p->n; i++) {
         of_db_cmd *c = &p->cmds[i];
+        const of_db_stmt *st = c->sql == NULL ? find_stmt(db, c->stmt) : NULL;
+        const char *sql = c->sql != NULL ? c->sql : st != NULL && !st->generic ? st->sql : NULL;
         int ok;
-        if (c->sql != NULL)
-            ok = PQsendQueryParams(db->conn, c->sql, c->nparams, NULL,
-                                   (const char *const *)c->values, c->lengths, c->formats, 0);
+        if (sql != NULL) /* planned for these parameters (see of_db_stmt) */
+            ok = PQsendQueryParams(db->conn, sql, c->nparams, NULL, (const char *const *)c->values,
+                                   c->lengths, c->formats, 0);
         else
             ok = PQsendQueryPrepared(db->conn, c->stmt, c->nparams, (const char *const *)c->values,
                                      c->lengths, c->formats, 0);
@@ -298,17 +309,11 @@ static void db_fail_connection(of_db *db, const char *why)
 
 static int build_setup(of_db *db)
 {
-    /* plan_cache_mode: the batch statements take arrays of 1 to batch-size
-     * ids, and a generic plan is costed for an array of unknown length and
-     * cached at its sixth use, often while the tables are still small: it
-     * kept sequential scans of the entity tables and an inbox probe by
-     * consumer alone as the tables grew. A custom plan sees the array and
-     * the current statistics on every call; planning costs far less than
-     * those scans (bench/README.md has the figures). */
+    /* No plan_cache_mode here: of_db_stmt says which statements run on
+     * cached plans; the server's setting stays the DBA's. */
     static const char *const session_sql =
         "SET application_name = 'orderflow'; SET statement_timeout = '30s'; "
-        "SET lock_timeout = '10s'; SET idle_in_transaction_session_timeout = '60s'; "
-        "SET plan_cache_mode = 'force_custom_plan'";
+        "SET lock_timeout = '10s'; SET idle_in_transaction_session_timeout = '60s'";
     of_db_pipeline_reset(&db->setup);
     /* Pipeline mode allows no multi-statement strings, so one SET each. */
     const char *p = session_sql;

@@ -19,7 +19,8 @@ const of_db_stmt of_dlq_stmts[] = {
      " values ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11)"
      " on conflict (worker, topic, partition, \"offset\") do nothing returning id)"
      " insert into outbox (id, topic, key, payload, headers)"
-     " select $12, $13, $5, $6, $14::jsonb from dl returning id"},
+     " select $12, $13, $5, $6, $14::jsonb from dl returning id",
+     true},
 };
 const size_t of_dlq_n_stmts = sizeof of_dlq_stmts / sizeof of_dlq_stmts[0];
 

@@ -7,11 +7,13 @@
 #include <string.h>
 
 const of_db_stmt of_inbox_stmts[] = {
-    {"of_inbox_check", "select ce_id from inbox where consumer = $1 and ce_id = any($2::text[])"},
+    {"of_inbox_check", "select ce_id from inbox where consumer = $1 and ce_id = any($2::text[])",
+     false},
     {"of_inbox_insert_rows",
      "insert into inbox (consumer, ce_id, ce_type, topic, partition, \"offset\")"
      " select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::integer[],"
-     " $6::bigint[])"},
+     " $6::bigint[])",
+     true},
 };
 const size_t of_inbox_n_stmts = sizeof of_inbox_stmts / sizeof of_inbox_stmts[0];
 

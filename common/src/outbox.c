@@ -21,21 +21,25 @@
 
 const of_db_stmt of_outbox_stmts[] = {
     {"of_outbox_insert",
-     "insert into outbox (id, topic, key, payload, headers) values ($1, $2, $3, $4, $5::jsonb)"},
+     "insert into outbox (id, topic, key, payload, headers) values ($1, $2, $3, $4, $5::jsonb)",
+     true},
     {"of_outbox_insert_rows",
      "insert into outbox (id, topic, key, payload, headers)"
      " select t.id, t.topic, decode(t.key, 'hex'), decode(t.payload, 'hex'), t.headers::jsonb"
      " from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[]) with ordinality"
-     " as t(id, topic, key, payload, headers, n) order by t.n"},
+     " as t(id, topic, key, payload, headers, n) order by t.n",
+     true},
     {"of_outbox_mark",
-     "update outbox set published_at = now() where id = any($1::uuid[]) and published_at is null"},
+     "update outbox set published_at = now() where id = any($1::uuid[]) and published_at is null",
+     false},
     {"of_outbox_claim",
      "update outbox o set attempts = o.attempts + 1, claimed_until = now() + interval '" SWEEP_LEASE
      "' where o.id in (select id from outbox where published_at is null"
      " and created_at < now() - make_interval(secs => $1::double precision / 1000)"
      " and (claimed_until is null or claimed_until < now())"
      " order by seq limit $2 for update skip locked)"
-     " returning o.id, o.topic, o.key, o.payload, o.headers::text, o.seq"},
+     " returning o.id, o.topic, o.key, o.payload, o.headers::text, o.seq",
+     false},
 };
 const size_t of_outbox_n_stmts = sizeof of_outbox_stmts / sizeof of_outbox_stmts[0];
 

@@ -115,7 +115,8 @@ static const char *const order_executions[OF_ORDER_X_COUNT] = {
 static const of_db_stmt order_stmts[OF_SQL_COUNT] = {
     [OF_SQL_LOAD] = {"order_load",
                      "select id::text, status, version, correlation_id, '' from orders"
-                     " where id = any($1::uuid[]) order by id for update"},
+                     " where id = any($1::uuid[]) order by id for update",
+                     false},
     [OF_SQL_SET_STATE] =
         {"order_set_state",
          "with u as (update orders o set status = t.status,"
@@ -124,7 +125,8 @@ static const of_db_stmt order_stmts[OF_SQL_COUNT] = {
          " $4::text[]) as t(id, status, version, reason)"
          " where o.id = any($1) and o.id = t.id and o.version = t.version returning 1)"
          " select of_expect_rows((select count(*) from u), cardinality($1),"
-         " 'orders at the versions read')"},
+         " 'orders at the versions read')",
+         false},
     [OF_SQL_EXEC_START] = {"order_exec_start",
                            "insert into executions (id, machine, order_id, return_id, status,"
                            " current_state, input, stopped_at, error)"
@@ -133,7 +135,8 @@ static const of_db_stmt order_stmts[OF_SQL_COUNT] = {
                            " end, nullif(t.error, '') from unnest($1::uuid[], $2::text[],"
                            " $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[],"
                            " $8::text[]) as t(id, machine, entity, scope, status, state, input,"
-                           " error)"},
+                           " error)",
+                           true},
     [OF_SQL_EXEC_UPDATE] = {"order_exec_update",
                             "with u as (update executions x set current_state = t.state,"
                             " status = t.status, stopped_at = case when t.status = 'RUNNING'"
@@ -143,7 +146,8 @@ static const of_db_stmt order_stmts[OF_SQL_COUNT] = {
                             " error) where x.order_id = any($2) and x.return_id is null"
                             " and x.order_id = t.entity and x.machine = t.machine returning 1)"
                             " select of_expect_rows((select count(*) from u), cardinality($2),"
-                            " 'executions of orders')"},
+                            " 'executions of orders')",
+                            false},
     [OF_SQL_HISTORY] = {"order_history",
                         "insert into execution_history (execution_id, seq, step, from_state,"
                         " to_state, outcome, event_id, topic, partition, \"offset\", detail)"
@@ -160,7 +164,8 @@ static const of_db_stmt order_stmts[OF_SQL_COUNT] = {
                         " cross join lateral (select e.id from executions e"
                         " where e.order_id = t.entity and e.return_id is null"
                         " and (t.machine = '' or e.machine = t.machine)"
-                        " order by e.started_at desc, e.id desc limit 1) x"},
+                        " order by e.started_at desc, e.id desc limit 1) x",
+                        false},
 };
 
 const of_machine of_order_machine = {

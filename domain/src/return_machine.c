@@ -67,7 +67,8 @@ static const char *const return_executions[OF_RETURN_X_COUNT] = {
 static const of_db_stmt return_stmts[OF_SQL_COUNT] = {
     [OF_SQL_LOAD] = {"return_load",
                      "select id::text, status, version, correlation_id, order_id::text"
-                     " from returns where id = any($1::uuid[]) order by id for update"},
+                     " from returns where id = any($1::uuid[]) order by id for update",
+                     false},
     [OF_SQL_SET_STATE] =
         {"return_set_state",
          "with u as (update returns r set status = t.status,"
@@ -76,7 +77,8 @@ static const of_db_stmt return_stmts[OF_SQL_COUNT] = {
          " $4::text[]) as t(id, status, version, reason)"
          " where r.id = any($1) and r.id = t.id and r.version = t.version returning 1)"
          " select of_expect_rows((select count(*) from u), cardinality($1),"
-         " 'returns at the versions read')"},
+         " 'returns at the versions read')",
+         false},
     [OF_SQL_EXEC_START] = {"return_exec_start",
                            "insert into executions (id, machine, order_id, return_id, status,"
                            " current_state, input, stopped_at, error)"
@@ -85,7 +87,8 @@ static const of_db_stmt return_stmts[OF_SQL_COUNT] = {
                            " end, nullif(t.error, '') from unnest($1::uuid[], $2::text[],"
                            " $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[],"
                            " $8::text[]) as t(id, machine, entity, scope, status, state, input,"
-                           " error)"},
+                           " error)",
+                           true},
     [OF_SQL_EXEC_UPDATE] =
         {"return_exec_update",
          "with u as (update executions x set current_state = t.state,"
@@ -96,7 +99,8 @@ static const of_db_stmt return_stmts[OF_SQL_COUNT] = {
          " error) where x.return_id = any($2) and x.return_id = t.entity and x.machine = t.machine"
          " and x.order_id = t.scope::uuid returning 1)"
          " select of_expect_rows((select count(*) from u), cardinality($2),"
-         " 'executions of returns')"},
+         " 'executions of returns')",
+         false},
     [OF_SQL_HISTORY] = {"return_history",
                         "insert into execution_history (execution_id, seq, step, from_state,"
                         " to_state, outcome, event_id, topic, partition, \"offset\", detail)"
@@ -113,7 +117,8 @@ static const of_db_stmt return_stmts[OF_SQL_COUNT] = {
                         " cross join lateral (select e.id from executions e"
                         " where e.return_id = t.entity and e.order_id = t.scope::uuid"
                         " and (t.machine = '' or e.machine = t.machine)"
-                        " order by e.started_at desc, e.id desc limit 1) x"},
+                        " order by e.started_at desc, e.id desc limit 1) x",
+                        false},
 };
 
 const of_machine of_return_machine = {

@@ -185,8 +185,8 @@ static int setup(void **state)
     snprintf(table, sizeof table, "of_it_db_%ld_%.8s", (long)getpid(), id);
     snprintf(sql_insert, sizeof sql_insert, "insert into %s (id, v) values ($1, $2)", table);
     snprintf(sql_count, sizeof sql_count, "select count(*) from %s", table);
-    stmts[0] = (of_db_stmt){"it_insert", sql_insert};
-    stmts[1] = (of_db_stmt){"it_count", sql_count};
+    stmts[0] = (of_db_stmt){"it_insert", sql_insert, false};
+    stmts[1] = (of_db_stmt){"it_count", sql_count, false};
 
     t->admin = PQconnectdb(url);
     if (PQstatus(t->admin) != CONNECTION_OK) {

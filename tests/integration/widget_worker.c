@@ -59,9 +59,11 @@ static const char *const widget_executions[W_X_COUNT] = {"", "WidgetProcess"};
 
 /* Set-based, like every machine's statements (machine.h): one array per column. */
 static const of_db_stmt widget_machine_stmts[OF_SQL_COUNT] = {
-    [OF_SQL_LOAD] = {"widget_load", "select id::text, status, version, correlation_id, ''"
-                                    " from widgets where id = any($1::uuid[]) order by id"
-                                    " for update"},
+    [OF_SQL_LOAD] = {"widget_load",
+                     "select id::text, status, version, correlation_id, ''"
+                     " from widgets where id = any($1::uuid[]) order by id"
+                     " for update",
+                     false},
     [OF_SQL_SET_STATE] =
         {"widget_set_state",
          "with u as (update widgets w set status = t.status,"
@@ -70,21 +72,24 @@ static const of_db_stmt widget_machine_stmts[OF_SQL_COUNT] = {
          " $4::text[]) as t(id, status, version, reason)"
          " where w.id = any($1) and w.id = t.id and w.version = t.version returning 1)"
          " select of_expect_rows((select count(*) from u), cardinality($1),"
-         " 'widgets')"},
+         " 'widgets')",
+         false},
     [OF_SQL_EXEC_START] = {"widget_exec_start",
                            "insert into widget_executions (id, machine, widget_id, scope, status,"
                            " current_state, input, error) select t.id, t.machine, t.entity,"
                            " nullif(t.scope, ''), t.status, t.state, t.input::jsonb,"
                            " nullif(t.error, '') from unnest($1::uuid[], $2::text[], $3::uuid[],"
                            " $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])"
-                           " as t(id, machine, entity, scope, status, state, input, error)"},
+                           " as t(id, machine, entity, scope, status, state, input, error)",
+                           true},
     [OF_SQL_EXEC_UPDATE] = {"widget_exec_update",
                             "update widget_executions x set current_state = t.state,"
                             " status = t.status, error = coalesce(nullif(t.error, ''), x.error)"
                             " from unnest($1::text[], $2::uuid[], $3::text[], $4::text[],"
                             " $5::text[], $6::text[]) as t(machine, entity, scope, state, status,"
                             " error) where x.widget_id = any($2) and x.widget_id = t.entity"
-                            " and x.machine = t.machine"},
+                            " and x.machine = t.machine",
+                            false},
     [OF_SQL_HISTORY] =
         {"widget_history",
          "insert into widget_history (execution_id, seq, step, from_state,"
@@ -101,7 +106,8 @@ static const of_db_stmt widget_machine_stmts[OF_SQL_COUNT] = {
          " detail, n)"
          " cross join lateral (select e.id from widget_executions e"
          " where e.widget_id = t.entity and (t.machine = '' or e.machine = t.machine)"
-         " order by e.id desc limit 1) x"},
+         " order by e.id desc limit 1) x",
+         false},
 };
 
 static const of_machine widget_machine = {
@@ -127,9 +133,11 @@ static const of_step_impl widget_steps[W_STEP_COUNT] = {
 };
 
 static const of_db_stmt widget_stmts[] = {
-    {"widget_insert", "insert into widgets (id, status, version, correlation_id, product_id)"
-                      " values ($1::uuid, $2, 1, $3, $4)"},
-    {"widget_take_stock", "update products set stock = stock - 1 where id = $1"},
+    {"widget_insert",
+     "insert into widgets (id, status, version, correlation_id, product_id)"
+     " values ($1::uuid, $2, 1, $3, $4)",
+     true},
+    {"widget_take_stock", "update products set stock = stock - 1 where id = $1", false},
 };
 
 static const char *const topics[] = {TOPIC};

@@ -37,8 +37,9 @@ static const char *const triggers[T_TRIGGERS] = {"auto", "create", "FINISH"};
 static const char *const steps[STEPS] = {"Create", "Finish", "Skip"};
 static const char *const executions[XS] = {"", "Run"};
 static const of_db_stmt stmts[OF_SQL_COUNT] = {
-    {"gadget_load", "-"},        {"gadget_set_state", "-"}, {"gadget_exec_start", "-"},
-    {"gadget_exec_update", "-"}, {"gadget_history", "-"},
+    {"gadget_load", "-", false},       {"gadget_set_state", "-", false},
+    {"gadget_exec_start", "-", false}, {"gadget_exec_update", "-", false},
+    {"gadget_history", "-", false},
 };
 static const of_machine gadget = {
     .name = "gadget",

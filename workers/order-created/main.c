@@ -29,8 +29,8 @@ static const of_config_item items[] = {OF_WORKER_CONFIG(settings, w)};
 static const char *const topics[] = {OF_TOPIC_ORDER_CREATED};
 
 static const of_db_stmt stmts[] = {
-    {"oc_customers", "select id from customers where id = any($1::text[])"},
-    {"oc_products", "select id, price_cents from products where id = any($1::text[])"},
+    {"oc_customers", "select id from customers where id = any($1::text[])", false},
+    {"oc_products", "select id, price_cents from products where id = any($1::text[])", false},
 };
 
 /* Row sets (one statement per batch each), in the order they run. */
@@ -43,12 +43,14 @@ static const of_worker_set sets[SET_COUNT] = {
                      " t.currency, t.correlation, t.source from unnest($1::uuid[], $2::text[],"
                      " $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[])"
                      " as t(id, customer_id, status, reason, total, currency, correlation,"
-                     " source)"},
+                     " source)",
+                     true},
                     8},
     [SET_ITEMS] = {{"oc_insert_items",
                     "insert into order_items (order_id, line, product_id, quantity,"
                     " unit_price_cents) select * from unnest($1::uuid[], $2::integer[],"
-                    " $3::text[], $4::integer[], $5::bigint[])"},
+                    " $3::text[], $4::integer[], $5::bigint[])",
+                    true},
                    5},
 };
 

@@ -43,20 +43,30 @@ static const of_config_item items[] = {
 static const char *const topics[] = {OF_TOPIC_ORDER_STATUS};
 
 static const of_db_stmt stmts[] = {
-    {"os_items", "select order_id, product_id, quantity, reserved from order_items"
-                 " where order_id = any($1::uuid[]) order by order_id, line"},
-    {"os_products", "select id, stock from products where id in (select product_id from"
-                    " order_items where order_id = any($1::uuid[])) order by id for update"},
-    {"os_release", "update products p set stock = p.stock + i.quantity, updated_at = now()"
-                   " from order_items i where i.order_id = $1::uuid and i.reserved"
-                   " and p.id = i.product_id"},
-    {"os_delivered", "update orders set delivered_at = now() where id = $1::uuid"},
-    {"os_deadline_cancel", "update deadlines set cancelled_at = now() where order_id = $1::uuid"
-                           " and kind = 'PAYMENT' and fired_at is null and cancelled_at is null"},
-    {"os_cancel_refund", "insert into refunds (id, order_id, amount_cents, cause)"
-                         " select $2::uuid, id, total_cents, 'CANCELLATION' from orders"
-                         " where id = $1::uuid"
-                         " on conflict (order_id) where return_id is null do nothing"},
+    {"os_items",
+     "select order_id, product_id, quantity, reserved from order_items"
+     " where order_id = any($1::uuid[]) order by order_id, line",
+     false},
+    {"os_products",
+     "select id, stock from products where id in (select product_id from"
+     " order_items where order_id = any($1::uuid[])) order by id for update",
+     false},
+    {"os_release",
+     "update products p set stock = p.stock + i.quantity, updated_at = now()"
+     " from order_items i where i.order_id = $1::uuid and i.reserved"
+     " and p.id = i.product_id",
+     false},
+    {"os_delivered", "update orders set delivered_at = now() where id = $1::uuid", false},
+    {"os_deadline_cancel",
+     "update deadlines set cancelled_at = now() where order_id = $1::uuid"
+     " and kind = 'PAYMENT' and fired_at is null and cancelled_at is null",
+     false},
+    {"os_cancel_refund",
+     "insert into refunds (id, order_id, amount_cents, cause)"
+     " select $2::uuid, id, total_cents, 'CANCELLATION' from orders"
+     " where id = $1::uuid"
+     " on conflict (order_id) where return_id is null do nothing",
+     false},
 };
 
 /* Row sets (one statement per wave each), in the order they run. Stock
@@ -68,21 +78,24 @@ static const of_worker_set sets[SET_COUNT] = {
                     "update products p set stock = p.stock + d.delta, updated_at = now()"
                     " from (select product_id, sum(delta) as delta from unnest($1::text[],"
                     " $2::bigint[]) as t(product_id, delta) group by product_id) d"
-                    " where p.id = any($1) and p.id = d.product_id"},
+                    " where p.id = any($1) and p.id = d.product_id",
+                    false},
                    2},
     [SET_RESERVED] = {{"os_mark_reserved",
                        "update order_items i set reserved = t.reserved from unnest($1::uuid[],"
                        " $2::boolean[]) as t(order_id, reserved) where i.order_id = any($1)"
-                       " and i.order_id = t.order_id"},
+                       " and i.order_id = t.order_id",
+                       false},
                       2},
     [SET_CONFIRMED] = {{"os_confirmed",
-                        "update orders set confirmed_at = now() where id = any($1::uuid[])"},
+                        "update orders set confirmed_at = now() where id = any($1::uuid[])", false},
                        1},
     [SET_DEADLINE] = {{"os_deadline_add",
                        "insert into deadlines (order_id, kind, due_at) select t.order_id,"
                        " 'PAYMENT', now() + t.ms * interval '1 millisecond' from"
                        " unnest($1::uuid[], $2::bigint[]) as t(order_id, ms)"
-                       " on conflict (order_id, kind) do nothing"},
+                       " on conflict (order_id, kind) do nothing",
+                       true},
                       2},
 };
 

@@ -40,36 +40,52 @@ static const char *const topics[] = {OF_TOPIC_RETURN_REQUESTED};
 /* Returned quantities count once the goods are back in stock (RETURN_PROCESSED
  * onwards); pending ones (INITIATED) count against what may still be returned. */
 static const of_db_stmt stmts[] = {
-    {"rr_orders", "select id, status, (delivered_at is not null and delivered_at +"
-                  " $2::bigint * interval '1 millisecond' >= now()) from orders"
-                  " where id = any($1::uuid[]) order by id for update"},
-    {"rr_bought", "select order_id, product_id, sum(quantity), max(unit_price_cents)"
-                  " from order_items where order_id = any($1::uuid[]) group by 1, 2"},
-    {"rr_taken", "select r.order_id, ri.product_id, sum(ri.quantity) from returns r"
-                 " join return_items ri on ri.return_id = r.id where r.order_id = any($1::uuid[])"
-                 " and r.status <> 'REJECTED' group by 1, 2"},
-    {"rr_return_items", "select return_id, quantity, unit_price_cents from return_items"
-                        " where return_id = any($1::uuid[])"},
-    {"rr_totals", "select o.id, (select coalesce(sum(quantity), 0) from order_items"
-                  " where order_id = o.id), (select coalesce(sum(ri.quantity), 0) from returns r"
-                  " join return_items ri on ri.return_id = r.id where r.order_id = o.id"
-                  " and r.status in ('RETURN_PROCESSED', 'REFUND_INITIATED', 'REFUND_PROCESSED',"
-                  " 'REFUND_COMPLETED')) from orders o where o.id = any($1::uuid[])"},
+    {"rr_orders",
+     "select id, status, (delivered_at is not null and delivered_at +"
+     " $2::bigint * interval '1 millisecond' >= now()) from orders"
+     " where id = any($1::uuid[]) order by id for update",
+     false},
+    {"rr_bought",
+     "select order_id, product_id, sum(quantity), max(unit_price_cents)"
+     " from order_items where order_id = any($1::uuid[]) group by 1, 2",
+     false},
+    {"rr_taken",
+     "select r.order_id, ri.product_id, sum(ri.quantity) from returns r"
+     " join return_items ri on ri.return_id = r.id where r.order_id = any($1::uuid[])"
+     " and r.status <> 'REJECTED' group by 1, 2",
+     false},
+    {"rr_return_items",
+     "select return_id, quantity, unit_price_cents from return_items"
+     " where return_id = any($1::uuid[])",
+     false},
+    {"rr_totals",
+     "select o.id, (select coalesce(sum(quantity), 0) from order_items"
+     " where order_id = o.id), (select coalesce(sum(ri.quantity), 0) from returns r"
+     " join return_items ri on ri.return_id = r.id where r.order_id = o.id"
+     " and r.status in ('RETURN_PROCESSED', 'REFUND_INITIATED', 'REFUND_PROCESSED',"
+     " 'REFUND_COMPLETED')) from orders o where o.id = any($1::uuid[])",
+     false},
     {"rr_insert_return",
      "insert into returns (id, order_id, status, version, reason, status_reason, correlation_id,"
      " source_event_id) values ($1::uuid, $2::uuid, $3, 1, nullif($4, ''), nullif($5, ''), $6,"
-     " $7)"},
+     " $7)",
+     true},
     {"rr_insert_items",
      "insert into return_items (return_id, product_id, quantity, unit_price_cents)"
      " select $1::uuid, t.product_id, t.quantity, (select max(unit_price_cents) from order_items"
      " where order_id = $2::uuid and product_id = t.product_id)"
-     " from unnest($3::text[], $4::integer[]) as t(product_id, quantity)"},
-    {"rr_restock", "update products p set stock = p.stock + ri.quantity, updated_at = now()"
-                   " from return_items ri where ri.return_id = $1::uuid and p.id = ri.product_id"},
-    {"rr_refund_amount", "update returns set refund_cents = $2 where id = $1::uuid"},
-    {"rr_refund", "insert into refunds (id, return_id, order_id, amount_cents, cause)"
-                  " values ($1::uuid, $2::uuid, $3::uuid, $4, 'RETURN')"
-                  " on conflict (return_id) do nothing"},
+     " from unnest($3::text[], $4::integer[]) as t(product_id, quantity)",
+     false},
+    {"rr_restock",
+     "update products p set stock = p.stock + ri.quantity, updated_at = now()"
+     " from return_items ri where ri.return_id = $1::uuid and p.id = ri.product_id",
+     false},
+    {"rr_refund_amount", "update returns set refund_cents = $2 where id = $1::uuid", false},
+    {"rr_refund",
+     "insert into refunds (id, return_id, order_id, amount_cents, cause)"
+     " values ($1::uuid, $2::uuid, $3::uuid, $4, 'RETURN')"
+     " on conflict (return_id) do nothing",
+     true},
 };
 
 /* Per order: status and whether a return is still in time. */

@@ -30,10 +30,21 @@
  * pipeline queued), OF_ENOMEM, OF_ESTATE (not allowed now: closing, pipeline
  * in use). */
 
-/* A statement prepared on every connection. */
+/* A statement prepared on every connection (which checks its SQL at connect).
+ *
+ * How it is sent depends on whether one plan serves it whatever the tables hold.
+ * A generic statement reads no table but through its constraints (an INSERT of
+ * VALUES or of unnest($n) arrays): it runs as the prepared statement, and
+ * Postgres caches its plan. Any other statement finds its rows by keys in
+ * arrays of 1 to batch-size elements: a generic plan is costed for an array of
+ * unknown length against the statistics of the moment, so a plan cached while
+ * a table is small keeps scanning it as it grows. Such a statement is sent with
+ * its SQL on every call and planned for the arrays it is given. Foreign-key
+ * checks, the bulk of all statements by count, keep their cached plans. */
 typedef struct of_db_stmt {
     const char *name; /* statement name used by of_db_pipeline_add() */
     const char *sql;  /* SQL with $n parameters */
+    bool generic;     /* true: its cached generic plan is right at any table size */
 } of_db_stmt;
 
 /* One command of a pipeline; storage belongs to the pipeline. */
