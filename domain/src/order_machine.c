@@ -121,7 +121,9 @@ static const of_db_stmt order_stmts[OF_SQL_COUNT] = {
         {"order_set_state",
          "with u as (update orders o set status = t.status,"
          " version = o.version + 1, status_reason = nullif(t.reason, ''),"
-         " updated_at = now() from unnest($1::uuid[], $2::text[], $3::integer[],"
+         " updated_at = now(), confirmed_at = case when t.status = 'CONFIRMED' then now()"
+         " else o.confirmed_at end, delivered_at = case when t.status = 'DELIVERED' then now()"
+         " else o.delivered_at end from unnest($1::uuid[], $2::text[], $3::integer[],"
          " $4::text[]) as t(id, status, version, reason)"
          " where o.id = any($1) and o.id = t.id and o.version = t.version returning 1)"
          " select of_expect_rows((select count(*) from u), cardinality($1),"

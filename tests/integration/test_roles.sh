@@ -138,11 +138,13 @@ for w in "${WORKERS[@]}"; do
     "${BIN[$w]}" >"$TMP/$w.log" 2>&1 &
   PIDS[$w]=$!
 done
-# What each worker must have done before its log is complete enough to use.
+# What each worker must have done before its log is complete enough to use
+# (the outbox sweep's claim; statements that are planned per call, like that
+# one, are sent unnamed: see of_db_stmt in common/include/orderflow/db.h).
 declare -A MARKS=(
-  [order-created]="execute of_outbox_claim:"
+  [order-created]="execute <unnamed>: update outbox o set attempts"
   [order-status]="execute <unnamed>: update deadlines d"
-  [return-requested]="execute of_outbox_claim:"
+  [return-requested]="execute <unnamed>: update outbox o set attempts"
 )
 # True when the server log has a line of USER containing TEXT.
 logged() {

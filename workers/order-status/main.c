@@ -48,15 +48,14 @@ static const of_db_stmt stmts[] = {
      " where order_id = any($1::uuid[]) order by order_id, line",
      false},
     {"os_products",
-     "select id, stock from products where id in (select product_id from"
-     " order_items where order_id = any($1::uuid[])) order by id for update",
+     "select id, stock from products where id = any(array(select product_id from order_items"
+     " where order_id = any($1::uuid[]))) order by id for update",
      false},
     {"os_release",
      "update products p set stock = p.stock + i.quantity, updated_at = now()"
      " from order_items i where i.order_id = $1::uuid and i.reserved"
      " and p.id = i.product_id",
      false},
-    {"os_delivered", "update orders set delivered_at = now() where id = $1::uuid", false},
     {"os_deadline_cancel",
      "update deadlines set cancelled_at = now() where order_id = $1::uuid"
      " and kind = 'PAYMENT' and fired_at is null and cancelled_at is null",
@@ -72,7 +71,7 @@ static const of_db_stmt stmts[] = {
 /* Row sets (one statement per wave each), in the order they run. Stock
  * moves are summed per product, so many orders of one product in a batch
  * update its row once. */
-enum { SET_STOCK, SET_RESERVED, SET_CONFIRMED, SET_DEADLINE, SET_COUNT };
+enum { SET_STOCK, SET_RESERVED, SET_DEADLINE, SET_COUNT };
 static const of_worker_set sets[SET_COUNT] = {
     [SET_STOCK] = {{"os_stock",
                     "update products p set stock = p.stock + d.delta, updated_at = now()"
@@ -87,9 +86,6 @@ static const of_worker_set sets[SET_COUNT] = {
                        " and i.order_id = t.order_id",
                        false},
                       2},
-    [SET_CONFIRMED] = {{"os_confirmed",
-                        "update orders set confirmed_at = now() where id = any($1::uuid[])", false},
-                       1},
     [SET_DEADLINE] = {{"os_deadline_add",
                        "insert into deadlines (order_id, kind, due_at) select t.order_id,"
                        " 'PAYMENT', now() + t.ms * interval '1 millisecond' from"
@@ -178,31 +174,20 @@ static int update_inventory(of_step_ctx *s)
 }
 
 /* OrderCompleted: OrderProcess succeeds, OrderUpdate starts, and the payment
- * deadline is armed. */
+ * deadline is armed (confirmed_at is set with the status, by the machine). */
 static int order_completed(of_step_ctx *s)
 {
     batch_state *bs = s->batch;
     char ms[32];
-    int rc;
     snprintf(ms, sizeof ms, "%" PRId64, bs->deadline_ms);
-    const char *v1[1] = {s->e->id};
-    const char *v2[2] = {s->e->id, ms};
-    rc = of_step_rows(s, SET_CONFIRMED, v1);
-    if (rc == OF_OK)
-        rc = of_step_rows(s, SET_DEADLINE, v2);
-    return rc;
+    const char *v[2] = {s->e->id, ms};
+    return of_step_rows(s, SET_DEADLINE, v);
 }
 
 static int record_payment(of_step_ctx *s)
 {
     const char *v[1] = {s->e->id};
     return of_db_pipeline_add(s->wp, "os_deadline_cancel", 1, v);
-}
-
-static int record_delivery(of_step_ctx *s)
-{
-    const char *v[1] = {s->e->id};
-    return of_db_pipeline_add(s->wp, "os_delivered", 1, v);
 }
 
 /* Gives reserved units back, in the database and in the batch's view. */
@@ -257,7 +242,7 @@ static const of_step_impl steps[OF_ORDER_STEP_COUNT] = {
     [OF_ORDER_STEP_ORDER_COMPLETED] = {true, order_completed},
     [OF_ORDER_STEP_RECORD_PAYMENT] = {true, record_payment},
     [OF_ORDER_STEP_RECORD_SHIPMENT] = {true, NULL},
-    [OF_ORDER_STEP_RECORD_DELIVERY] = {true, record_delivery},
+    [OF_ORDER_STEP_RECORD_DELIVERY] = {true, NULL}, /* delivered_at: by the machine */
     [OF_ORDER_STEP_CANCEL_ORDER] = {true, cancel_order},
     [OF_ORDER_STEP_PAYMENT_TIMEOUT] = {true, payment_timeout},
     [OF_ORDER_STEP_APPLY_RETURN] = {true, NULL},
