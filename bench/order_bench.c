@@ -27,13 +27,15 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Settings of the producer, the same as the workers' (common/src/kafka.c). */
-static int producer_conf(rd_kafka_conf_t *pc, const char *bootstrap, char *errstr, size_t size)
+/* Settings of the producer, the same as the workers' defaults (common/src/kafka_producer.c);
+ * --linger-ms changes linger.ms. */
+static int producer_conf(rd_kafka_conf_t *pc, const char *bootstrap, const char *linger,
+                         char *errstr, size_t size)
 {
     return rd_kafka_conf_set(pc, "bootstrap.servers", bootstrap, errstr, size) ||
            rd_kafka_conf_set(pc, "enable.idempotence", "true", errstr, size) ||
            rd_kafka_conf_set(pc, "acks", "all", errstr, size) ||
-           rd_kafka_conf_set(pc, "linger.ms", "5", errstr, size);
+           rd_kafka_conf_set(pc, "linger.ms", linger, errstr, size);
 }
 
 typedef struct bench_order {
@@ -78,10 +80,12 @@ static void usage(void)
         "usage: order-bench [--bootstrap HOST:PORT] [--count N] [--rate PER_S] [--items K<=10]\n"
         "                   [--duration S] [--warmup N] [--customer ID] [--product ID]\n"
         "                   [--topic-prefix P] [--timeout S] [--json FILE] [--echo]\n"
+        "                   [--linger-ms MS]\n"
         "Publishes N order.created events (after --warmup unmeasured ones) and waits for\n"
         "each order's final status on order.status. --rate 0 (default) publishes as fast\n"
         "as possible; with --rate R, --duration S measures R*S orders. --echo measures\n"
-        "three Kafka hops on the topics <prefix>bench.echo.1..3 instead.\n");
+        "three Kafka hops on the topics <prefix>bench.echo.1..3 instead. --linger-ms\n"
+        "(default 0, as the workers) is the linger.ms of every record it produces.\n");
 }
 
 /* Assigns every partition of the given topics at its current high watermark. */
@@ -137,6 +141,7 @@ int main(int argc, char **argv)
     const char *customer = "c-bench", *product = "p-bench", *prefix = "", *json_path = NULL;
     long count = 1000, rate = 0, items = 1, timeout_s = 300, warmup = 0, duration = 0;
     int echo = 0;
+    const char *linger = "0";
     char errstr[512], topic_in[256], topic_out[256], group[64], run[32];
     static const struct option opts[] = {{"bootstrap", required_argument, NULL, 'b'},
                                          {"count", required_argument, NULL, 'n'},
@@ -150,6 +155,7 @@ int main(int argc, char **argv)
                                          {"warmup", required_argument, NULL, 'w'},
                                          {"duration", required_argument, NULL, 'd'},
                                          {"echo", no_argument, NULL, 'e'},
+                                         {"linger-ms", required_argument, NULL, 'l'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int c;
@@ -190,6 +196,9 @@ int main(int argc, char **argv)
             break;
         case 'e':
             echo = 1;
+            break;
+        case 'l':
+            linger = optarg;
             break;
         default:
             usage();
@@ -261,7 +270,7 @@ int main(int argc, char **argv)
     }
 
     rd_kafka_conf_t *pc = rd_kafka_conf_new();
-    if (producer_conf(pc, bootstrap, errstr, sizeof errstr)) {
+    if (producer_conf(pc, bootstrap, linger, errstr, sizeof errstr)) {
         fprintf(stderr, "order-bench: %s\n", errstr);
         return 78;
     }
