@@ -42,11 +42,11 @@ int of_producer_init(of_producer *p, uv_loop_t *loop, rd_kafka_conf_t *conf, of_
     p->fds[0] = p->fds[1] = -1;
     p->dr = dr;
     p->arg = arg;
-    /* linger.ms=0: each hop of an order waits for no timer. Measured on 2 cores
-     * (bench/README.md): p99 publish-to-CONFIRMED 20 ms at 100 orders/s against 38 with
-     * linger.ms=5, and 76-79 ms at 1,000/s against 134; while requests are in flight
-     * the producer batches anyway. At 2,000/s on a saturated machine linger.ms=5 did
-     * better (p99 158 ms against 240): KAFKA_LINGER_MS overrides it. */
+    /* linger.ms=0: no hop of a pipeline waits for a timer; while requests are in
+     * flight the producer batches anyway. Chosen by measurement on 2 cores (the
+     * figures are in bench/README.md, "Kafka settings"): the p99 end to end at 100
+     * and 1,000 pipelines/s fell to about half of linger.ms=5's. KAFKA_LINGER_MS
+     * overrides it where throughput matters more than latency. */
     if (of_kafka__set_prop(conf, "enable.idempotence", "true", errstr, sizeof errstr) != 0 ||
         of_kafka__set_default(conf, "linger.ms", "0", errstr, sizeof errstr) != 0 ||
         of_kafka__set_default(conf, "message.timeout.ms", "60000", errstr, sizeof errstr) != 0) {
