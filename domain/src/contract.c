@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <string.h>
 
 /* ------------------------------------------------------------------------ */
@@ -135,6 +136,26 @@ int of_contract_check_type(const char *topic, const char *type, of_event_error *
                                   "event type \"%s\" is not carried by topic \"%s\"", type, topic);
     return of_event_error_set(err, OF_EVENT_ERR_UNKNOWN_TYPE,
                               "event type is not carried by this topic");
+}
+
+size_t of_contract_data_size(const char *type)
+{
+    size_t head = offsetof(of_contract_data, u);
+    if (type == NULL)
+        return sizeof(of_contract_data);
+    if (strcmp(type, OF_TYPE_ORDER_CREATED) == 0)
+        return head + sizeof(of_order_created);
+    if (strcmp(type, OF_TYPE_ORDER_STATUS_UPDATE) == 0)
+        return head + sizeof(of_order_status_update);
+    if (strcmp(type, OF_TYPE_ORDER_STATUS_CHANGED) == 0)
+        return head + sizeof(of_order_status_changed);
+    if (strcmp(type, OF_TYPE_ORDER_DEADLINE_EXPIRED) == 0)
+        return head + sizeof(of_order_deadline_expired);
+    if (strcmp(type, OF_TYPE_RETURN_REQUESTED) == 0)
+        return head + sizeof(of_return_requested);
+    if (strcmp(type, OF_TYPE_RETURN_STATUS_CHANGED) == 0)
+        return head + sizeof(of_return_status_changed);
+    return sizeof(of_contract_data);
 }
 
 int of_contract_decode(const of_event *ev, of_contract_data *out, of_event_error *err)

@@ -11,7 +11,7 @@ int of_contract_item_decode(const char *topic, of_worker_item *it, of_event_erro
     int rc = of_contract_check_type(topic, it->ev.type, err);
     if (rc != 0)
         return rc;
-    d = malloc(sizeof *d);
+    d = malloc(of_contract_data_size(it->ev.type));
     if (d == NULL)
         return of_event_error_set(err, OF_EVENT_ERR_NO_MEMORY, "out of memory");
     it->user = d;

@@ -262,7 +262,7 @@ struct of_worker {
      OF_WORKER_CFG_(type, member, topic_prefix), 0, -1},                                           \
     {"log-level", "LOG_LEVEL", "log-level", OF_CFG_STRING, "info", "debug, info, warn or error",   \
      OF_WORKER_CFG_(type, member, log_level), 0, -1},                                              \
-    {"batch-size", "ORDERFLOW_BATCH_SIZE", "batch-size", OF_CFG_INT, "1000",                       \
+    {"batch-size", "ORDERFLOW_BATCH_SIZE", "batch-size", OF_CFG_INT, "500",                        \
      "most events handled in one transaction",                                                     \
      OF_WORKER_CFG_(type, member, batch_size), 1, 5000},                                           \
     {"outbox-sweep-interval", "ORDERFLOW_OUTBOX_SWEEP_INTERVAL", "outbox-sweep-interval",          \

@@ -244,6 +244,12 @@ typedef struct of_contract_data {
     } u;                                                /* the member named by type */
 } of_contract_data;
 
+/* Bytes an of_contract_data needs for an event of this type: the type and the
+ * member it names, not the whole union (order.created's lines make that union
+ * several KB, and a batch holds one per event). Decoding an event of that type
+ * into a buffer of this size touches nothing beyond it. */
+size_t of_contract_data_size(const char *type);
+
 /* Decodes ev->data with the decoder for ev->type. Returns 0, a decoder's
  * error, or OF_EVENT_ERR_UNKNOWN_TYPE when the type is not in the contract. */
 int of_contract_decode(const of_event *ev, of_contract_data *out, of_event_error *err)
