@@ -237,10 +237,10 @@ int of_consumer_init(of_consumer *c, uv_loop_t *loop, rd_kafka_conf_t *conf, con
         of_kafka__set_default(conf, "heartbeat.interval.ms", "1000", errstr, sizeof errstr) != 0 ||
         of_kafka__set_default(conf, "fetch.wait.max.ms", "50", errstr, sizeof errstr) != 0 ||
         /* Prefetch per partition: librdkafka's default (100000 messages) fetched a whole
-         * backlog into memory (peak RSS 54 to 64 MB with 100,000 events waiting, against
-         * 29 to 34 MB with 1000; bench/README.md). A thousand per partition is still
-         * several batches ahead. */
-        of_kafka__set_default(conf, "queued.min.messages", "1000", errstr, sizeof errstr) != 0 ||
+         * backlog into memory (peak RSS 54 to 64 MB with 100,000 events waiting, 134 MB
+         * with 340,000). 5000 bounds it (39 to 42 MB) at no cost in throughput; 1000 bounded
+         * it further (29 to 34 MB) but cost a fifth of the burst rate (bench/README.md). */
+        of_kafka__set_default(conf, "queued.min.messages", "5000", errstr, sizeof errstr) != 0 ||
         of_kafka__set_default(conf, "partition.assignment.strategy", "cooperative-sticky", errstr,
                               sizeof errstr) != 0) {
         of_log_error("could not configure consumer: %s", errstr);
