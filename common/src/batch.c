@@ -121,6 +121,7 @@ static void finish_batch(of_worker *w)
 {
     free_items(w);
     w->busy = false;
+    of_consumer_set_busy(&w->consumer, false);
     w->isolating = false;
     w->attempts = 0;
     of_db_pipeline_reset(&w->lp);
@@ -175,6 +176,9 @@ void of_batch_start(of_worker *w, rd_kafka_message_t **msgs, size_t n)
     b->lo = 0;
     b->hi = n;
     w->busy = true;
+    /* A batch that runs long (a slow or absent database) pauses fetching and
+     * keeps serving the group meanwhile (kafka.h). */
+    of_consumer_set_busy(&w->consumer, true);
     w->attempts = 0;
     w->progress_at = uv_now(w->loop);
     w->n_batches++;

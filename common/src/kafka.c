@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -119,6 +120,121 @@ void of_kafka__drain_pipe(int fd)
 
 /* Consumer. */
 
+/* Pauses or resumes fetching for the whole current assignment. */
+static void pause_assignment(of_consumer *c, bool pause)
+{
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    rd_kafka_resp_err_t err = rd_kafka_assignment(c->rk, &parts);
+    if (err == RD_KAFKA_RESP_ERR_NO_ERROR && parts->cnt > 0)
+        err = pause ? rd_kafka_pause_partitions(c->rk, parts)
+                    : rd_kafka_resume_partitions(c->rk, parts);
+    if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
+        of_log_warn("could not %s fetching: %s", pause ? "pause" : "resume", rd_kafka_err2str(err));
+    if (parts != NULL)
+        rd_kafka_topic_partition_list_destroy(parts);
+}
+
+/* Drops held messages of the partitions in parts (all of them if parts is
+ * NULL); returns how many. */
+static size_t drop_held(of_consumer *c, const rd_kafka_topic_partition_list_t *parts)
+{
+    size_t kept = 0, dropped = 0;
+    for (size_t i = 0; i < c->n_held; i++) {
+        rd_kafka_message_t *m = c->held[i];
+        if (parts == NULL || rd_kafka_topic_partition_list_find(
+                                 parts, rd_kafka_topic_name(m->rkt), m->partition) != NULL) {
+            rd_kafka_message_destroy(m);
+            dropped++;
+        } else {
+            c->held[kept++] = m;
+        }
+    }
+    c->n_held = kept;
+    return dropped;
+}
+
+/* Keeps m for the next of_consumer_poll(); on no memory, drops it and seeks
+ * its partition back to it so that nothing is skipped. */
+static void hold(of_consumer *c, rd_kafka_message_t *m)
+{
+    if (c->n_held == c->cap_held) {
+        size_t cap = c->cap_held ? c->cap_held * 2 : 64;
+        rd_kafka_message_t **held = realloc(c->held, cap * sizeof *held);
+        if (held == NULL) {
+            rd_kafka_topic_partition_list_t *at = rd_kafka_topic_partition_list_new(1);
+            rd_kafka_error_t *error;
+            rd_kafka_topic_partition_list_add(at, rd_kafka_topic_name(m->rkt), m->partition)
+                ->offset = m->offset;
+            error = rd_kafka_seek_partitions(c->rk, at, 0);
+            if (error != NULL)
+                rd_kafka_error_destroy(error);
+            rd_kafka_topic_partition_list_destroy(at);
+            rd_kafka_message_destroy(m);
+            return;
+        }
+        c->held = held;
+        c->cap_held = cap;
+    }
+    c->held[c->n_held++] = m;
+}
+
+/* Takes what the consumer queue has (serving rebalances through their
+ * callback); messages go to the caller's array up to max, the rest are held. */
+static size_t take(of_consumer *c, rd_kafka_message_t **msgs, size_t max)
+{
+    size_t n = 0;
+    for (;;) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, 0);
+        if (m == NULL)
+            break;
+        if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                of_log_warn("kafka consumer: %s", rd_kafka_message_errstr(m));
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        if (n < max) {
+            msgs[n++] = m;
+            if (n == max)
+                break;
+        } else {
+            hold(c, m);
+        }
+    }
+    return n;
+}
+
+/* Serves the group while a batch runs long: fetching paused, the queue polled. */
+static void on_serve_timer(uv_timer_t *t)
+{
+    of_consumer *c = t->data;
+    if (c->closing || c->rk == NULL || !c->busy)
+        return;
+    if (!c->paused) {
+        c->paused = true;
+        c->paused_at = uv_now(t->loop);
+        c->n_pauses++;
+        of_log_info("a batch has been in progress for %d ms: fetching paused, the group served "
+                    "until it ends",
+                    OF_CONSUMER_SERVE_AFTER_MS);
+    }
+    /* Every time: partitions assigned since the last pause are paused too. */
+    pause_assignment(c, true);
+    (void)take(c, NULL, 0);
+}
+
+void of_consumer_set_busy(of_consumer *c, bool busy)
+{
+    c->busy = busy;
+    if (c->serve_timer.data == NULL || c->closing)
+        return;
+    if (busy)
+        uv_timer_start(&c->serve_timer, on_serve_timer, OF_CONSUMER_SERVE_AFTER_MS,
+                       OF_CONSUMER_SERVE_EVERY_MS);
+    else
+        uv_timer_stop(&c->serve_timer);
+}
+
 static void notify_rebalance(of_consumer *c, bool assigned,
                              const rd_kafka_topic_partition_list_t *parts)
 {
@@ -151,9 +267,17 @@ static void apply_rebalance(of_consumer *c, rd_kafka_resp_err_t err,
             error = rd_kafka_incremental_assign(rk, parts);
         else
             rerr = rd_kafka_assign(rk, parts);
+        /* While a long batch has fetching paused, new partitions wait too. */
+        if (c->paused && error == NULL && rerr == RD_KAFKA_RESP_ERR_NO_ERROR)
+            (void)rd_kafka_pause_partitions(rk, parts);
         notify_rebalance(c, true, parts);
     } else {
         notify_rebalance(c, false, parts);
+        size_t dropped = drop_held(c, coop ? parts : NULL);
+        if (dropped > 0)
+            of_log_info("dropped %zu held message(s) of the revoked partitions (their new owner "
+                        "reads them)",
+                        dropped);
         /* Commit what was stored for the partitions being given away, so the
          * next owner starts after the events already committed to Postgres
          * (redeliveries would be dropped by the inbox anyway). */
@@ -186,9 +310,10 @@ static void consumer_serve_close(of_consumer *c)
 {
     rd_kafka_event_t *ev;
     rd_kafka_message_t *m;
-    /* Messages still queued are dropped: their offsets were not stored. */
+    /* Messages still queued or held are dropped: their offsets were not stored. */
     for (m = rd_kafka_consumer_poll(c->rk, 0); m != NULL; m = rd_kafka_consumer_poll(c->rk, 0))
         rd_kafka_message_destroy(m);
+    (void)drop_held(c, NULL);
     for (ev = rd_kafka_queue_poll(c->queue, 0); ev != NULL; ev = rd_kafka_queue_poll(c->queue, 0)) {
         if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE) {
             apply_rebalance(c, rd_kafka_event_error(ev), rd_kafka_event_topic_partition_list(ev));
@@ -266,12 +391,19 @@ int of_consumer_init(of_consumer *c, uv_loop_t *loop, rd_kafka_conf_t *conf, con
         goto out;
     c->poll.data = c;
     if (uv_timer_init(loop, &c->close_timer) != 0) {
-        /* Without its timer the handle pair is incomplete: drop the watcher. */
+        /* Without its timers the handle set is incomplete: drop the watcher. */
+        uv_close((uv_handle_t *)&c->poll, NULL);
+        c->poll.data = NULL;
+        goto out;
+    }
+    if (uv_timer_init(loop, &c->serve_timer) != 0) {
+        uv_close((uv_handle_t *)&c->close_timer, NULL);
         uv_close((uv_handle_t *)&c->poll, NULL);
         c->poll.data = NULL;
         goto out;
     }
     c->close_timer.data = c;
+    c->serve_timer.data = c;
     if (uv_poll_start(&c->poll, UV_READABLE, on_consumer_pipe) != 0)
         goto out;
     subs = rd_kafka_topic_partition_list_new((int)n_topics);
@@ -295,19 +427,22 @@ size_t of_consumer_poll(of_consumer *c, rd_kafka_message_t **msgs, size_t max)
     size_t n = 0;
     if (c->closing || c->rk == NULL)
         return 0;
-    while (n < max) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, 0);
-        if (m == NULL)
-            break;
-        if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                of_log_warn("kafka consumer: %s", rd_kafka_message_errstr(m));
-            rd_kafka_message_destroy(m);
-            continue;
-        }
-        msgs[n++] = m;
+    if (c->paused) {
+        c->paused = false;
+        pause_assignment(c, false);
+        of_log_info("fetching resumed after %" PRIu64 " ms paused",
+                    uv_now(c->serve_timer.loop) - c->paused_at);
     }
-    return n;
+    if (c->n_held > 0) {
+        /* Held messages came before anything still queued: they go first. */
+        n = c->n_held < max ? c->n_held : max;
+        memcpy(msgs, c->held, n * sizeof *msgs);
+        memmove(c->held, c->held + n, (c->n_held - n) * sizeof *c->held);
+        c->n_held -= n;
+        if (n == max)
+            return n;
+    }
+    return n + take(c, msgs + n, max - n);
 }
 
 int of_consumer_store(of_consumer *c, rd_kafka_message_t *const *msgs, size_t n)
@@ -358,6 +493,11 @@ static void consumer_poll_closed(uv_handle_t *h)
 
 static void consumer_close_handles(of_consumer *c)
 {
+    /* Held messages go before the handle they belong to. */
+    (void)drop_held(c, NULL);
+    free(c->held);
+    c->held = NULL;
+    c->cap_held = 0;
     if (c->queue != NULL) {
         rd_kafka_queue_destroy(c->queue);
         c->queue = NULL;
@@ -367,8 +507,9 @@ static void consumer_close_handles(of_consumer *c)
         c->rk = NULL;
     }
     if (c->poll.data != NULL && !uv_is_closing((uv_handle_t *)&c->poll)) {
-        c->pending_closes = 2;
+        c->pending_closes = 3;
         uv_close((uv_handle_t *)&c->close_timer, consumer_poll_closed);
+        uv_close((uv_handle_t *)&c->serve_timer, consumer_poll_closed);
         uv_close((uv_handle_t *)&c->poll, consumer_poll_closed);
     } else if (c->poll.data == NULL) {
         c->poll.data = c;

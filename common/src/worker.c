@@ -27,8 +27,9 @@ static void try_next_batch(of_worker *w)
 {
     rd_kafka_message_t **msgs;
     size_t n;
-    /* Polling goes on while Postgres is away: it serves rebalances, and a
-     * batch taken meanwhile waits in the connection's queue. */
+    /* One batch at a time. While one is in progress the consumer serves the
+     * group by itself once the batch runs long (of_consumer_set_busy), also
+     * through a Postgres outage, during which the batch waits to retry. */
     if (w->busy || w->stopping)
         return;
     msgs = calloc((size_t)w->cfg.batch_size, sizeof *msgs);

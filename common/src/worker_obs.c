@@ -49,6 +49,8 @@ struct of_worker_obs {
     of_metric *oldest;       /* orderflow_outbox_oldest_unpublished_age_seconds */
     of_metric *lag;          /* orderflow_consumer_lag{topic,partition} */
     of_metric *assigned;     /* orderflow_consumer_assigned_partitions */
+    of_metric *paused;       /* orderflow_consumer_fetch_paused */
+    of_metric *pauses;       /* orderflow_consumer_fetch_pauses_total */
     of_metric *reconnects;   /* orderflow_db_reconnects_total{connection} */
     of_metric *build_info;   /* orderflow_build_info{version,worker} */
     uv_timer_t stats_timer;  /* runs the SQL gauge queries */
@@ -179,6 +181,8 @@ static void collect(void *arg, of_metrics *m)
     of_metric_set(o->reconnects, (const char *const[]){"batch"}, (double)w->db.reconnects);
     of_metric_set(o->reconnects, (const char *const[]){"relay"}, (double)w->aux.reconnects);
     of_metric_set(o->assigned, NULL, (double)w->consumer.assigned_partitions);
+    of_metric_set(o->paused, NULL, w->consumer.paused ? 1 : 0);
+    of_metric_set(o->pauses, NULL, (double)w->consumer.n_pauses);
 }
 
 /* librdkafka statistics (every statistics.interval.ms, served by the
@@ -423,6 +427,12 @@ int of_obs_init(of_worker *w)
                               l_lag, 2);
     o->assigned = of_metrics_gauge(m, "orderflow_consumer_assigned_partitions",
                                    "Partitions assigned to this consumer.", NULL, 0);
+    o->paused = of_metrics_gauge(m, "orderflow_consumer_fetch_paused",
+                                 "1 while fetching is paused because a batch runs long (the group "
+                                 "is served meanwhile).",
+                                 NULL, 0);
+    o->pauses = of_metrics_counter(m, "orderflow_consumer_fetch_pauses_total",
+                                   "Times fetching was paused because a batch ran long.", NULL, 0);
     o->reconnects =
         of_metrics_counter(m, "orderflow_db_reconnects_total",
                            "Postgres connections lost or failed, by connection.", l_connection, 1);

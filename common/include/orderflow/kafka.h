@@ -14,6 +14,18 @@
  * KAFKA_SECURITY_PROTOCOL=SASL_SSL -> security.protocol=SASL_SSL. Values are
  * never logged (they may hold passwords).
  *
+ * A consumer whose caller takes long over one batch (a slow or absent
+ * database) still serves its group: the caller says when a batch is in
+ * progress (of_consumer_set_busy), and once one has run for
+ * OF_CONSUMER_SERVE_AFTER_MS the consumer pauses fetching for its whole
+ * assignment and polls every OF_CONSUMER_SERVE_EVERY_MS. Polling answers
+ * rebalances (a joining replica gets its partitions, revoked ones are
+ * given up) and keeps the member within max.poll.interval.ms, so no replica
+ * is evicted for a slow database. Messages that polling returns are held,
+ * in order, and come first from the next of_consumer_poll(), which also
+ * resumes fetching; held messages of a partition revoked meanwhile are
+ * dropped (their offsets were never stored; the new owner reads them).
+ *
  * Ownership: the caller owns the structs; messages returned by
  * of_consumer_poll() are the caller's to rd_kafka_message_destroy(). */
 #ifndef ORDERFLOW_KAFKA_H
@@ -26,6 +38,11 @@
 
 #include "orderflow/error.h"
 #include "orderflow/message.h"
+
+/* A batch in progress this long makes the consumer pause and serve its group. */
+#define OF_CONSUMER_SERVE_AFTER_MS 1000
+/* How often a paused consumer polls (far below any max.poll.interval.ms). */
+#define OF_CONSUMER_SERVE_EVERY_MS 500
 
 /* Builds a configuration with orderflow's defaults for role ("consumer" or
  * "producer"), the logger wired in, and the KAFKA_* environment applied.
@@ -54,6 +71,13 @@ struct of_consumer {
     bool closing;                       /* of_consumer_close() started */
     void (*close_cb)(of_consumer *c);   /* called when fully closed */
     uint64_t assigned_partitions;       /* count currently assigned (metrics) */
+    uv_timer_t serve_timer;             /* serves the group while a batch runs long */
+    bool busy;                          /* the caller has a batch in progress */
+    bool paused;                        /* fetching paused for the assignment */
+    uint64_t paused_at;                 /* uv_now() when fetching was paused */
+    rd_kafka_message_t **held;          /* polled while paused, delivered first */
+    size_t n_held, cap_held;            /* held messages, capacity of held */
+    uint64_t n_pauses;                  /* times fetching was paused (metrics) */
 };
 
 /* Creates the consumer (takes ownership of conf, also on failure) for group,
@@ -62,9 +86,12 @@ int of_consumer_init(of_consumer *c, uv_loop_t *loop, rd_kafka_conf_t *conf, con
                      const char *const *topics, size_t n_topics, of_consumer_wakeup_cb wakeup,
                      of_consumer_rebalance_cb rebalance, void *arg)
     __attribute__((warn_unused_result));
-/* Takes up to max messages without blocking; error events are logged and not
- * returned. Returns the number of messages placed in msgs. */
+/* Takes up to max messages without blocking, held ones first (resuming
+ * fetching if it was paused); error events are logged and not returned.
+ * Returns the number of messages placed in msgs. */
 size_t of_consumer_poll(of_consumer *c, rd_kafka_message_t **msgs, size_t max);
+/* The caller starts (busy) or ends a batch; see the serving described above. */
+void of_consumer_set_busy(of_consumer *c, bool busy);
 /* Stores offset+1 of each message (the next to read) for commit. Messages of
  * partitions no longer assigned are skipped: their new owner will redeliver
  * and the inbox will drop the duplicates. Returns 0 or OF_ETRANSIENT. */
