@@ -282,7 +282,7 @@ static void exhausted(of_worker *w, const char *why)
 }
 
 /* A permanent failure: dead-letter the event at fault, or find it. */
-static void permanent(of_worker *w, const char *why)
+static void permanent(of_worker *w, const char *sqlstate, const char *why)
 {
     of_worker_batch *b = &w->batch;
     if (b->fault >= 0) {
@@ -302,6 +302,17 @@ static void permanent(of_worker *w, const char *why)
         return;
     }
     of_worker_item *it = &b->items[b->lo];
+    if (it->state != OF_ITEM_DEAD && !it->rechecked && sqlstate != NULL &&
+        strcmp(sqlstate, "23505") == 0) {
+        /* A unique violation on one event: most likely another consumer
+         * (a replica that took over its partition) committed the same event
+         * while this transaction ran. Run it once more: the inbox check
+         * then finds it and it is a duplicate, not a dead letter. */
+        of_log_info("unique violation (%s); checking the inbox again before dead-lettering", why);
+        it->rechecked = true;
+        begin_txn(w);
+        return;
+    }
     if (it->state != OF_ITEM_DEAD) {
         char reason[sizeof it->err.reason];
         snprintf(reason, sizeof reason, "could not apply event: %s", why);
@@ -324,7 +335,7 @@ static void permanent(of_worker *w, const char *why)
 }
 
 /* After the rollback (or the connection's loss): what next, by class. */
-static void recover(of_worker *w, of_fail_class cls, const char *why)
+static void recover(of_worker *w, of_fail_class cls, const char *sqlstate, const char *why)
 {
     if (w->stopping) {
         schedule_retry(w, why);
@@ -344,7 +355,7 @@ static void recover(of_worker *w, of_fail_class cls, const char *why)
             schedule_retry(w, why);
         break;
     case FAIL_PERMANENT:
-        permanent(w, why);
+        permanent(w, sqlstate, why);
         break;
     }
 }
@@ -353,6 +364,7 @@ static void recover(of_worker *w, of_fail_class cls, const char *why)
 typedef struct failure {
     of_worker *w;
     of_fail_class cls;
+    char sqlstate[6];
     char why[600];
 } failure;
 
@@ -361,12 +373,13 @@ static void on_rolled_back(of_db *db, of_db_pipeline *p, int status, void *arg)
     failure *f = arg;
     of_worker *w = f->w;
     of_fail_class cls = f->cls;
-    char why[sizeof f->why];
+    char why[sizeof f->why], sqlstate[sizeof f->sqlstate];
     memcpy(why, f->why, sizeof why);
+    memcpy(sqlstate, f->sqlstate, sizeof sqlstate);
     of_db_pipeline_free(p);
     free(p);
     free(f);
-    recover(w, cls, why);
+    recover(w, cls, sqlstate, why);
 }
 
 /* Ends the failed transaction (a failed pipeline leaves it aborted; a lost
@@ -381,6 +394,7 @@ static void txn_failed(of_worker *w, int status, const char *sqlstate, const cha
             of_db_pipeline_init(rb);
             f->w = w;
             f->cls = cls;
+            snprintf(f->sqlstate, sizeof f->sqlstate, "%s", sqlstate ? sqlstate : "");
             snprintf(f->why, sizeof f->why, "%s", why);
             if (of_db_pipeline_add_sql(rb, "rollback", 0, NULL) == OF_OK &&
                 of_db_submit(&w->db, rb, on_rolled_back, f) == OF_OK)
@@ -390,7 +404,7 @@ static void txn_failed(of_worker *w, int status, const char *sqlstate, const cha
         free(rb);
         free(f);
     }
-    recover(w, cls, why);
+    recover(w, cls, sqlstate, why);
 }
 
 static void pipeline_failed(of_worker *w, const of_db_pipeline *p)
@@ -586,7 +600,7 @@ static void begin_txn(of_worker *w)
     b->entity_load = -1;
     ids = calloc(b->hi - b->lo + 1, sizeof *ids);
     if (ids == NULL) {
-        recover(w, FAIL_TRANSIENT, "out of memory");
+        recover(w, FAIL_TRANSIENT, NULL, "out of memory");
         return;
     }
     for (size_t i = b->lo; i < b->hi; i++)
@@ -604,6 +618,6 @@ static void begin_txn(of_worker *w)
         /* Nothing was sent: no transaction to end. */
         char why[128];
         snprintf(why, sizeof why, "could not build the load pipeline: %s", of_strerror(rc));
-        recover(w, of_batch_classify(rc, NULL), why);
+        recover(w, of_batch_classify(rc, NULL), NULL, why);
     }
 }

@@ -225,21 +225,67 @@ void of_config_print_help(FILE *out, const char *progname, const char *summary,
     fprintf(out, "  --%-24s show this help\n", "help");
 }
 
-/* Replaces a password in a URI or key=value string by "****" for logging. */
-static void mask_secret(char *dst, size_t size, const char *src)
+/* Appends n bytes of src to dst (size bytes, *o used), truncating. */
+static void put(char *dst, size_t size, size_t *o, const char *src, size_t n)
 {
-    const char *at = strchr(src, '@');
+    while (n-- > 0 && *o + 1 < size)
+        dst[(*o)++] = *src++;
+    dst[*o] = '\0';
+}
+
+void of_config_mask_secret(char *dst, size_t size, const char *src)
+{
     const char *scheme = strstr(src, "://");
-    if (scheme != NULL && at != NULL && at > scheme) {
-        const char *colon = memchr(scheme + 3, ':', (size_t)(at - scheme - 3));
-        if (colon != NULL) {
-            snprintf(dst, size, "%.*s:****%s", (int)(colon - src), src, at);
-            return;
-        }
-        snprintf(dst, size, "%s", src);
+    size_t o = 0;
+    if (size == 0)
+        return;
+    dst[0] = '\0';
+    if (scheme == NULL) {
+        snprintf(dst, size, "****");
         return;
     }
-    snprintf(dst, size, "****");
+    const char *auth = scheme + 3;
+    const char *auth_end = auth + strcspn(auth, "/?#");
+    const char *at = NULL;
+    for (const char *q = auth; q < auth_end; q++)
+        if (*q == '@')
+            at = q; /* the last one: an unencoded '@' in a password stays masked */
+    const char *colon = at != NULL ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+    if (colon != NULL) {
+        put(dst, size, &o, src, (size_t)(colon + 1 - src));
+        put(dst, size, &o, "****", 4);
+        put(dst, size, &o, at, (size_t)(auth_end - at));
+    } else {
+        put(dst, size, &o, src, (size_t)(auth_end - src));
+    }
+    const char *rest = auth_end;
+    const char *query = strchr(rest, '?');
+    if (query == NULL) {
+        put(dst, size, &o, rest, strlen(rest));
+        return;
+    }
+    put(dst, size, &o, rest, (size_t)(query + 1 - rest));
+    for (const char *p = query + 1; *p != '\0';) {
+        size_t len = strcspn(p, "&#");
+        const char *eq = memchr(p, '=', len);
+        size_t name_len = eq != NULL ? (size_t)(eq - p) : len;
+        bool secret = (name_len == 8 && strncmp(p, "password", 8) == 0) ||
+                      (name_len == 11 && strncmp(p, "sslpassword", 11) == 0);
+        if (secret && eq != NULL) {
+            put(dst, size, &o, p, name_len + 1);
+            put(dst, size, &o, "****", 4);
+        } else {
+            put(dst, size, &o, p, len);
+        }
+        p += len;
+        if (*p == '&') {
+            put(dst, size, &o, "&", 1);
+            p++;
+        } else if (*p == '#') {
+            put(dst, size, &o, p, strlen(p));
+            break;
+        }
+    }
 }
 
 void of_config_log(const of_config_item *items, size_t n, const void *target)
@@ -256,7 +302,7 @@ void of_config_log(const of_config_item *items, size_t n, const void *target)
             if (*(char *const *)field == NULL)
                 snprintf(text, sizeof text, "(unset)");
             else
-                mask_secret(text, sizeof text, *(char *const *)field);
+                of_config_mask_secret(text, sizeof text, *(char *const *)field);
             break;
         case OF_CFG_BOOL:
             snprintf(text, sizeof text, "%s", *(const int *)field ? "true" : "false");

@@ -37,8 +37,10 @@ static void maybe_finish_close(of_db *db)
         of_db_pipeline_free(&db->setup);
         free(db->conninfo);
         free(db->name);
+        free(db->secret);
         db->conninfo = NULL;
         db->name = NULL;
+        db->secret = NULL;
         cb(db);
     }
 }
@@ -267,6 +269,7 @@ static void db_read_results(of_db *db)
             p->failed_index = (long)p->cur;
             snprintf(p->sqlstate, sizeof p->sqlstate, "%s", state ? state : "");
             snprintf(p->error, sizeof p->error, "%s", msg ? msg : PQerrorMessage(db->conn));
+            of_db_scrub(p->error, db->secret);
         }
         PQclear(p->results[p->cur]);
         p->results[p->cur] = r;
@@ -278,10 +281,50 @@ static void db_read_results(of_db *db)
 
 static void schedule_reconnect(of_db *db);
 
+int of_db_conninfo_check(const char *conninfo, char **password)
+{
+    char *err = NULL;
+    PQconninfoOption *opts = PQconninfoParse(conninfo, &err);
+    int rc = OF_OK;
+    if (password != NULL)
+        *password = NULL;
+    PQfreemem(err); /* it may quote the password: never shown */
+    if (opts == NULL)
+        return OF_EINVAL;
+    for (PQconninfoOption *o = opts; o->keyword != NULL && password != NULL; o++) {
+        if (strcmp(o->keyword, "password") == 0 && o->val != NULL && o->val[0] != '\0') {
+            *password = strdup(o->val);
+            if (*password == NULL)
+                rc = OF_ENOMEM;
+        }
+    }
+    PQconninfoFree(opts);
+    return rc;
+}
+
+void of_db_scrub(char *text, const char *secret)
+{
+    size_t n = secret != NULL ? strlen(secret) : 0;
+    char *at;
+    if (n == 0)
+        return;
+    while ((at = strstr(text, secret)) != NULL) {
+        size_t rest = strlen(at + n);
+        if (n >= 4) {
+            memcpy(at, "****", 4);
+            memmove(at + 4, at + n, rest + 1);
+        } else {
+            /* Shorter than the mask: masked in place, length kept. */
+            memset(at, '*', n);
+        }
+    }
+}
+
 static void db_fail_connection(of_db *db, const char *why)
 {
     char msg[512];
     snprintf(msg, sizeof msg, "%s", why ? why : "unknown error");
+    of_db_scrub(msg, db->secret);
     size_t len = strlen(msg);
     while (len > 0 && msg[len - 1] == '\n')
         msg[--len] = '\0';
@@ -498,16 +541,25 @@ int of_db_init(of_db *db, uv_loop_t *loop, const char *conninfo, const char *nam
     db->state_arg = state_arg;
     db->state = OF_DB_DISCONNECTED;
     of_db_pipeline_init(&db->setup);
+    if (of_db_conninfo_check(conninfo, &db->secret) != OF_OK) {
+        free(db->secret);
+        db->secret = NULL;
+        of_log_error("the database URL is not a valid libpq connection string or URI (libpq's "
+                     "message is withheld: it may quote the password)");
+        return OF_EINVAL;
+    }
     db->conninfo = strdup(conninfo);
     db->name = strdup(name ? name : "db");
     if (db->conninfo == NULL || db->name == NULL) {
         free(db->conninfo);
         free(db->name);
+        free(db->secret);
         return OF_ENOMEM;
     }
     if (uv_timer_init(loop, &db->retry_timer) != 0) {
         free(db->conninfo);
         free(db->name);
+        free(db->secret);
         return OF_ESTATE;
     }
     db->retry_timer.data = db;

@@ -258,7 +258,10 @@ static void apply_rebalance(of_consumer *c, rd_kafka_resp_err_t err,
                             rd_kafka_topic_partition_list_t *parts)
 {
     rd_kafka_t *rk = c->rk;
-    bool coop = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    /* NULL once the member has left the group (evicted for not polling, or
+     * closing): then the whole assignment goes, with rd_kafka_assign(). */
+    const char *protocol = rd_kafka_rebalance_protocol(rk);
+    bool coop = protocol != NULL && strcmp(protocol, "COOPERATIVE") == 0;
     rd_kafka_error_t *error = NULL;
     rd_kafka_resp_err_t rerr = RD_KAFKA_RESP_ERR_NO_ERROR;
 

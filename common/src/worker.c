@@ -271,6 +271,12 @@ int of_worker_run(const of_worker_handler *h, of_worker_settings *cfg)
         of_log_error("could not set up metrics");
         goto out_loop;
     }
+    if (of_db_conninfo_check(w->cfg.database_url, NULL) != OF_OK) {
+        of_log_error("invalid database-url: not a libpq connection string or URI (libpq's message "
+                     "is withheld: it may quote the password)");
+        result = EX_CONFIG;
+        goto out_loop;
+    }
     if (build_statements(w, &n_stmts) != 0 ||
         of_db_init(&w->db, &loop, w->cfg.database_url, "batch", w->stmts, n_stmts, on_db_state,
                    w) != 0 ||

@@ -46,6 +46,8 @@
 #                                      checks the logs for sanitizer reports, prints log tails
 #                                      on failure and "N passed, M failed"; returns 1 on failure
 #
+# OF_KEEP_LOGS=DIR in the environment keeps the worker logs of a run in DIR.
+#
 # Waiting is for conditions only, with generous timeouts: no assertion here
 # depends on how fast anything runs.
 
@@ -81,6 +83,10 @@ of__cleanup() {
         dropdb --if-exists --force "$OF_DB" >/dev/null 2>&1 || true
     fi
     if [ -n "$OF_WORK" ]; then
+        # OF_KEEP_LOGS=DIR keeps the worker logs of the run there (for debugging).
+        if [ -n "${OF_KEEP_LOGS:-}" ]; then
+            mkdir -p -- "$OF_KEEP_LOGS" && cp -- "$OF_WORK"/*.log "$OF_KEEP_LOGS"/ 2>/dev/null || true
+        fi
         rm -rf -- "$OF_WORK"
     fi
 }
@@ -159,7 +165,11 @@ of_worker_start() { # of_worker_start NAME WORKER [VAR=value...]
 of_process_start() { # of_process_start NAME PROGRAM [VAR=value...]
     local name=$1 bin=$2
     shift 2
-    printf '=== %s: start %s %s\n' "$(date -u +%T.%3N)" "$(basename "$bin")" "$*" >>"$OF_WORK/$name.log"
+    local shown=() arg
+    for arg in "$@"; do # a URL may hold a password: its value is not written down
+        case $arg in *_URL=*) shown+=("${arg%%=*}=(set)") ;; *) shown+=("$arg") ;; esac
+    done
+    printf '=== %s: start %s %s\n' "$(date -u +%T.%3N)" "$(basename "$bin")" "${shown[*]}" >>"$OF_WORK/$name.log"
     env DATABASE_URL="$OF_URL" KAFKA_BOOTSTRAP_SERVERS="$KAFKA_BOOTSTRAP_SERVERS" \
         ORDERFLOW_TOPIC_PREFIX="$OF_PREFIX" ORDERFLOW_GROUP_ID="$OF_TAG-$(basename "$bin")" \
         LOG_LEVEL=debug "$@" "$bin" >>"$OF_WORK/$name.log" 2>&1 &

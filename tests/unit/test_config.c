@@ -130,6 +130,35 @@ static void test_help(void **state)
     free(buf);
 }
 
+/* Connection strings are logged with every password masked. */
+static void test_mask_secret(void **state)
+{
+    static const char *const cases[][2] = {
+        {"postgresql://u:pw@h/db", "postgresql://u:****@h/db"},
+        {"postgresql://u:p%25%40ss@h:5432/db?sslmode=require",
+         "postgresql://u:****@h:5432/db?sslmode=require"},
+        /* An unencoded '@' in the password: everything up to the last '@' is masked. */
+        {"postgres://u:p@ss@h/db", "postgres://u:****@h/db"},
+        {"postgresql://u@h/db?password=p%25%40ss&sslmode=require",
+         "postgresql://u@h/db?password=****&sslmode=require"},
+        {"postgresql://h/db?sslmode=disable&sslpassword=x%25y&password=z",
+         "postgresql://h/db?sslmode=disable&sslpassword=****&password=****"},
+        {"postgresql://h/db?passwordx=1", "postgresql://h/db?passwordx=1"},
+        {"postgresql:///db", "postgresql:///db"},
+        {"host=h user=u password=p%@ss", "****"},
+    };
+    char out[256];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        of_config_mask_secret(out, sizeof out, cases[i][0]);
+        assert_string_equal(out, cases[i][1]);
+        assert_null(strstr(out, "p%"));
+        assert_null(strstr(out, "ss@"));
+    }
+    /* Truncation keeps the string terminated. */
+    of_config_mask_secret(out, 10, "postgresql://u:pw@h/db");
+    assert_int_equal(strlen(out), 9);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -137,6 +166,7 @@ int main(void)
         cmocka_unit_test_setup(test_env_then_flags, setup),
         cmocka_unit_test_setup(test_errors_name_the_setting, setup),
         cmocka_unit_test_setup(test_help, setup),
+        cmocka_unit_test(test_mask_secret),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

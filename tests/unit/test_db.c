@@ -232,6 +232,34 @@ static void test_pipeline_reset_and_free(void **state)
     of_db_pipeline_free(&p);
 }
 
+/* A connection string that does not parse is refused without libpq's message;
+ * the password of one that does is known, to be scrubbed from messages. */
+static void test_conninfo_check_and_scrub(void **state)
+{
+    char *pw = NULL;
+    char msg[128];
+    assert_int_equal(of_db_conninfo_check("postgresql://u:p%25%40ss@h/db", &pw), OF_OK);
+    assert_non_null(pw);
+    assert_string_equal(pw, "p%@ss");
+    snprintf(msg, sizeof msg, "FATAL: something quoting \"p%%@ss\" twice: p%%@ss.");
+    of_db_scrub(msg, pw);
+    assert_string_equal(msg, "FATAL: something quoting \"****\" twice: ****.");
+    free(pw);
+    assert_int_equal(of_db_conninfo_check("host=h password='a b'", &pw), OF_OK);
+    assert_string_equal(pw, "a b");
+    snprintf(msg, sizeof msg, "x a b y");
+    of_db_scrub(msg, pw); /* shorter than the mask: masked in place */
+    assert_string_equal(msg, "x *** y");
+    free(pw);
+    assert_int_equal(of_db_conninfo_check("postgresql://u@h/db", &pw), OF_OK);
+    assert_null(pw);
+    of_db_scrub(msg, NULL);
+    /* libpq refuses an invalid percent-encoding (and would quote it). */
+    assert_int_equal(of_db_conninfo_check("postgresql://u:p%zz@h/db", &pw), OF_EINVAL);
+    assert_null(pw);
+    assert_int_equal(of_db_conninfo_check("host=h password='unterminated", NULL), OF_EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -242,6 +270,7 @@ int main(void)
         cmocka_unit_test(test_pipeline_copies_params),
         cmocka_unit_test(test_pipeline_binary_params),
         cmocka_unit_test(test_pipeline_reset_and_free),
+        cmocka_unit_test(test_conninfo_check_and_scrub),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

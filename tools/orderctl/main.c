@@ -6,6 +6,7 @@
  * module because only this CLI may block: see orderctl.h. */
 #include "orderctl.h"
 
+#include "orderflow/db.h"
 #include "orderflow/kafka.h"
 #include "orderflow/log.h"
 
@@ -168,27 +169,30 @@ static void print_pq_error(const char *what, const char *message)
 
 int orderctl_db_connect(const char *url, PGconn **out)
 {
-    char *err = NULL;
-    PQconninfoOption *opts = PQconninfoParse(url, &err);
+    char *secret = NULL;
     PGconn *conn = NULL;
 
     *out = NULL;
-    if (opts == NULL) {
-        print_pq_error("invalid database-url", err != NULL ? err : "out of memory");
-        PQfreemem(err);
+    if (of_db_conninfo_check(url, &secret) != OF_OK) {
+        fprintf(stderr, "orderctl: invalid database-url: not a libpq connection string or URI "
+                        "(libpq's message is withheld: it may quote the password)\n");
+        free(secret);
         return EX_CONFIG;
     }
-    PQconninfoFree(opts);
     /* Keywords before "dbname" are defaults the URL may override. */
     const char *const keys[] = {"connect_timeout", "fallback_application_name", "dbname", NULL};
     const char *const vals[] = {"10", "orderctl", url, NULL};
     conn = PQconnectdbParams(keys, vals, 1);
     if (conn == NULL || PQstatus(conn) != CONNECTION_OK) {
-        print_pq_error("could not connect to PostgreSQL",
-                       conn != NULL ? PQerrorMessage(conn) : "out of memory");
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", conn != NULL ? PQerrorMessage(conn) : "out of memory");
+        of_db_scrub(msg, secret);
+        print_pq_error("could not connect to PostgreSQL", msg);
         PQfinish(conn);
+        free(secret);
         return EX_UNAVAILABLE;
     }
+    free(secret);
     PQsetNoticeProcessor(conn, of_log_pq_notice, NULL);
     *out = conn;
     return EX_OK;

@@ -51,6 +51,10 @@ int of_config_load(const of_config_item *items, size_t n, void *target, int argc
 void of_config_print_help(FILE *out, const char *progname, const char *summary,
                           const of_config_item *items, size_t n);
 
+/* A connection string fit for logs: in a URI the user info's password and the
+ * values of the query parameters password and sslpassword become "****"; a
+ * key=value string is masked whole. */
+void of_config_mask_secret(char *dst, size_t size, const char *src);
 /* Logs the effective configuration at info level, secrets masked. */
 void of_config_log(const of_config_item *items, size_t n, const void *target);
 

@@ -96,6 +96,7 @@ typedef void (*of_db_state_cb)(of_db *db, of_db_state state, void *arg);
 struct of_db {
     uv_loop_t *loop;             /* loop that drives the connection */
     char *conninfo;              /* libpq connection string or URI (copied) */
+    char *secret;                /* its password, scrubbed from every logged message, or NULL */
     char *name;                  /* label for logs, e.g. "main" */
     const of_db_stmt *stmts;     /* statements to prepare (caller's static array) */
     size_t n_stmts;              /* number of statements */
@@ -117,7 +118,15 @@ struct of_db {
     int pending_closes;          /* handles still closing */
 };
 
-/* Prepares db on loop; copies conninfo and name. Does not connect yet. */
+/* Checks that conninfo parses as a libpq connection string or URI. Returns
+ * OF_OK (and, if password is not NULL, the password it holds as a heap string
+ * or NULL) or OF_EINVAL. libpq's own parse message is never passed on: it
+ * quotes the offending token, which may be part of the password. */
+int of_db_conninfo_check(const char *conninfo, char **password) __attribute__((warn_unused_result));
+/* Replaces every occurrence of secret (if not NULL or empty) in text by "****". */
+void of_db_scrub(char *text, const char *secret);
+/* Prepares db on loop; copies conninfo and name. Does not connect yet.
+ * OF_EINVAL if conninfo does not parse (logged without its text). */
 int of_db_init(of_db *db, uv_loop_t *loop, const char *conninfo, const char *name,
                const of_db_stmt *stmts, size_t n_stmts, of_db_state_cb state_cb, void *state_arg)
     __attribute__((warn_unused_result));

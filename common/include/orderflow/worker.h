@@ -99,6 +99,7 @@ typedef struct of_worker_item {
     of_item_state initial;   /* state after decoding, restored when a transaction is retried */
     char dlq_code[40];       /* error code for the DLQ when not err.code's name, or "" */
     bool dlq_escaped;        /* store the dead letter in its escaped form (see batch.c) */
+    bool rechecked;          /* ran again after a unique violation, to find it in the inbox */
     of_event_error err;      /* reason when DEAD */
     const char *outcome;     /* short word for the log: "applied", "rejected", ... */
     bool settled;            /* DONE without a transaction: an entity's status event that
