@@ -17,7 +17,7 @@ const of_db_stmt of_dlq_stmts[] = {
      "with dl as (insert into dead_letters (worker, topic, partition, \"offset\", key, payload,"
      " headers, ce_id, ce_type, error_code, reason)"
      " values ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11)"
-     " on conflict (worker, topic, partition, \"offset\") do nothing returning id)"
+     " on conflict (worker, topic, partition, \"offset\", record_md5) do nothing returning id)"
      " insert into outbox (id, topic, key, payload, headers)"
      " select $12, $13, $5, $6, $14::jsonb from dl returning id",
      true},
