@@ -49,7 +49,9 @@ int of_producer_init(of_producer *p, uv_loop_t *loop, rd_kafka_conf_t *conf, of_
      * overrides it where throughput matters more than latency. */
     if (of_kafka__set_prop(conf, "enable.idempotence", "true", errstr, sizeof errstr) != 0 ||
         of_kafka__set_default(conf, "linger.ms", "0", errstr, sizeof errstr) != 0 ||
-        of_kafka__set_default(conf, "message.timeout.ms", "60000", errstr, sizeof errstr) != 0) {
+        /* 20 s: a message not delivered by then fails to the outbox sweep,
+         * whose grace period must be longer (worker start checks it). */
+        of_kafka__set_default(conf, "message.timeout.ms", "20000", errstr, sizeof errstr) != 0) {
         of_log_error("could not configure producer: %s", errstr);
         rd_kafka_conf_destroy(conf);
         return OF_ESTART;
@@ -61,6 +63,15 @@ int of_producer_init(of_producer *p, uv_loop_t *loop, rd_kafka_conf_t *conf, of_
         of_log_error("could not create producer: %s", errstr);
         rd_kafka_conf_destroy(conf);
         return OF_ESTART;
+    }
+    {
+        char value[32];
+        size_t size = sizeof value;
+        p->message_timeout_ms =
+            rd_kafka_conf_get(rd_kafka_conf(p->rk), "message.timeout.ms", value, &size) ==
+                    RD_KAFKA_CONF_OK
+                ? strtoll(value, NULL, 10)
+                : 300000;
     }
     p->queue = rd_kafka_queue_get_main(p->rk);
     if (of_kafka__open_pipe(p->fds) != 0)

@@ -10,8 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A claimed row stays leased for this long before another sweep may take it. */
-#define SWEEP_LEASE "30 seconds"
+/* A claimed row stays leased for the producer's message.timeout.ms plus this
+ * before another sweep may take it: until then its delivery report may come. */
+#define SWEEP_LEASE_MARGIN_MS 10000
 #define SWEEP_LIMIT 500
 /* Delivered ids wait this long to be marked together: at a few thousand
  * deliveries a second one UPDATE (and one commit) per interval, not one per
@@ -33,8 +34,9 @@ const of_db_stmt of_outbox_stmts[] = {
      "update outbox set published_at = now() where id = any($1::uuid[]) and published_at is null",
      false},
     {"of_outbox_claim",
-     "update outbox o set attempts = o.attempts + 1, claimed_until = now() + interval '" SWEEP_LEASE
-     "' where o.id in (select id from outbox where published_at is null"
+     "update outbox o set attempts = o.attempts + 1, claimed_until = now()"
+     " + make_interval(secs => $3::double precision / 1000)"
+     " where o.id in (select id from outbox where published_at is null"
      " and created_at < now() - make_interval(secs => $1::double precision / 1000)"
      " and (claimed_until is null or claimed_until < now())"
      " order by seq limit $2 for update skip locked)"
@@ -404,13 +406,14 @@ static void on_sweep_done(of_db *db, of_db_pipeline *p, int status, void *arg)
 static void on_sweep_timer(uv_timer_t *t)
 {
     of_outbox_relay *r = t->data;
-    char grace[32], limit[32];
+    char grace[32], limit[32], lease[32];
     if (r->sweep_in_flight || r->stopping || !of_db_ready(r->db))
         return;
     snprintf(grace, sizeof grace, "%" PRIu64, r->sweep_grace_ms);
     snprintf(limit, sizeof limit, "%zu", r->sweep_limit);
-    const char *values[2] = {grace, limit};
-    if (of_db_pipeline_add(&r->sweep, "of_outbox_claim", 2, values) != 0 ||
+    snprintf(lease, sizeof lease, "%" PRIu64, r->sweep_lease_ms);
+    const char *values[3] = {grace, limit, lease};
+    if (of_db_pipeline_add(&r->sweep, "of_outbox_claim", 3, values) != 0 ||
         of_db_submit(r->db, &r->sweep, on_sweep_done, r) != 0) {
         of_db_pipeline_reset(&r->sweep);
         return;
@@ -426,6 +429,14 @@ int of_outbox_relay_init(of_outbox_relay *r, uv_loop_t *loop, of_db *db, of_prod
     r->producer = producer;
     r->sweep_interval_ms = sweep_interval_ms;
     r->sweep_grace_ms = sweep_grace_ms;
+    r->sweep_lease_ms = (uint64_t)producer->message_timeout_ms + SWEEP_LEASE_MARGIN_MS;
+    if (sweep_grace_ms <= (uint64_t)producer->message_timeout_ms) {
+        of_log_error("outbox-sweep-grace (%" PRIu64 " ms) must be longer than the producer's "
+                     "message.timeout.ms (%" PRId64 " ms): a row still in flight would be sent "
+                     "twice",
+                     sweep_grace_ms, producer->message_timeout_ms);
+        return OF_EINVAL;
+    }
     r->sweep_limit = SWEEP_LIMIT;
     of_db_pipeline_init(&r->mark);
     of_db_pipeline_init(&r->sweep);

@@ -237,7 +237,7 @@ int of_worker_run(const of_worker_handler *h, of_worker_settings *cfg)
     char errstr[512], group[128];
     size_t n_stmts = 0;
     of_log_level level;
-    int result = EX_SOFTWARE;
+    int result = EX_SOFTWARE, rc;
 
     if (w == NULL)
         return EX_OSERR;
@@ -297,9 +297,12 @@ int of_worker_run(const of_worker_handler *h, of_worker_settings *cfg)
         goto out_loop;
     }
     pconf = NULL;
-    if (of_outbox_relay_init(&w->relay, &loop, &w->aux, &w->producer,
-                             (uint64_t)w->cfg.sweep_interval, (uint64_t)w->cfg.sweep_grace) != 0)
+    rc = of_outbox_relay_init(&w->relay, &loop, &w->aux, &w->producer,
+                              (uint64_t)w->cfg.sweep_interval, (uint64_t)w->cfg.sweep_grace);
+    if (rc != 0) {
+        result = rc == OF_EINVAL ? EX_CONFIG : EX_SOFTWARE;
         goto out_loop;
+    }
     if (of_consumer_init(&w->consumer, &loop, cconf, w->cfg.group_id, topics, h->n_topics,
                          on_consumer_wakeup, NULL, w) != 0) {
         cconf = NULL;

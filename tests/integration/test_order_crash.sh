@@ -33,7 +33,7 @@ sql "insert into customers (id, name) values ('c-1', 'Ada'), ('c-2', 'Brian'), (
 
 # Short sweeps so that rows a crash left unpublished go out soon; a short
 # session so that the group does not wait long for a killed member.
-env=(ORDERFLOW_OUTBOX_SWEEP_GRACE=2s ORDERFLOW_OUTBOX_SWEEP_INTERVAL=1s ORDERFLOW_BATCH_SIZE=20
+env=(ORDERFLOW_OUTBOX_SWEEP_GRACE=3s KAFKA_MESSAGE_TIMEOUT_MS=2500 ORDERFLOW_OUTBOX_SWEEP_INTERVAL=1s ORDERFLOW_BATCH_SIZE=20
     KAFKA_SESSION_TIMEOUT_MS=6000)
 of_worker_start oc order-created "${env[@]}"
 of_worker_start os order-status "${env[@]}"

@@ -31,7 +31,7 @@ of_setup ret
 of_topics_create
 T_STATUS="${OF_PREFIX}order.status"
 T_RR="${OF_PREFIX}return.requested"
-WENV=(ORDERFLOW_HTTP_PORT=0 ORDERFLOW_OUTBOX_SWEEP_GRACE=2s ORDERFLOW_OUTBOX_SWEEP_INTERVAL=1s)
+WENV=(ORDERFLOW_HTTP_PORT=0 ORDERFLOW_OUTBOX_SWEEP_GRACE=3s KAFKA_MESSAGE_TIMEOUT_MS=2500 ORDERFLOW_OUTBOX_SWEEP_INTERVAL=1s)
 
 sql "insert into customers (id, name) values ('c-1', 'Ada');
      insert into products (id, name, price_cents, stock) values

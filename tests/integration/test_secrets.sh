@@ -8,7 +8,8 @@
 # password libpq cannot parse (an invalid percent-encoding, which libpq's
 # own message would quote): it must exit 78 naming the setting, not its
 # value. orderctl gets the same bad URL. No log line and no output holds the
-# password in any of its spellings.
+# password in any of its spellings. Last, a worker whose outbox sweep grace is
+# not longer than the producer's message timeout refuses to start.
 set -euo pipefail
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
@@ -64,6 +65,18 @@ check "saying which setting is wrong" yes \
 orc=0
 DATABASE_URL="$bad_url" "$OF_ORDERCTL" migrate status >"$OF_WORK/orderctl.log" 2>&1 || orc=$?
 check "orderctl refuses it with exit 78" 78 "$orc"
+
+# Not a secret, but refused at start the same way: a sweep grace period not
+# longer than the producer's message timeout would resend rows in flight.
+of_worker_start grace order-created ORDERFLOW_OUTBOX_SWEEP_GRACE=5s KAFKA_MESSAGE_TIMEOUT_MS=20000 \
+    ORDERFLOW_GROUP_ID="$OF_TAG-grace"
+grc=0
+wait "${OF_PIDS[grace]}" || grc=$?
+unset "OF_PIDS[grace]"
+check "a sweep grace not longer than message.timeout.ms stops the worker with exit 78" 78 "$grc"
+check "naming both settings" yes \
+    "$(grep -q 'outbox-sweep-grace (5000 ms) must be longer than the producer.s message.timeout.ms (20000 ms)' \
+        "$OF_WORK/grace.log" && echo yes || echo no)"
 
 found=$(cat "$OF_WORK"/*.log | grep -c -e 'p%@ss' -e 'ss@w0rd' -e 'p%25%40ss' -e 'ss%40w0rd' \
     -e 'p%zz' -e 's3cret' || true)

@@ -115,6 +115,8 @@ struct of_producer {
     void *arg;                        /* argument for dr */
     bool closing;                     /* of_producer_close() started */
     uint64_t close_deadline;          /* uv_now() limit for flushing at close */
+    int64_t message_timeout_ms;       /* message.timeout.ms in effect: the longest a
+                                         message is in flight before its report */
     int pending_closes;               /* handles still closing */
     void (*close_cb)(of_producer *p); /* called when fully closed */
 };

@@ -55,6 +55,7 @@ typedef struct of_outbox_relay {
     uv_timer_t mark_timer;      /* gathers delivered ids into one mark */
     uint64_t sweep_interval_ms; /* time between sweeps */
     uint64_t sweep_grace_ms;    /* rows younger than this are left to the live relay */
+    uint64_t sweep_lease_ms;    /* a claimed row is not claimed again for this long */
     size_t sweep_limit;         /* rows claimed per sweep */
     of_db_pipeline mark;        /* pipeline marking delivered rows */
     bool mark_in_flight;        /* mark is submitted */
@@ -71,7 +72,11 @@ typedef struct of_outbox_relay {
 } of_outbox_relay;
 
 /* Sets up the relay; producer delivery reports must be forwarded to
- * of_outbox_relay_delivered(). */
+ * of_outbox_relay_delivered(). No row may be sent twice while in flight:
+ * the grace period must be longer than the producer's message.timeout.ms
+ * (a row the live relay sent is left alone until its report is due), and
+ * a swept row stays leased for message.timeout.ms plus 10 s. OF_EINVAL
+ * (logged, naming both settings) when the grace period is not longer. */
 int of_outbox_relay_init(of_outbox_relay *r, uv_loop_t *loop, of_db *db, of_producer *producer,
                          uint64_t sweep_interval_ms, uint64_t sweep_grace_ms)
     __attribute__((warn_unused_result));

@@ -269,8 +269,9 @@ struct of_worker {
     {"outbox-sweep-interval", "ORDERFLOW_OUTBOX_SWEEP_INTERVAL", "outbox-sweep-interval",          \
      OF_CFG_MS, "5s", "time between sweeps for unpublished outbox rows",                           \
      OF_WORKER_CFG_(type, member, sweep_interval), 100, 3600000},                                  \
-    {"outbox-sweep-grace", "ORDERFLOW_OUTBOX_SWEEP_GRACE", "outbox-sweep-grace", OF_CFG_MS, "10s", \
-     "age after which an unpublished outbox row is republished by the sweep",                      \
+    {"outbox-sweep-grace", "ORDERFLOW_OUTBOX_SWEEP_GRACE", "outbox-sweep-grace", OF_CFG_MS, "30s", \
+     "age after which an unpublished outbox row is republished by the sweep (longer than "         \
+     "the producer's message.timeout.ms)",                                                         \
      OF_WORKER_CFG_(type, member, sweep_grace), 0, 3600000},                                       \
     {"retry-max", "ORDERFLOW_RETRY_MAX", "retry-max", OF_CFG_MS, "30s",                            \
      "cap of the exponential backoff for transient failures",                                      \
