@@ -30,6 +30,23 @@ static void on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *op
         char buf[512];
         rd_kafka_resp_err_t orig = rd_kafka_fatal_error(rk, buf, sizeof buf);
         of_log_error("kafka fatal error %s: %s", rd_kafka_err2name(orig), buf);
+        /* The handle cannot go on (an idempotent producer's sequence is
+         * broken, a consumer fenced): its owner is told, once. */
+        if (rd_kafka_type(rk) == RD_KAFKA_PRODUCER) {
+            of_producer *p = opaque;
+            if (p != NULL && !p->fatal) {
+                p->fatal = true;
+                if (p->on_fatal != NULL)
+                    p->on_fatal(p);
+            }
+        } else {
+            of_consumer *c = opaque;
+            if (c != NULL && !c->fatal) {
+                c->fatal = true;
+                if (c->on_fatal != NULL)
+                    c->on_fatal(c);
+            }
+        }
         return;
     }
     of_log_warn("kafka %s: %s", rd_kafka_err2name((rd_kafka_resp_err_t)err), reason);

@@ -2,6 +2,8 @@
  * and tests. */
 #include "kafka_internal.h"
 
+#include "orderflow/failpoint.h"
+
 #include "orderflow/log.h"
 
 #include <ctype.h>
@@ -19,6 +21,9 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     of_producer *p = opaque;
     if (p->dr != NULL)
         p->dr(p, m->_private, m->err, p->arg);
+    if (of_failpoint("producer-fatal"))
+        (void)rd_kafka_test_fatal_error(rk, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                                        "failpoint producer-fatal");
 }
 
 static void producer_serve(of_producer *p)

@@ -179,8 +179,13 @@ static void begin_shutdown(of_worker *w, int signum)
         _exit(EX_TEMPFAIL);
     }
     w->stopping = true;
-    of_log_info("signal %d: shutting down (grace period %" PRId64 " ms)", signum,
-                w->cfg.grace_period);
+    if (signum != 0)
+        of_log_info("signal %d: shutting down (grace period %" PRId64 " ms)", signum,
+                    w->cfg.grace_period);
+    else
+        of_log_error("shutting down after a fatal kafka error (grace period %" PRId64
+                     " ms); exit code %d so that the process is restarted",
+                     w->cfg.grace_period, w->exit_code);
     if (w->h->stop != NULL)
         w->h->stop(w->h->ctx, w);
     uv_idle_stop(&w->kick);
@@ -204,6 +209,28 @@ static void begin_shutdown(of_worker *w, int signum)
 static void on_signal(uv_signal_t *s, int signum)
 {
     begin_shutdown(s->data, signum);
+}
+
+/* A fatal Kafka error: the handle cannot be used again. The worker stops
+ * taking batches, is not ready, drains what it can and exits 70; its restart
+ * gets new handles, and outbox rows not published meanwhile go out through
+ * a sweep (this worker's after the restart, or another replica's). */
+static void on_kafka_fatal(of_worker *w)
+{
+    if (w->stopping)
+        return;
+    w->exit_code = EX_SOFTWARE;
+    begin_shutdown(w, 0);
+}
+
+static void on_producer_fatal(of_producer *p)
+{
+    on_kafka_fatal(p->arg);
+}
+
+static void on_consumer_fatal(of_consumer *c)
+{
+    on_kafka_fatal(c->arg);
 }
 
 static int build_statements(of_worker *w, size_t *n)
@@ -309,6 +336,8 @@ int of_worker_run(const of_worker_handler *h, of_worker_settings *cfg)
         goto out_loop;
     }
     cconf = NULL;
+    w->producer.on_fatal = on_producer_fatal;
+    w->consumer.on_fatal = on_consumer_fatal;
     uv_signal_init(&loop, &w->sigterm);
     uv_signal_init(&loop, &w->sigint);
     w->sigterm.data = w->sigint.data = w;

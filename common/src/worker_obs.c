@@ -245,6 +245,10 @@ static const char *not_ready(of_worker *w, char *buf, size_t size)
 {
     struct of_worker_obs *o = w->obs;
     uint64_t now = uv_now(w->loop);
+    if (w->producer.fatal)
+        return "kafka producer failed fatally (restart pending)";
+    if (w->consumer.fatal)
+        return "kafka consumer failed fatally (restart pending)";
     if (w->stopping)
         return "shutting down";
     if (!of_db_ready(&w->db))

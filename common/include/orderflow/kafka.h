@@ -78,6 +78,8 @@ struct of_consumer {
     rd_kafka_message_t **held;          /* polled while paused, delivered first */
     size_t n_held, cap_held;            /* held messages, capacity of held */
     uint64_t n_pauses;                  /* times fetching was paused (metrics) */
+    bool fatal;                         /* librdkafka raised a fatal error: unusable */
+    void (*on_fatal)(of_consumer *c);   /* called once on a fatal error, or NULL */
 };
 
 /* Creates the consumer (takes ownership of conf, also on failure) for group,
@@ -117,6 +119,8 @@ struct of_producer {
     uint64_t close_deadline;          /* uv_now() limit for flushing at close */
     int64_t message_timeout_ms;       /* message.timeout.ms in effect: the longest a
                                          message is in flight before its report */
+    bool fatal;                       /* librdkafka raised a fatal error: unusable */
+    void (*on_fatal)(of_producer *p); /* called once on a fatal error, or NULL */
     int pending_closes;               /* handles still closing */
     void (*close_cb)(of_producer *p); /* called when fully closed */
 };
