@@ -200,6 +200,8 @@ static void hold(of_consumer *c, rd_kafka_message_t *m)
 static size_t take(of_consumer *c, rd_kafka_message_t **msgs, size_t max)
 {
     size_t n = 0;
+    if (c->serve_timer.data != NULL)
+        c->polled_at = uv_now(c->serve_timer.loop);
     for (;;) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(c->rk, 0);
         if (m == NULL)
@@ -221,19 +223,31 @@ static size_t take(of_consumer *c, rd_kafka_message_t **msgs, size_t max)
     return n;
 }
 
-/* Serves the group while a batch runs long: fetching paused, the queue polled. */
+/* Every OF_CONSUMER_SERVE_EVERY_MS. While a batch has run for
+ * OF_CONSUMER_SERVE_AFTER_MS: fetching paused, the queue polled (messages
+ * held). Otherwise, when nothing has polled for that long (an idle consumer
+ * whose queue stays empty gets no wakeup, and librdkafka evicts a member that
+ * does not poll within max.poll.interval.ms), the caller is woken to poll. */
 static void on_serve_timer(uv_timer_t *t)
 {
     of_consumer *c = t->data;
-    if (c->closing || c->rk == NULL || !c->busy)
+    uint64_t now = uv_now(t->loop);
+    if (c->closing || c->rk == NULL)
+        return;
+    if (!c->busy) {
+        if (now - c->polled_at >= OF_CONSUMER_SERVE_AFTER_MS)
+            c->wakeup(c, c->arg);
+        return;
+    }
+    if (now - c->busy_since < OF_CONSUMER_SERVE_AFTER_MS)
         return;
     if (!c->paused) {
         c->paused = true;
-        c->paused_at = uv_now(t->loop);
+        c->paused_at = now;
         c->n_pauses++;
-        of_log_info("a batch has been in progress for %d ms: fetching paused, the group served "
-                    "until it ends",
-                    OF_CONSUMER_SERVE_AFTER_MS);
+        of_log_info("a batch has been in progress for %" PRIu64 " ms: fetching paused, the group "
+                    "served until it ends",
+                    now - c->busy_since);
     }
     /* Every time: partitions assigned since the last pause are paused too. */
     pause_assignment(c, true);
@@ -243,13 +257,8 @@ static void on_serve_timer(uv_timer_t *t)
 void of_consumer_set_busy(of_consumer *c, bool busy)
 {
     c->busy = busy;
-    if (c->serve_timer.data == NULL || c->closing)
-        return;
-    if (busy)
-        uv_timer_start(&c->serve_timer, on_serve_timer, OF_CONSUMER_SERVE_AFTER_MS,
-                       OF_CONSUMER_SERVE_EVERY_MS);
-    else
-        uv_timer_stop(&c->serve_timer);
+    if (busy && c->serve_timer.data != NULL)
+        c->busy_since = uv_now(c->serve_timer.loop);
 }
 
 static void notify_rebalance(of_consumer *c, bool assigned,
@@ -434,6 +443,9 @@ int of_consumer_init(of_consumer *c, uv_loop_t *loop, rd_kafka_conf_t *conf, con
         of_log_error("could not subscribe: %s", rd_kafka_err2str(err));
         goto out;
     }
+    c->polled_at = uv_now(loop);
+    uv_timer_start(&c->serve_timer, on_serve_timer, OF_CONSUMER_SERVE_EVERY_MS,
+                   OF_CONSUMER_SERVE_EVERY_MS);
     result = 0;
 out:
     if (subs != NULL)

@@ -22,7 +22,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     if (p->dr != NULL)
         p->dr(p, m->_private, m->err, p->arg);
     if (of_failpoint("producer-fatal"))
-        (void)rd_kafka_test_fatal_error(rk, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+        (void)rd_kafka_test_fatal_error(rk, RD_KAFKA_RESP_ERR_PRODUCER_FENCED,
                                         "failpoint producer-fatal");
 }
 

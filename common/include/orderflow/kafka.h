@@ -41,7 +41,9 @@
 
 /* A batch in progress this long makes the consumer pause and serve its group. */
 #define OF_CONSUMER_SERVE_AFTER_MS 1000
-/* How often a paused consumer polls (far below any max.poll.interval.ms). */
+/* How often a paused consumer polls (far below any max.poll.interval.ms);
+ * an idle consumer that has not polled for OF_CONSUMER_SERVE_AFTER_MS has its
+ * wakeup callback called, so that it polls too. */
 #define OF_CONSUMER_SERVE_EVERY_MS 500
 
 /* Builds a configuration with orderflow's defaults for role ("consumer" or
@@ -73,6 +75,8 @@ struct of_consumer {
     uint64_t assigned_partitions;       /* count currently assigned (metrics) */
     uv_timer_t serve_timer;             /* serves the group while a batch runs long */
     bool busy;                          /* the caller has a batch in progress */
+    uint64_t busy_since;                /* uv_now() when it started */
+    uint64_t polled_at;                 /* uv_now() of the last poll of the queue */
     bool paused;                        /* fetching paused for the assignment */
     uint64_t paused_at;                 /* uv_now() when fetching was paused */
     rd_kafka_message_t **held;          /* polled while paused, delivered first */
