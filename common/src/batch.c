@@ -22,6 +22,7 @@
 #include "worker_internal.h"
 
 #include "orderflow/dlq.h"
+#include "orderflow/failpoint.h"
 #include "orderflow/inbox.h"
 #include "orderflow/log.h"
 
@@ -460,6 +461,8 @@ static void settle(of_worker *w, const of_db_pipeline *p)
             break;
         }
     }
+    if (p != NULL)
+        of_failpoint_crash("crash-after-commit");
     /* Offsets only now: the transaction holding the effects is durable. */
     if (msgs != NULL) {
         if (of_consumer_store(&w->consumer, msgs, n) != 0)

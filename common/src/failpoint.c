@@ -7,6 +7,8 @@ typedef int of_failpoint_unit_;
 #ifdef ORDERFLOW_FAILPOINTS
 #include "orderflow/log.h"
 
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,5 +59,15 @@ bool of_failpoint(const char *name)
         }
     }
     return false;
+}
+#endif
+
+#ifdef ORDERFLOW_FAILPOINTS
+void of_failpoint_crash(const char *name)
+{
+    if (of_failpoint(name)) {
+        fflush(stderr);
+        raise(SIGKILL);
+    }
 }
 #endif

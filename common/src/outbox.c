@@ -2,6 +2,7 @@
 #include "orderflow/outbox.h"
 
 #include "orderflow/event.h"
+#include "orderflow/failpoint.h"
 #include "orderflow/log.h"
 
 #include <cjson/cJSON.h>
@@ -311,6 +312,7 @@ void of_outbox_relay_delivered(of_outbox_relay *r, void *opaque, rd_kafka_resp_e
         return;
     }
     r->published_total++;
+    of_failpoint_crash("crash-after-produce");
     if (r->n_delivered == r->cap_delivered) {
         size_t cap = r->cap_delivered ? r->cap_delivered * 2 : 256;
         char **d = realloc(r->delivered, cap * sizeof *d);
@@ -385,6 +387,8 @@ static void on_sweep_done(of_db *db, of_db_pipeline *p, int status, void *arg)
         return;
     }
     int rows = PQntuples(res);
+    if (rows > 0)
+        of_failpoint_crash("crash-in-sweep");
     if (rows > 0) {
         /* RETURNING has no order: send in seq order so one key's events keep theirs. */
         int64_t(*by_seq)[2] = calloc((size_t)rows, sizeof *by_seq);

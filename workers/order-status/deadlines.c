@@ -3,6 +3,7 @@
 
 #include "domain/contract.h"
 #include "orderflow/event.h"
+#include "orderflow/failpoint.h"
 #include "orderflow/log.h"
 #include "orderflow/outbox.h"
 
@@ -53,6 +54,8 @@ static void on_written(of_db *db, of_db_pipeline *p, int status, void *arg)
         if (s->n_msgs > 0)
             of_log_info("%zu payment deadline(s) expired", s->n_msgs);
         s->fired_total += s->n_msgs;
+        if (s->n_msgs > 0)
+            of_failpoint_crash("crash-in-deadline-scan");
         of_outbox_relay_publish(&s->w->relay, s->msgs, s->n_msgs);
     } else if (status != OF_ECANCELED) {
         of_log_warn("could not fire deadlines: %s", p->error);

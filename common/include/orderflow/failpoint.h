@@ -7,8 +7,16 @@
  * its N-th pass (default the first) and on no other. What a firing point does
  * is up to its caller (e.g. SIGKILL the process, raise a fatal Kafka error).
  *
- * Points: producer-fatal (kafka_producer.c: after a delivery report, raise a
- * fatal idempotent-producer error). */
+ * Points:
+ *   producer-fatal          kafka_producer.c: after a delivery report, raise a
+ *                           fatal idempotent-producer error;
+ *   crash-after-commit      batch.c: a batch's transaction committed, its
+ *                           offsets not stored, its events not sent;
+ *   crash-after-produce     outbox.c: an outbox row delivered, not yet marked;
+ *   crash-in-sweep          outbox.c: sweep rows claimed (leased), not sent;
+ *   crash-in-deadline-scan  order-status deadlines.c: deadlines fired and
+ *                           committed, their events not sent.
+ * The crash-* points end the process with SIGKILL (of_failpoint_crash). */
 #ifndef ORDERFLOW_FAILPOINT_H
 #define ORDERFLOW_FAILPOINT_H
 
@@ -18,8 +26,12 @@
 /* True when the point name is armed and this is the pass it fires on. Not
  * thread-safe: call from the loop thread only. */
 bool of_failpoint(const char *name);
+/* Ends the process with SIGKILL (no cleanup, as a crash or the OOM killer
+ * would) when the point fires. */
+void of_failpoint_crash(const char *name);
 #else
 #define of_failpoint(name) ((void)(name), false)
+#define of_failpoint_crash(name) ((void)(name))
 #endif
 
 #endif

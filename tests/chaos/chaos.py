@@ -1,0 +1,784 @@
+#!/usr/bin/env python3
+"""chaos.py: a mixed workload through the real stack under a seeded fault schedule.
+
+Drives orders (1 to 5 items over a few scarce products), duplicates, reordered
+and stale `order.status.update`s (with and without `expected_version`),
+cancellations before and after payment, payment deadlines, partial and full
+returns, and a few malformed records through the three workers, while it
+injects faults from a schedule drawn from --seed:
+
+  kill            SIGKILL of a worker process at a random moment
+  failpoint       a worker restarted with ORDERFLOW_FAILPOINTS=<point>@<n>; it
+                  kills itself there (crash-after-commit, crash-after-produce,
+                  crash-in-sweep, crash-in-deadline-scan)
+  broker-kill     SIGKILL of the Kafka broker, then `ops/stack up` starts it
+  broker-pause    SIGSTOP of the broker for 3 to 12 s, then SIGCONT
+  pg-crash        immediate shutdown of PostgreSQL (SIGQUIT), then `ops/stack up`
+  pg-terminate    pg_terminate_backend() of every session of the run's database
+  pg-outage       PostgreSQL down for longer than max.poll.interval.ms
+  scale           1 to 3 replicas of a worker (a rebalance per change)
+  dup-burst       already published events sent again, shuffled
+
+At the end every replica is running, the faults stop, and the run waits until
+every order has reached the status its plan leads to and the outbox is empty;
+then the workers stop (SIGTERM, exit 0 expected) and check.py runs the
+invariant checker. Prints faults by kind, orders by final status, and the
+invariant table; exits 1 on any violation.
+
+Needs the environment of a stack (ctest's integration environment, or the one
+tests/chaos/run sets up): ORDERFLOW_SOURCE_DIR, ORDERFLOW_BUILD_DIR (built with
+-DORDERFLOW_FAILPOINTS=ON), ORDERFLOW_STACK_DIR, KAFKA_BOOTSTRAP_SERVERS,
+PGHOST, PGPORT, PGUSER.
+"""
+import argparse
+import collections
+import json
+import os
+import queue
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+
+SRC = os.environ.get("ORDERFLOW_SOURCE_DIR") or os.path.dirname(os.path.dirname(
+    os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.environ.get("ORDERFLOW_BUILD_DIR", os.path.join(SRC, "build"))
+STACK_DIR = os.environ.get("ORDERFLOW_STACK_DIR", os.path.join(SRC, ".stack"))
+BOOT = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:29092")
+PGHOST = os.environ.get("PGHOST", "127.0.0.1")
+PGPORT = os.environ.get("PGPORT", "25432")
+PGUSER = os.environ.get("PGUSER", "orderflow")
+
+WORKERS = {"oc": "order-created", "os": "order-status", "rr": "return-requested"}
+POINTS = {  # failpoint: (workers it can fire in, largest pass number drawn)
+    "crash-after-commit": (("oc", "os", "rr"), 40),
+    "crash-after-produce": (("oc", "os", "rr"), 200),
+    "crash-in-sweep": (("oc", "os", "rr"), 1),
+    "crash-in-deadline-scan": (("os",), 1),
+}
+PRODUCTS = [("p-%d" % i, 100 * i + 99) for i in range(1, 9)]
+CUSTOMERS = ["c-%d" % i for i in range(1, 6)]
+# Plans: what upstream does with an order once it is CONFIRMED, and weights.
+PLANS = [("unpaid", 8), ("cancel_confirmed", 8), ("cancel_paid", 9), ("deliver", 35),
+         ("return_full", 15), ("return_partial", 15), ("return_twice", 10)]
+RESTING = {"REJECTED", "CANCELLED", "DELIVERED", "RETURNED", "PARTIALLY_RETURNED"}
+
+
+def log(msg):
+    print("chaos %s %s" % (time.strftime("%H:%M:%S"), msg), flush=True)
+
+
+class Db:
+    """psql, one process per call; a call fails (returns None) while Postgres is down."""
+
+    def __init__(self, dbname):
+        self.dbname = dbname
+
+    def query(self, sql, db=None, timeout=60):
+        try:
+            r = subprocess.run(
+                ["psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-F", "\t", "-h", PGHOST, "-p", PGPORT,
+                 "-U", PGUSER, "-d", db or self.dbname, "-c", sql],
+                capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        if r.returncode != 0:
+            return None
+        return [line.split("\t") for line in r.stdout.splitlines() if line != ""]
+
+    def must(self, sql, db=None):
+        rows = self.query(sql, db)
+        if rows is None:
+            sys.exit("chaos: SQL failed: %s" % sql[:200])
+        return rows
+
+
+class Publisher(threading.Thread):
+    """Publishes (topic, lines) batches with kcat in order; a batch that fails
+    (broker down) is sent again until it goes: duplicates are the contract's
+    normal case, loss is not."""
+
+    def __init__(self, prefix):
+        super().__init__(daemon=True)
+        self.prefix = prefix
+        self.q = queue.Queue()
+        self.sent = 0
+        self.failures = 0
+        self.busy = False
+
+    def put(self, topic, lines):
+        if lines:
+            self.q.put((topic, lines))
+
+    def idle(self):
+        return self.q.empty() and not self.busy
+
+    def run(self):
+        while True:
+            topic, lines = self.q.get()
+            self.busy = True
+            data = "".join(k + "\t" + v + "\n" for k, v in lines)
+            while True:
+                try:
+                    r = subprocess.run(
+                        ["kcat", "-P", "-b", BOOT, "-t", self.prefix + topic, "-K", "\t",
+                         "-H", "content-type=application/cloudevents+json",
+                         "-X", "enable.idempotence=true", "-X", "message.timeout.ms=20000"],
+                        input=data, capture_output=True, text=True, timeout=60)
+                    ok = r.returncode == 0 and "fail" not in r.stderr.lower()
+                except subprocess.TimeoutExpired:
+                    ok = False
+                if ok:
+                    break
+                self.failures += 1
+                time.sleep(1)
+            self.sent += len(lines)
+            self.busy = False
+
+
+def cloudevent(ce_id, ce_type, data):
+    return json.dumps({"specversion": "1.0", "id": ce_id, "type": ce_type, "source": "chaos",
+                       "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                       "datacontenttype": "application/json", "data": data},
+                      separators=(",", ":"))
+
+
+class Order:
+    __slots__ = ("ce_id", "items", "plan", "steps", "sent", "sent_at", "id", "status", "version",
+                 "done")
+
+    def __init__(self, ce_id, items, plan):
+        self.ce_id, self.items, self.plan = ce_id, items, plan
+        self.sent = set()      # steps already published
+        self.sent_at = {}      # step -> time it was (last) published
+        self.id = None
+        self.status = None
+        self.version = 0
+        self.done = False
+
+
+class Workload:
+    def __init__(self, rng, tag, pub, args):
+        self.rng, self.tag, self.pub, self.args = rng, tag, pub, args
+        self.orders = {}       # ce_id -> Order still followed
+        self.created = 0
+        self.bad = 0
+        self.history = collections.deque(maxlen=20000)  # (topic, key, value) for dup-burst
+        self.later = []        # duplicates held back for the next tick
+        self.counts = collections.Counter()
+
+    def emit(self, out, topic, key, value, dup_ok=True):
+        out[topic].append((key, value))
+        self.history.append((topic, key, value))
+        if dup_ok and self.rng.random() < 0.08:
+            self.later.append((topic, key, value))
+            self.counts["duplicates"] += 1
+
+    def new_orders(self, out, n):
+        for _ in range(n):
+            self.created += 1
+            ce_id = "%s-o-%d" % (self.tag, self.created)
+            if self.rng.random() < 0.004:
+                self.bad_record(out, ce_id)
+                continue
+            lines = {}
+            for _ in range(self.rng.randint(1, 5)):
+                p = self.rng.choice(PRODUCTS)[0]
+                lines[p] = lines.get(p, 0) + self.rng.randint(1, 3)
+            items = [{"product_id": p, "quantity": q} for p, q in lines.items()]
+            customer = self.rng.choice(CUSTOMERS) if self.rng.random() > 0.01 else "c-unknown"
+            plan = self.rng.choices([p for p, _ in PLANS], [w for _, w in PLANS])[0]
+            self.orders[ce_id] = Order(ce_id, items, plan)
+            self.emit(out, "order.created", ce_id,
+                      cloudevent(ce_id, "order.created", {"customer_id": customer, "items": items}))
+
+    def bad_record(self, out, ce_id):
+        """A record that must be dead-lettered (its ce_source is chaos/bad)."""
+        self.bad += 1
+        kind = self.rng.randrange(3)
+        if kind == 0:
+            value = "{not json " + ce_id
+        elif kind == 1:
+            value = json.dumps({"specversion": "1.0", "id": ce_id, "type": "order.created",
+                                "source": "chaos/bad", "data": {"customer_id": "c-1",
+                                                                "items": []}})
+        else:
+            value = json.dumps({"specversion": "1.0", "id": ce_id, "type": "order.created",
+                                "source": "chaos/bad", "data": {"customer_id": "c-1", "items": [
+                                    {"product_id": "p-1", "quantity": 0}]}})
+        out["order.created"].append((ce_id, value))
+
+    def update(self, out, o, step, status, expected=True):
+        ce_id = "%s-%s" % (o.ce_id, step)
+        data = {"order_id": o.id, "status": status}
+        if expected and self.rng.random() < 0.5:
+            data["expected_version"] = o.version
+        self.emit(out, "order.status", o.id, cloudevent(ce_id, "order.status.update", data))
+        o.sent.add(step)
+        o.sent_at[step] = time.time()
+        self.counts["updates"] += 1
+        # Now and then an extra update that the machine must reject and record:
+        # a stale expected_version, or the step after this one sent first.
+        r = self.rng.random()
+        if r < 0.04:
+            data = {"order_id": o.id, "status": status, "expected_version": max(o.version - 1, 0)}
+            self.emit(out, "order.status", o.id,
+                      cloudevent(ce_id + "-stale", "order.status.update", data), dup_ok=False)
+            self.counts["stale updates"] += 1
+
+    def early(self, out, o, status):
+        """An update sent ahead of its turn (reordered): rejected, recorded."""
+        ce_id = "%s-early-%s" % (o.ce_id, status)
+        self.emit(out, "order.status", o.id,
+                  cloudevent(ce_id, "order.status.update", {"order_id": o.id, "status": status}),
+                  dup_ok=False)
+        self.counts["early updates"] += 1
+
+    def return_request(self, out, o, step, items):
+        ce_id = "%s-%s" % (o.ce_id, step)
+        self.emit(out, "return.requested", o.id, cloudevent(
+            ce_id, "return.requested", {"order_id": o.id, "items": items, "reason": "chaos"}))
+        o.sent.add(step)
+        o.sent_at[step] = time.time()
+        self.counts["returns"] += 1
+
+    def next_step(self, o):
+        """The step the plan takes from the order's status, or None (waiting
+        for orderflow), or "done"."""
+        s, plan = o.status, o.plan
+        if s in ("REJECTED", "CANCELLED", "RETURNED"):
+            return "done"
+        if s in ("CREATED", "INVENTORY_RESERVED"):
+            return None
+        if s == "CONFIRMED":
+            if plan == "unpaid":
+                return None  # the payment deadline cancels it
+            if plan == "cancel_confirmed":
+                return ("cancel", "CANCELLED")
+            return ("pay", "PAID")
+        if s == "PAID":
+            if plan == "cancel_paid":
+                return ("cancel", "CANCELLED")
+            return ("ship", "SHIPPED")
+        if s == "SHIPPED":
+            return ("deliver", "DELIVERED")
+        if s == "DELIVERED":
+            if plan == "deliver":
+                return "done"
+            if plan == "return_full":
+                return ("return1", [dict(i) for i in o.items])
+            first = o.items[0]
+            return ("return1", [{"product_id": first["product_id"], "quantity": 1}])
+        if s == "PARTIALLY_RETURNED":
+            if plan != "return_twice":
+                return "done"
+            return ("return2", None)
+        return None
+
+    def follow(self, out, rows):
+        now = time.time()
+        for ce_id, oid, status, version in rows:
+            o = self.orders.get(ce_id)
+            if o is None:
+                continue
+            o.id, o.status, o.version = oid, status, int(version)
+            step = self.next_step(o)
+            if step == "done":
+                o.done = True
+                del self.orders[ce_id]
+                continue
+            if step is None:
+                continue
+            name, arg = step
+            # A step already sent is sent again (same ce_id) only when nothing
+            # happened for 30 s: its first copy is then surely lost.
+            if name in o.sent and now - o.sent_at[name] < 30:
+                continue
+            if name in ("return1", "return2"):
+                if name == "return2":
+                    arg = self.remaining(o)
+                    if not arg:
+                        o.done = True
+                        del self.orders[ce_id]
+                        continue
+                self.return_request(out, o, name, arg)
+                continue
+            if name == "pay" and self.rng.random() < 0.03:
+                self.early(out, o, "SHIPPED")
+            self.update(out, o, name, arg)
+
+    def remaining(self, o):
+        """The rest of the order after return1 took one unit of the first line."""
+        items = [dict(i) for i in o.items]
+        items[0]["quantity"] -= 1
+        return [i for i in items if i["quantity"] > 0]
+
+    def waiting(self):
+        """ce_ids of the orders still followed."""
+        return list(self.orders.keys())
+
+
+class Proc:
+    def __init__(self, name, worker, port):
+        self.name, self.worker, self.port = name, worker, port
+        self.p = None
+        self.failpoint = None
+        self.expect_kill = False
+        self.started_at = 0.0
+
+
+class Chaos:
+    def __init__(self, args):
+        self.args = args
+        self.rng = random.Random(args.seed)
+        self.tag = "chaos%dx%d" % (os.getpid(), int(time.time()))
+        self.prefix = self.tag + "."
+        self.dbname = "of_" + self.tag
+        self.url = "postgresql://%s@%s:%s/%s" % (PGUSER, PGHOST, PGPORT, self.dbname)
+        self.db = Db(self.dbname)
+        self.work = tempfile.mkdtemp(prefix="chaos-")
+        self.faults = collections.Counter()
+        self.fired = collections.Counter()
+        self.exits = collections.Counter()
+        self.unexpected = []
+        self.procs = {}
+        self.replicas = {w: 1 for w in WORKERS}
+        self.restarter = None  # ops/stack up running in the background
+        self.pg_down_until = 0.0
+        self.pub = Publisher(self.prefix)
+        self.wl = Workload(self.rng, self.tag, self.pub, args)
+        self.env = {
+            "ORDERFLOW_OUTBOX_SWEEP_GRACE": "3s", "KAFKA_MESSAGE_TIMEOUT_MS": "2500",
+            "ORDERFLOW_OUTBOX_SWEEP_INTERVAL": "1s", "KAFKA_SESSION_TIMEOUT_MS": "6000",
+            "KAFKA_MAX_POLL_INTERVAL_MS": str(args.max_poll_ms),
+            "ORDERFLOW_PAYMENT_DEADLINE": "%ds" % args.payment_deadline,
+            "ORDERFLOW_DEADLINE_SCAN_INTERVAL": "1s", "LOG_LEVEL": "info",
+        }
+        for i, short in enumerate(WORKERS):
+            for r in range(1, 4):
+                name = "%s%d" % (short, r)
+                self.procs[name] = Proc(name, short, args.http_base_port + 3 * i + r - 1)
+
+    # --- setup -------------------------------------------------------------------------
+
+    def setup(self):
+        log("run %s: database %s, topic prefix %s, seed %d, work dir %s" %
+            (self.tag, self.dbname, self.prefix, self.args.seed, self.work))
+        subprocess.run(["createdb", "-h", PGHOST, "-p", PGPORT, "-U", PGUSER, self.dbname],
+                       check=True)
+        env = dict(os.environ, DATABASE_URL=self.url)
+        orderctl = os.path.join(BUILD, "tools/orderctl/orderctl")
+        subprocess.run([orderctl, "migrate", "up", "--dir", os.path.join(SRC, "migrations")],
+                       env=env, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([orderctl, "topics", "create", "--kafka-bootstrap-servers", BOOT,
+                        "--topic-prefix", self.prefix, "--partitions", "6"], check=True,
+                       stdout=subprocess.DEVNULL)
+        stock = self.args.stock
+        self.db.must("insert into customers (id, name) values %s;"
+                     "insert into products (id, name, price_cents, stock) values %s;"
+                     "create table chaos_initial_stock as select id, stock from products;" % (
+                         ",".join("('%s', 'Customer %s')" % (c, c) for c in CUSTOMERS),
+                         ",".join("('%s', 'Part %s', %d, %d)" % (p, p, price, stock)
+                                  for p, price in PRODUCTS)))
+        self.pub.start()
+
+    # --- processes -----------------------------------------------------------------------
+
+    def start(self, pr, failpoint=None):
+        env = dict(os.environ, DATABASE_URL=self.url, KAFKA_BOOTSTRAP_SERVERS=BOOT,
+                   ORDERFLOW_TOPIC_PREFIX=self.prefix,
+                   ORDERFLOW_GROUP_ID="%s-%s" % (self.tag, WORKERS[pr.worker]),
+                   ORDERFLOW_HTTP_PORT=str(pr.port), **self.env)
+        env.pop("ORDERFLOW_FAILPOINTS", None)
+        if failpoint:
+            env["ORDERFLOW_FAILPOINTS"] = failpoint
+        logf = open(os.path.join(self.work, pr.name + ".log"), "a")
+        logf.write("=== %s: start%s\n" % (time.strftime("%H:%M:%S"),
+                                         " with failpoint " + failpoint if failpoint else ""))
+        logf.flush()
+        binary = os.path.join(BUILD, "workers", WORKERS[pr.worker],
+                              "orderflow-" + WORKERS[pr.worker])
+        pr.p = subprocess.Popen([binary], env=env, stdout=logf, stderr=subprocess.STDOUT)
+        logf.close()
+        pr.failpoint = failpoint
+        pr.expect_kill = False
+        pr.started_at = time.time()
+
+    def desired(self, pr):
+        return int(pr.name[2:]) <= self.replicas[pr.worker]
+
+    def supervise(self):
+        """Restarts what died (as Kubernetes would), notes how each process ended."""
+        for pr in self.procs.values():
+            if pr.p is not None and pr.p.poll() is not None:
+                rc = pr.p.returncode
+                if rc == -signal.SIGKILL and pr.failpoint and not pr.expect_kill:
+                    self.fired[pr.failpoint.split("@")[0]] += 1
+                    self.exits["SIGKILL at a failpoint"] += 1
+                elif rc == -signal.SIGKILL and pr.expect_kill:
+                    self.exits["SIGKILL by the harness"] += 1
+                elif rc == 70:
+                    self.exits["exit 70 (fatal Kafka error, restart)"] += 1
+                elif rc == 0 and pr.expect_kill:
+                    self.exits["exit 0 on SIGTERM"] += 1
+                else:
+                    self.exits["unexpected exit %s" % rc] += 1
+                    self.unexpected.append("%s exited with %s" % (pr.name, rc))
+                pr.p = None
+            if pr.p is None and self.desired(pr):
+                self.start(pr)
+
+    def running(self, worker=None):
+        return [pr for pr in self.procs.values()
+                if pr.p is not None and pr.p.poll() is None and
+                (worker is None or pr.worker == worker)]
+
+    def stop(self, pr, sig=signal.SIGTERM):
+        if pr.p is None or pr.p.poll() is not None:
+            return
+        pr.expect_kill = True
+        pr.p.send_signal(sig)
+
+    # --- stack --------------------------------------------------------------------------
+
+    def pidfile(self, path):
+        try:
+            with open(path) as f:
+                return int(f.readline().strip())
+        except (OSError, ValueError):
+            return None
+
+    def pg_pid(self):
+        return self.pidfile(os.path.join(os.path.realpath(os.path.join(STACK_DIR, "pg")),
+                                         "data", "postmaster.pid"))
+
+    def kafka_pid(self):
+        return self.pidfile(os.path.join(STACK_DIR, "run", "kafka.pid"))
+
+    def stack_up(self):
+        """ops/stack up for what is down, in the background (one at a time)."""
+        if self.restarter is not None and self.restarter.poll() is None:
+            return
+        logf = open(os.path.join(self.work, "stack.log"), "a")
+        self.restarter = subprocess.Popen(
+            [os.path.join(SRC, "ops/stack"), "up", "--no-workers", "--no-build"],
+            stdout=logf, stderr=subprocess.STDOUT)
+        logf.close()
+
+    def wait_stack(self, timeout=180):
+        end = time.time() + timeout
+        while self.restarter is not None and self.restarter.poll() is None and time.time() < end:
+            self.tick()
+        if self.restarter is not None and self.restarter.returncode not in (0, None):
+            log("ops/stack up failed (%s); see %s/stack.log; trying again" %
+                (self.restarter.returncode, self.work))
+            self.restarter = None
+            self.stack_up()
+            self.wait_stack(timeout)
+
+    def kill_wait(self, pid, sig, timeout=60):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        end = time.time() + timeout
+        while time.time() < end:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            self.tick(0.1)
+
+    # --- faults -------------------------------------------------------------------------
+
+    def fault(self, kind):
+        self.faults[kind] += 1
+        if kind == "kill":
+            procs = self.running()
+            if procs:
+                pr = self.rng.choice(procs)
+                log("fault kill: SIGKILL %s" % pr.name)
+                self.stop(pr, signal.SIGKILL)
+        elif kind == "failpoint":
+            point = self.rng.choice(sorted(POINTS))
+            workers, most = POINTS[point]
+            procs = self.running(self.rng.choice(workers))
+            if procs:
+                pr = self.rng.choice(procs)
+                fp = "%s@%d" % (point, self.rng.randint(1, most))
+                log("fault failpoint: %s restarted with %s" % (pr.name, fp))
+                pr.expect_kill = True
+                pr.p.kill()
+                pr.p.wait()
+                self.exits["SIGKILL by the harness"] += 1
+                self.start(pr, fp)
+        elif kind == "broker-kill":
+            pid = self.kafka_pid()
+            log("fault broker-kill: SIGKILL kafka (pid %s)" % pid)
+            if pid:
+                self.kill_wait(pid, signal.SIGKILL)
+            self.stack_up()
+            self.wait_stack()
+        elif kind == "broker-pause":
+            pid = self.kafka_pid()
+            secs = self.rng.uniform(3, 12)
+            log("fault broker-pause: SIGSTOP kafka for %.1f s" % secs)
+            if pid:
+                os.kill(pid, signal.SIGSTOP)
+                self.tick(secs)
+                os.kill(pid, signal.SIGCONT)
+        elif kind == "pg-crash":
+            pid = self.pg_pid()
+            log("fault pg-crash: immediate shutdown of postgres (pid %s)" % pid)
+            if pid:
+                self.kill_wait(pid, signal.SIGQUIT)
+            self.stack_up()
+            self.wait_stack()
+        elif kind == "pg-terminate":
+            rows = self.db.query("select count(pg_terminate_backend(pid)) from pg_stat_activity"
+                                 " where datname = '%s' and pid <> pg_backend_pid()" % self.dbname,
+                                 db="postgres")
+            log("fault pg-terminate: %s session(s) terminated" % (rows[0][0] if rows else "?"))
+        elif kind == "pg-outage":
+            secs = self.args.max_poll_ms / 1000 + self.rng.uniform(3, 8)
+            pid = self.pg_pid()
+            log("fault pg-outage: postgres down for %.0f s (max.poll.interval.ms %d)" %
+                (secs, self.args.max_poll_ms))
+            if pid:
+                self.kill_wait(pid, signal.SIGINT)  # fast shutdown
+            self.tick(secs)
+            self.stack_up()
+            self.wait_stack()
+        elif kind == "scale":
+            worker = self.rng.choice(sorted(WORKERS))
+            n = self.rng.randint(1, 3)
+            log("fault scale: %s from %d to %d replica(s)" % (worker, self.replicas[worker], n))
+            self.replicas[worker] = n
+            for pr in self.procs.values():
+                if pr.worker == worker and not self.desired(pr):
+                    self.stop(pr)
+        elif kind == "dup-burst":
+            sample = self.rng.sample(list(self.wl.history), min(200, len(self.wl.history)))
+            self.rng.shuffle(sample)
+            out = collections.defaultdict(list)
+            for topic, key, value in sample:
+                out[topic].append((key, value))
+            for topic, lines in out.items():
+                self.pub.put(topic, lines)
+            log("fault dup-burst: %d event(s) sent again, shuffled" % len(sample))
+
+    def pick_fault(self):
+        kinds = [("kill", 16), ("failpoint", 30), ("broker-kill", 3), ("broker-pause", 6),
+                 ("pg-crash", 5), ("pg-terminate", 10), ("pg-outage", 2), ("scale", 16),
+                 ("dup-burst", 12)]
+        # Every kind at least once in a run: the first ones go in a fixed order.
+        n = sum(self.faults.values())
+        if n < len(kinds):
+            return kinds[n][0]
+        return self.rng.choices([k for k, _ in kinds], [w for _, w in kinds])[0]
+
+    # --- the loop -------------------------------------------------------------------------
+
+    def tick(self, secs=0.0):
+        """Keeps the workload and the processes going for secs (at least once)."""
+        end = time.time() + secs
+        while True:
+            self.supervise()
+            now = time.time()
+            if now >= self.next_work:
+                self.next_work = now + 1.0
+                self.work_tick()
+            if time.time() >= end:
+                return
+            time.sleep(min(0.1, max(0.0, end - time.time())))
+
+    def work_tick(self):
+        out = collections.defaultdict(list)
+        for topic, key, value in self.wl.later:
+            out[topic].append((key, value))
+        self.wl.later = []
+        if self.generating:
+            n = min(self.args.rate, self.args.orders - self.wl.created)
+            self.wl.new_orders(out, n)
+        ids = self.wl.waiting()
+        for i in range(0, len(ids), 5000):
+            chunk = ids[i:i + 5000]
+            rows = self.db.query(
+                "select source_event_id, id, status, version from orders"
+                " where source_event_id = any('{%s}'::text[])" % ",".join(chunk))
+            if rows is None:
+                break  # Postgres is down: next tick
+            self.wl.follow(out, rows)
+        for topic in ("order.created", "order.status", "return.requested"):
+            self.pub.put(topic, out.get(topic))
+
+    def run(self):
+        args = self.args
+        self.setup()
+        self.next_work = 0.0
+        self.generating = True
+        self.supervise()
+        start = time.time()
+        next_fault = start + 5
+        while self.wl.created < args.orders or sum(self.faults.values()) < args.faults:
+            self.generating = self.wl.created < args.orders
+            if time.time() >= next_fault:
+                self.fault(self.pick_fault())
+                next_fault = time.time() + self.rng.uniform(0.5, 2 * args.fault_interval - 0.5)
+            self.tick(0.1)
+        log("workload published (%d orders), %d faults injected; draining" %
+            (self.wl.created, sum(self.faults.values())))
+        self.generating = False
+        self.replicas = {w: max(n, 1) for w, n in self.replicas.items()}
+        ok = self.drain()
+        self.stop_all()
+        return ok
+
+    def drain(self):
+        """Waits until every order followed has reached where its plan leads and
+        the outbox is empty (nothing is injected meanwhile)."""
+        end = time.time() + self.args.drain_timeout
+        while time.time() < end:
+            self.tick(2)
+            rows = self.db.query(
+                "select (select count(*) from outbox where published_at is null),"
+                " (select count(*) from orders where status in"
+                "  ('CREATED', 'INVENTORY_RESERVED', 'CONFIRMED'))")
+            if rows is None:
+                continue
+            unpublished, moving = int(rows[0][0]), int(rows[0][1])
+            if not self.wl.orders and unpublished == 0 and moving == 0 and self.pub.idle():
+                log("drained: every order at rest, outbox empty")
+                return True
+            log("draining: %d order(s) followed, %d moving, %d outbox row(s) unpublished" %
+                (len(self.wl.orders), moving, unpublished))
+        log("drain timed out after %d s" % self.args.drain_timeout)
+        return False
+
+    def stop_all(self):
+        for pr in self.procs.values():
+            self.stop(pr)
+        end = time.time() + 60
+        for pr in self.procs.values():
+            if pr.p is None:
+                continue
+            try:
+                rc = pr.p.wait(max(1, end - time.time()))
+            except subprocess.TimeoutExpired:
+                pr.p.kill()
+                rc = pr.p.wait()
+            if rc != 0:
+                self.unexpected.append("%s exited with %s on SIGTERM" % (pr.name, rc))
+                self.exits["unexpected exit %s" % rc] += 1
+            else:
+                self.exits["exit 0 on SIGTERM"] += 1
+            pr.p = None
+        self.replicas = {w: 0 for w in WORKERS}
+
+    def sanitizer_reports(self):
+        n = 0
+        for f in os.listdir(self.work):
+            with open(os.path.join(self.work, f), errors="replace") as fh:
+                for line in fh:
+                    if "Sanitizer" in line and "ERROR" in line or "runtime error:" in line:
+                        n += 1
+        return n
+
+    def report(self, drained):
+        print()
+        print("| fault | injected |")
+        print("|---|---|")
+        for kind, n in sorted(self.faults.items()):
+            print("| %s | %d |" % (kind, n))
+        print("| **total** | **%d** |" % sum(self.faults.values()))
+        print()
+        print("| failpoint fired (process killed itself there) | times |")
+        print("|---|---|")
+        for point in sorted(POINTS):
+            print("| %s | %d |" % (point, self.fired[point]))
+        print()
+        print("| how worker processes ended | count |")
+        print("|---|---|")
+        for k, n in sorted(self.exits.items()):
+            print("| %s | %d |" % (k, n))
+        print()
+        print("| workload | count |")
+        print("|---|---|")
+        print("| orders published | %d |" % self.wl.created)
+        print("| malformed records (must be dead-lettered) | %d |" % self.wl.bad)
+        for k, n in sorted(self.wl.counts.items()):
+            print("| %s | %d |" % (k, n))
+        print("| kcat batches sent again after a failure | %d |" % self.pub.failures)
+        rows = self.db.query("select status, count(*) from orders group by 1 order by 2 desc")
+        print()
+        print("| order status at the end | orders |")
+        print("|---|---|")
+        for status, n in rows or []:
+            print("| %s | %s |" % (status, n))
+        print(flush=True)
+
+    def check(self, drained):
+        extra = list(self.unexpected)
+        n = self.sanitizer_reports()
+        if n:
+            extra.append("%d sanitizer report line(s) in the worker logs" % n)
+        if not drained:
+            extra.append("the run did not drain within --drain-timeout")
+        cmd = [sys.executable, os.path.join(SRC, "tests/chaos/check.py"), "--db", self.dbname,
+               "--prefix", self.prefix, "--payment-deadline", str(self.args.payment_deadline)]
+        for e in extra:
+            cmd += ["--violation", e]
+        return subprocess.run(cmd).returncode
+
+    def cleanup(self):
+        for pr in self.procs.values():
+            if pr.p is not None and pr.p.poll() is None:
+                pr.p.kill()
+        keep = self.args.keep_logs or os.environ.get("OF_KEEP_LOGS")
+        if keep:
+            os.makedirs(keep, exist_ok=True)
+            for f in os.listdir(self.work):
+                shutil.copy(os.path.join(self.work, f), keep)
+        shutil.rmtree(self.work, ignore_errors=True)
+        if not self.args.keep_db:
+            subprocess.run(["dropdb", "--if-exists", "--force", "-h", PGHOST, "-p", PGPORT, "-U",
+                            PGUSER, self.dbname], stderr=subprocess.DEVNULL)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seed", type=int, default=int(os.environ.get("CHAOS_SEED", "1")))
+    ap.add_argument("--orders", type=int, default=20000)
+    ap.add_argument("--rate", type=int, default=150, help="orders published per second")
+    ap.add_argument("--faults", type=int, default=50, help="faults to inject at least")
+    ap.add_argument("--fault-interval", type=float, default=3.0,
+                    help="mean seconds between faults")
+    ap.add_argument("--stock", type=int, default=0,
+                    help="initial stock per product (default: scarce, about 0.9 units per order)")
+    ap.add_argument("--payment-deadline", type=int, default=20)
+    ap.add_argument("--max-poll-ms", type=int, default=10000)
+    ap.add_argument("--drain-timeout", type=int, default=600)
+    ap.add_argument("--http-base-port", type=int, default=28400)
+    ap.add_argument("--keep-logs", help="copy the worker logs here at the end")
+    ap.add_argument("--keep-db", action="store_true", help="keep the run's database")
+    args = ap.parse_args()
+    if args.stock == 0:
+        args.stock = max(50, args.orders * 3 // len(PRODUCTS))
+    c = Chaos(args)
+    rc = 1
+    try:
+        drained = c.run()
+        c.report(drained)
+        rc = c.check(drained)
+    finally:
+        c.cleanup()
+    sys.exit(rc)
+
+
+if __name__ == "__main__":
+    main()
