@@ -469,12 +469,22 @@ static void settle(of_worker *w, const of_db_pipeline *p)
             of_log_warn("could not store offsets for %zu event(s)", n);
         free(msgs);
     }
+    /* Sent now: the rows their insert returned. A row inserted held (an
+     * older row of its key is pending) is left to the sweep; a dead letter
+     * whose statement inserted nothing was dead-lettered before. */
+    const PGresult *rows = p != NULL && w->outbox_rows_cmd >= 0
+                               ? of_db_pipeline_result(p, (size_t)w->outbox_rows_cmd)
+                               : NULL;
+    int hint = 0;
     for (size_t i = 0; i < b->n_outbox; i++) {
         of_worker_out *o = &b->outbox[i];
-        const PGresult *r =
-            o->cmd >= 0 && p != NULL ? of_db_pipeline_result(p, (size_t)o->cmd) : NULL;
-        if (o->cmd < 0 || (r != NULL && PQntuples(r) > 0))
+        const PGresult *r = o->cmd >= 0 && p != NULL ? of_db_pipeline_result(p, (size_t)o->cmd)
+                                                     : rows;
+        int h = 0;
+        if (r != NULL && of_outbox_result_has(r, o->m.id, o->cmd >= 0 ? &h : &hint))
             of_outbox_relay_publish(&w->relay, &o->m, 1);
+        else if (o->cmd < 0)
+            of_outbox_relay_hold(&w->relay, &o->m);
         else
             of_message_free(&o->m);
     }
@@ -570,6 +580,7 @@ static void on_loaded(of_db *db, of_db_pipeline *p, int status, void *arg)
         else if (it->state == OF_ITEM_DEAD)
             rc = add_dead_letter(w, it, wp);
     }
+    w->outbox_rows_cmd = w->outbox_rows.n > 0 ? (long)wp->n : -1;
     if (rc == OF_OK)
         rc = of_db_rows_flush(&w->outbox_rows, wp);
     if (rc == OF_OK)

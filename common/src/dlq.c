@@ -18,8 +18,11 @@ const of_db_stmt of_dlq_stmts[] = {
      " headers, ce_id, ce_type, error_code, reason)"
      " values ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11)"
      " on conflict (worker, topic, partition, \"offset\", record_md5) do nothing returning id)"
-     " insert into outbox (id, topic, key, payload, headers)"
-     " select $12, $13, $5, $6, $14::jsonb from dl returning id",
+     " , ins as (insert into outbox (id, topic, key, payload, headers, held)"
+     " select $12::uuid, $13::text, $5, $6, $14::jsonb, $5::bytea is not null and exists (select 1"
+     " from outbox p where p.topic = $13::text and p.key = $5::bytea and p.published_at is null"
+     " and p.dead_at is null) from dl returning id, held)"
+     " select id from ins where not held",
      true},
 };
 const size_t of_dlq_n_stmts = sizeof of_dlq_stmts / sizeof of_dlq_stmts[0];

@@ -20,28 +20,81 @@
  * delivery report. A row not yet marked is only republished by a sweep after
  * the grace period, which is far longer. */
 #define MARK_DELAY_MS 100
+/* One sweep at a time across every relay of the database: a session-level
+ * advisory lock taken (if free) before the claim and dropped after it, so
+ * that a sweep's snapshot sees every claim committed before it. */
+#define SWEEP_LOCK "74062171"
+
+/* A failed delivery waiting to be recorded (of_outbox_fail). */
+typedef struct of_outbox_failure {
+    char *id;      /* outbox id */
+    bool perm;     /* the broker refuses the record itself */
+    char err[128]; /* the error's text */
+} of_outbox_failure;
+
+/* Pending: neither published nor dead. A pending row of the same topic and
+ * key written earlier keeps a new one from being sent directly. */
+#define PENDING_OLDER(topic, key)                                                                  \
+    "exists (select 1 from outbox p where p.topic = " topic " and p.key = " key                    \
+    " and p.published_at is null and p.dead_at is null)"
+/* A pending row the sweep may send now: held and not leased, leased by a
+ * sweep whose lease ran out, or sent directly and never marked within the
+ * grace period ($1 ms). */
+#define CLAIMABLE(a)                                                                               \
+    "(" a ".held and (" a ".claimed_until is null or " a ".claimed_until < now()) or not " a        \
+    ".held and (" a ".claimed_until < now() or " a ".claimed_until is null and " a                  \
+    ".created_at < now() - make_interval(secs => $1::double precision / 1000)))"
 
 const of_db_stmt of_outbox_stmts[] = {
     {"of_outbox_insert",
-     "insert into outbox (id, topic, key, payload, headers) values ($1, $2, $3, $4, $5::jsonb)",
+     "with ins as (insert into outbox (id, topic, key, payload, headers, held)"
+     " select $1::uuid, $2::text, $3::bytea, $4::bytea, $5::jsonb,"
+     " $3::bytea is not null and " PENDING_OLDER("$2::text", "$3::bytea")
+     " returning id, held) select id from ins where not held",
      true},
     {"of_outbox_insert_rows",
-     "insert into outbox (id, topic, key, payload, headers)"
-     " select t.id, t.topic, decode(t.key, 'hex'), decode(t.payload, 'hex'), t.headers::jsonb"
+     "with t as (select t.id, t.topic, decode(t.key, 'hex') k, decode(t.payload, 'hex') v,"
+     " t.headers::jsonb h, t.n"
      " from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[]) with ordinality"
-     " as t(id, topic, key, payload, headers, n) order by t.n",
+     " as t(id, topic, key, payload, headers, n)),"
+     " ins as (insert into outbox (id, topic, key, payload, headers, held)"
+     " select t.id, t.topic, t.k, t.v, t.h, t.k is not null and " PENDING_OLDER("t.topic", "t.k")
+     " from t order by t.n returning id, held)"
+     " select id from ins where not held",
      true},
     {"of_outbox_mark",
-     "update outbox set published_at = now() where id = any($1::uuid[]) and published_at is null",
+     /* Also says whether held rows of the marked keys wait: then the relay
+      * sweeps at once instead of at its next interval. */
+     "with m as (update outbox set published_at = now() where id = any($1::uuid[])"
+     " and published_at is null returning topic, key)"
+     " select exists (select 1 from m join outbox h on h.topic = m.topic and h.key = m.key"
+     " where h.held and h.published_at is null and h.dead_at is null"
+     " and h.id <> all($1::uuid[]))",
      false},
     {"of_outbox_claim",
      "update outbox o set attempts = o.attempts + 1, claimed_until = now()"
      " + make_interval(secs => $3::double precision / 1000)"
-     " where o.id in (select id from outbox where published_at is null"
-     " and created_at < now() - make_interval(secs => $1::double precision / 1000)"
-     " and (claimed_until is null or claimed_until < now())"
-     " order by seq limit $2 for update skip locked)"
+     " where o.id in (select c.id from outbox c where c.published_at is null"
+     " and c.dead_at is null and " CLAIMABLE("c")
+     " and not exists (select 1 from outbox p where p.topic = c.topic and p.key = c.key"
+     " and p.seq < c.seq and p.published_at is null and p.dead_at is null"
+     " and not " CLAIMABLE("p") ")"
+     " and exists (select 1 from pg_locks l where l.locktype = 'advisory'"
+     " and l.pid = pg_backend_pid() and l.granted and l.classid = 0"
+     " and l.objid = " SWEEP_LOCK " and l.objsubid = 1)"
+     " order by c.seq limit $2 for update)"
      " returning o.id, o.topic, o.key, o.payload, o.headers::text, o.seq",
+     false},
+    {"of_outbox_fail",
+     /* Failed deliveries: held for the sweep; a permanent error counts, and
+      * at the limit ($4) the row is dead. Returns the rows that died. */
+     "with u as (update outbox o set held = true, claimed_until = null,"
+     " failures = o.failures + f.perm, last_error = f.err,"
+     " dead_at = case when o.failures + f.perm >= $4::integer then now() end"
+     " from unnest($1::uuid[], $2::integer[], $3::text[]) as f(id, perm, err)"
+     " where o.id = f.id and o.published_at is null and o.dead_at is null"
+     " returning o.id, o.topic, o.last_error, o.dead_at)"
+     " select id, topic, last_error from u where dead_at is not null",
      false},
 };
 const size_t of_outbox_n_stmts = sizeof of_outbox_stmts / sizeof of_outbox_stmts[0];
@@ -221,19 +274,162 @@ static void *delivery_opaque(const char *id)
     return strdup(id);
 }
 
+/* Errors for which the broker will never take the record as it is:
+ * retrying cannot help, they count towards max_failures. */
+static bool permanent_error(rd_kafka_resp_err_t err)
+{
+    switch (err) {
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE:
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static void on_fail_timer(uv_timer_t *t);
+
+/* Remembers a failed delivery of row id (taken over) to record it soon. */
+static void note_failure(of_outbox_relay *r, char *id, rd_kafka_resp_err_t err)
+{
+    bool perm = permanent_error(err);
+    r->failed_total++;
+    if (!perm && err != RD_KAFKA_RESP_ERR__PURGE_QUEUE && err != RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)
+        r->purge = true;
+    if (r->n_failed == r->cap_failed) {
+        size_t cap = r->cap_failed ? r->cap_failed * 2 : 64;
+        of_outbox_failure *f = realloc(r->failed, cap * sizeof *f);
+        if (f == NULL) {
+            /* Unrecorded: the row is republished after the grace period. */
+            free(id);
+            return;
+        }
+        r->failed = f;
+        r->cap_failed = cap;
+    }
+    of_outbox_failure *f = &r->failed[r->n_failed++];
+    f->id = id;
+    f->perm = perm;
+    snprintf(f->err, sizeof f->err, "%s", rd_kafka_err2str(err));
+    if (!r->stopping && !uv_is_active((uv_handle_t *)&r->fail_timer) &&
+        !uv_is_closing((uv_handle_t *)&r->fail_timer))
+        uv_timer_start(&r->fail_timer, on_fail_timer, 0, 0);
+}
+
 static void relay_send(of_outbox_relay *r, of_message *m)
 {
     void *opaque = delivery_opaque(m->id);
     int rc = opaque ? of_producer_send(r->producer, m, opaque) : -1;
     if (rc != 0) {
-        /* Queue full or no memory: the row stays unpublished and the next
-         * sweep after the grace period sends it. */
+        /* Queue full, too large, no memory: the row is held for the sweep. */
         of_log_warn("could not enqueue outbox row \"%s\" for \"%s\": %s", m->id, m->topic,
                     rc < 0 ? rd_kafka_err2str((rd_kafka_resp_err_t)rc) : "no memory");
         free(opaque);
+        char *id = strdup(m->id);
+        if (id != NULL)
+            note_failure(r, id, rc < 0 ? (rd_kafka_resp_err_t)rc : RD_KAFKA_RESP_ERR__FAIL);
         return;
     }
     r->in_flight++;
+}
+
+void of_outbox_relay_hold(of_outbox_relay *r, of_message *m)
+{
+    r->held_total++;
+    of_log_debug("outbox row \"%s\" held: an older event of its key is pending", m->id);
+    of_message_free(m);
+}
+
+bool of_outbox_result_has(const PGresult *res, const char *id, int *hint)
+{
+    int n = res != NULL ? PQntuples(res) : 0;
+    for (int k = 0; k < n; k++) {
+        int i = (*hint + k) % n;
+        if (strcmp(PQgetvalue(res, i, 0), id) == 0) {
+            *hint = i + 1;
+            return true;
+        }
+    }
+    return false;
+}
+
+static void on_sweep_timer(uv_timer_t *t);
+
+/* Records the failed deliveries: held for the sweep, permanent errors
+ * counted, rows at the limit dead. */
+static void on_fail_done(of_db *db, of_db_pipeline *p, int status, void *arg)
+{
+    of_outbox_relay *r = arg;
+    PGresult *res = of_db_pipeline_result(p, 0);
+    r->fail_in_flight = false;
+    if (status != OF_OK || res == NULL) {
+        of_log_warn("could not record failed outbox deliveries: %s (the sweep resends them "
+                    "after the grace period)",
+                    p->error);
+    } else {
+        for (int i = 0; i < PQntuples(res); i++) {
+            r->dead_total++;
+            of_log_error("outbox row \"%s\" for \"%s\" is dead after %u permanent delivery "
+                         "error(s), last: %s; it is not sent again (outbox.dead_at)",
+                         PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), r->max_failures,
+                         PQgetvalue(res, i, 2));
+        }
+    }
+    of_db_pipeline_reset(p);
+    if (r->n_failed > 0 && !r->stopping)
+        uv_timer_start(&r->fail_timer, on_fail_timer, 0, 0);
+}
+
+static void on_fail_timer(uv_timer_t *t)
+{
+    of_outbox_relay *r = t->data;
+    if (r->purge) {
+        /* Messages queued behind the failed one must not overtake it: they
+         * fail with _PURGE_QUEUE, are held, and go out in order. */
+        r->purge = false;
+        rd_kafka_purge(r->producer->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_NON_BLOCKING);
+    }
+    if (r->fail_in_flight || r->n_failed == 0 || !of_db_ready(r->db))
+        return;
+    const char **ids = calloc(r->n_failed, sizeof *ids);
+    const char **perms = calloc(r->n_failed, sizeof *perms);
+    const char **errs = calloc(r->n_failed, sizeof *errs);
+    char *a_ids = NULL, *a_perms = NULL, *a_errs = NULL, max[16];
+    int rc = OF_ENOMEM;
+    if (ids != NULL && perms != NULL && errs != NULL) {
+        for (size_t i = 0; i < r->n_failed; i++) {
+            ids[i] = r->failed[i].id;
+            perms[i] = r->failed[i].perm ? "1" : "0";
+            errs[i] = r->failed[i].err;
+        }
+        a_ids = of_db_text_array(ids, r->n_failed);
+        a_perms = of_db_text_array(perms, r->n_failed);
+        a_errs = of_db_text_array(errs, r->n_failed);
+    }
+    snprintf(max, sizeof max, "%u", r->max_failures);
+    if (a_ids != NULL && a_perms != NULL && a_errs != NULL) {
+        const char *values[4] = {a_ids, a_perms, a_errs, max};
+        rc = of_db_pipeline_add(&r->fail, "of_outbox_fail", 4, values);
+        if (rc == OF_OK)
+            rc = of_db_submit(r->db, &r->fail, on_fail_done, r);
+    }
+    if (rc == OF_OK) {
+        for (size_t i = 0; i < r->n_failed; i++)
+            free(r->failed[i].id);
+        r->n_failed = 0;
+        r->fail_in_flight = true;
+    } else {
+        of_db_pipeline_reset(&r->fail);
+    }
+    free(ids);
+    free(perms);
+    free(errs);
+    free(a_ids);
+    free(a_perms);
+    free(a_errs);
 }
 
 void of_outbox_relay_publish(of_outbox_relay *r, of_message *msgs, size_t n)
@@ -265,12 +461,22 @@ static void mark_soon(of_outbox_relay *r)
 static void on_mark_done(of_db *db, of_db_pipeline *p, int status, void *arg)
 {
     of_outbox_relay *r = arg;
+    PGresult *res = of_db_pipeline_result(p, 0);
+    bool waiting = status == OF_OK && res != NULL && PQntuples(res) == 1 &&
+                   strcmp(PQgetvalue(res, 0, 0), "t") == 0;
     r->mark_in_flight = false;
     if (status != OF_OK)
         of_log_warn("could not mark outbox rows published: %s (the sweep will resend them)",
                     p->error);
     of_db_pipeline_reset(p);
     mark_soon(r);
+    /* Held rows of the keys just published wait: send them now. */
+    if (waiting && !r->stopping) {
+        if (r->sweep_in_flight)
+            r->sweep_again = true;
+        else
+            on_sweep_timer(&r->sweep_timer);
+    }
 }
 
 /* Marks every delivered id in one UPDATE; one mark is in flight at a time and
@@ -305,10 +511,9 @@ void of_outbox_relay_delivered(of_outbox_relay *r, void *opaque, rd_kafka_resp_e
     if (id == NULL)
         return;
     if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        r->failed_total++;
         of_log_warn("could not publish outbox row \"%s\": %s (the sweep will retry)", id,
                     rd_kafka_err2str(err));
-        free(id);
+        note_failure(r, id, err);
         return;
     }
     r->published_total++;
@@ -379,8 +584,12 @@ static int cmp_seq(const void *a, const void *b)
 static void on_sweep_done(of_db *db, of_db_pipeline *p, int status, void *arg)
 {
     of_outbox_relay *r = arg;
-    PGresult *res = of_db_pipeline_result(p, 0);
+    PGresult *res = of_db_pipeline_result(p, 1);
     r->sweep_in_flight = false;
+    if (r->sweep_again && !r->stopping) {
+        r->sweep_again = false;
+        uv_timer_start(&r->fail_timer, on_fail_timer, 0, 0);
+    }
     if (status != OF_OK || res == NULL) {
         of_log_warn("outbox sweep failed: %s", p->error);
         of_db_pipeline_reset(p);
@@ -417,7 +626,13 @@ static void on_sweep_timer(uv_timer_t *t)
     snprintf(limit, sizeof limit, "%zu", r->sweep_limit);
     snprintf(lease, sizeof lease, "%" PRIu64, r->sweep_lease_ms);
     const char *values[3] = {grace, limit, lease};
-    if (of_db_pipeline_add(&r->sweep, "of_outbox_claim", 3, values) != 0 ||
+    /* The claim runs only while this session holds the sweep lock (taken
+     * if free; a sweep that finds it taken claims nothing). Unlocking all
+     * also drops a lock an earlier failed sweep left behind. */
+    if (of_db_pipeline_add_sql(&r->sweep, "select pg_try_advisory_lock(" SWEEP_LOCK ")", 0,
+                               NULL) != 0 ||
+        of_db_pipeline_add(&r->sweep, "of_outbox_claim", 3, values) != 0 ||
+        of_db_pipeline_add_sql(&r->sweep, "select pg_advisory_unlock_all()", 0, NULL) != 0 ||
         of_db_submit(r->db, &r->sweep, on_sweep_done, r) != 0) {
         of_db_pipeline_reset(&r->sweep);
         return;
@@ -442,12 +657,16 @@ int of_outbox_relay_init(of_outbox_relay *r, uv_loop_t *loop, of_db *db, of_prod
         return OF_EINVAL;
     }
     r->sweep_limit = SWEEP_LIMIT;
+    r->max_failures = 5;
     of_db_pipeline_init(&r->mark);
     of_db_pipeline_init(&r->sweep);
-    if (uv_timer_init(loop, &r->sweep_timer) != 0 || uv_timer_init(loop, &r->mark_timer) != 0)
+    of_db_pipeline_init(&r->fail);
+    if (uv_timer_init(loop, &r->sweep_timer) != 0 || uv_timer_init(loop, &r->mark_timer) != 0 ||
+        uv_timer_init(loop, &r->fail_timer) != 0)
         return OF_ESTART;
     r->sweep_timer.data = r;
     r->mark_timer.data = r;
+    r->fail_timer.data = r;
     return 0;
 }
 
@@ -458,7 +677,8 @@ void of_outbox_relay_start(of_outbox_relay *r)
 
 bool of_outbox_relay_idle(const of_outbox_relay *r)
 {
-    return r->in_flight == 0 && r->n_delivered == 0 && !r->mark_in_flight && !r->sweep_in_flight;
+    return r->in_flight == 0 && r->n_delivered == 0 && !r->mark_in_flight && !r->sweep_in_flight &&
+           r->n_failed == 0 && !r->fail_in_flight;
 }
 
 void of_outbox_relay_stop(of_outbox_relay *r)
@@ -466,11 +686,17 @@ void of_outbox_relay_stop(of_outbox_relay *r)
     r->stopping = true;
     uv_timer_stop(&r->sweep_timer);
     uv_timer_stop(&r->mark_timer);
+    uv_timer_stop(&r->fail_timer);
     if (!uv_is_closing((uv_handle_t *)&r->sweep_timer))
         uv_close((uv_handle_t *)&r->sweep_timer, NULL);
     if (!uv_is_closing((uv_handle_t *)&r->mark_timer))
         uv_close((uv_handle_t *)&r->mark_timer, NULL);
+    if (!uv_is_closing((uv_handle_t *)&r->fail_timer))
+        uv_close((uv_handle_t *)&r->fail_timer, NULL);
     mark_flush(r);
+    /* Failures still unrecorded: recorded now if the connection takes it
+     * (else their rows are republished after the grace period). */
+    on_fail_timer(&r->fail_timer);
 }
 
 void of_outbox_relay_free(of_outbox_relay *r)
@@ -480,6 +706,12 @@ void of_outbox_relay_free(of_outbox_relay *r)
     free(r->delivered);
     r->delivered = NULL;
     r->n_delivered = r->cap_delivered = 0;
+    for (size_t i = 0; i < r->n_failed; i++)
+        free(r->failed[i].id);
+    free(r->failed);
+    r->failed = NULL;
+    r->n_failed = r->cap_failed = 0;
     of_db_pipeline_free(&r->mark);
     of_db_pipeline_free(&r->sweep);
+    of_db_pipeline_free(&r->fail);
 }

@@ -330,6 +330,7 @@ int of_worker_run(const of_worker_handler *h, of_worker_settings *cfg)
         result = rc == OF_EINVAL ? EX_CONFIG : EX_SOFTWARE;
         goto out_loop;
     }
+    w->relay.max_failures = (uint32_t)w->cfg.outbox_max_failures;
     if (of_consumer_init(&w->consumer, &loop, cconf, w->cfg.group_id, topics, h->n_topics,
                          on_consumer_wakeup, NULL, w) != 0) {
         cconf = NULL;

@@ -24,7 +24,7 @@
 
 static const char outbox_stats_sql[] =
     "select count(*), coalesce(extract(epoch from now() - min(created_at)), 0)"
-    " from outbox where published_at is null";
+    " from outbox where published_at is null and dead_at is null";
 
 /* A gauge set from a query. */
 typedef struct gauge_query {
@@ -45,6 +45,8 @@ struct of_worker_obs {
     of_metric *published;    /* orderflow_outbox_published_total */
     of_metric *failed;       /* orderflow_outbox_failed_total */
     of_metric *swept;        /* orderflow_outbox_swept_total */
+    of_metric *held;         /* orderflow_outbox_held_total */
+    of_metric *out_dead;        /* orderflow_outbox_dead_total */
     of_metric *backlog;      /* orderflow_outbox_backlog */
     of_metric *oldest;       /* orderflow_outbox_oldest_unpublished_age_seconds */
     of_metric *lag;          /* orderflow_consumer_lag{topic,partition} */
@@ -177,6 +179,8 @@ static void collect(void *arg, of_metrics *m)
     of_metric_set(o->published, NULL, (double)w->relay.published_total);
     of_metric_set(o->failed, NULL, (double)w->relay.failed_total);
     of_metric_set(o->swept, NULL, (double)w->relay.swept_total);
+    of_metric_set(o->held, NULL, (double)w->relay.held_total);
+    of_metric_set(o->out_dead, NULL, (double)w->relay.dead_total);
     /* Literal names: during shutdown of_db_close() may have released db->name. */
     of_metric_set(o->reconnects, (const char *const[]){"batch"}, (double)w->db.reconnects);
     of_metric_set(o->reconnects, (const char *const[]){"relay"}, (double)w->aux.reconnects);
@@ -419,6 +423,16 @@ int of_obs_init(of_worker *w)
                            "Outbox deliveries that failed (the sweep retries them).", NULL, 0);
     o->swept = of_metrics_counter(m, "orderflow_outbox_swept_total",
                                   "Outbox rows republished by the sweep.", NULL, 0);
+    o->held = of_metrics_counter(
+        m, "orderflow_outbox_held_total",
+        "Outbox rows not sent at commit because an older row of their key was pending (the "
+        "sweep sends them in order).",
+        NULL, 0);
+    o->out_dead = of_metrics_counter(
+        m, "orderflow_outbox_dead_total",
+        "Outbox rows given up after outbox-max-failures permanent delivery errors "
+        "(outbox.dead_at).",
+        NULL, 0);
     o->backlog =
         of_metrics_gauge(m, "orderflow_outbox_backlog",
                          "Unpublished outbox rows (all workers), refreshed every 5 s.", NULL, 0);

@@ -83,8 +83,8 @@ class Db:
         try:
             r = subprocess.run(
                 ["psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-F", "\t", "-h", PGHOST, "-p", PGPORT,
-                 "-U", PGUSER, "-d", db or self.dbname, "-c", sql],
-                capture_output=True, text=True, timeout=timeout)
+                 "-U", PGUSER, "-d", db or self.dbname, "-f", "-"],
+                input=sql, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             return None
         if r.returncode != 0:

@@ -56,7 +56,15 @@ static void on_written(of_db *db, of_db_pipeline *p, int status, void *arg)
         s->fired_total += s->n_msgs;
         if (s->n_msgs > 0)
             of_failpoint_crash("crash-in-deadline-scan");
-        of_outbox_relay_publish(&s->w->relay, s->msgs, s->n_msgs);
+        /* Statement i inserted msgs[i]; no row back: held behind an older
+         * event of its order, the relay's sweep sends it in order. */
+        for (size_t i = 0; i < s->n_msgs; i++) {
+            int hint = 0;
+            if (of_outbox_result_has(of_db_pipeline_result(p, i), s->msgs[i].id, &hint))
+                of_outbox_relay_publish(&s->w->relay, &s->msgs[i], 1);
+            else
+                of_outbox_relay_hold(&s->w->relay, &s->msgs[i]);
+        }
     } else if (status != OF_ECANCELED) {
         of_log_warn("could not fire deadlines: %s", p->error);
     }

@@ -14,8 +14,9 @@
  *                           offsets not stored, its events not sent;
  *   crash-after-produce     outbox.c: an outbox row delivered, not yet marked;
  *   crash-in-sweep          outbox.c: sweep rows claimed (leased), not sent;
- *   crash-in-deadline-scan  order-status deadlines.c: deadlines fired and
- *                           committed, their events not sent.
+ *   crash-in-deadline-scan  a worker's deadline scanner (deadlines.c):
+ *                           deadlines fired and committed, their events
+ *                           not sent.
  * The crash-* points end the process with SIGKILL (of_failpoint_crash). */
 #ifndef ORDERFLOW_FAILPOINT_H
 #define ORDERFLOW_FAILPOINT_H

@@ -7,6 +7,15 @@
  * a periodic sweep republishes rows that stayed unpublished (the process
  * died between commit and delivery, the broker was down), claiming them with
  * a lease so that several replicas do not send the same row at once.
+ *
+ * Per-key order: a row is inserted held when an older row of its topic and
+ * key is pending (unpublished, not dead), and a failed delivery makes its row
+ * held. Held rows go only through the sweep, which claims a row only together
+ * with (or after) every older pending row of its key, one sweep at a time
+ * (an advisory lock), and sends what it claimed in seq order. After a failed
+ * delivery the producer's queue is purged so that no younger message of the
+ * key overtakes it. A permanent delivery error counts in outbox.failures; at
+ * max_failures the row is dead (dead_at) and holds up nothing.
  * Publishing is at least once; consumers drop repeats by ce_id (= outbox id).
  *
  * Ownership: of_outbox_add() only reads the message. The relay takes over
@@ -27,11 +36,14 @@
 extern const of_db_stmt of_outbox_stmts[];
 extern const size_t of_outbox_n_stmts;
 
-/* Appends the INSERT of m (id, topic, key, value, headers) to p. */
+/* Appends the INSERT of m (id, topic, key, value, headers) to p. Its result
+ * has m's id when the row may be sent at once, no row when it is held behind
+ * an older pending row of its key (of_outbox_relay_hold). */
 int of_outbox_add(of_db_pipeline *p, const of_message *m) __attribute__((warn_unused_result));
 
 /* The row set of outbox inserts (statement "of_outbox_insert_rows", 5
- * columns): outbox.seq follows the rows as they were added. */
+ * columns): outbox.seq follows the rows as they were added. Its result lists
+ * the ids that may be sent at once; the others are held (see of_outbox_add). */
 #define OF_OUTBOX_ROWS_STMT "of_outbox_insert_rows"
 #define OF_OUTBOX_ROWS_COLS 5
 /* Adds m's row to r. Returns 0 or OF_ENOMEM. */
@@ -68,6 +80,17 @@ typedef struct of_outbox_relay {
     uint64_t published_total;   /* delivered and reported (metrics) */
     uint64_t failed_total;      /* deliveries that failed (metrics) */
     uint64_t swept_total;       /* rows republished by the sweep (metrics) */
+    uint64_t held_total;        /* rows left to the sweep behind older ones of their key (metrics) */
+    uint64_t dead_total;        /* rows this relay gave up on (metrics) */
+    uint32_t max_failures;      /* permanent delivery errors before a row is dead */
+    uv_timer_t fail_timer;      /* records failed deliveries (and purges) soon */
+    of_db_pipeline fail;        /* pipeline recording failed deliveries */
+    bool fail_in_flight;        /* fail is submitted */
+    struct of_outbox_failure *failed; /* failed deliveries, waiting to be recorded */
+    size_t n_failed;            /* used entries */
+    size_t cap_failed;          /* allocated entries */
+    bool purge;                 /* a delivery failed: purge the producer's queue */
+    bool sweep_again;           /* a mark released held rows: sweep when the current one ends */
     bool stopping;              /* no more sweeps */
 } of_outbox_relay;
 
@@ -84,6 +107,12 @@ int of_outbox_relay_init(of_outbox_relay *r, uv_loop_t *loop, of_db *db, of_prod
 void of_outbox_relay_start(of_outbox_relay *r);
 /* Publishes committed outbox rows; takes ownership of msgs[0..n) contents. */
 void of_outbox_relay_publish(of_outbox_relay *r, of_message *msgs, size_t n);
+/* A committed row its insert reported held (an older row of its key is
+ * pending): not sent now, the sweep sends it in order; frees m. */
+void of_outbox_relay_hold(of_outbox_relay *r, of_message *m);
+/* True when result res (one id per row in column 0) lists id; *hint is where
+ * the search starts (rows usually come back as they were inserted). */
+bool of_outbox_result_has(const PGresult *res, const char *id, int *hint);
 /* The producer's delivery report for a message sent by the relay. */
 void of_outbox_relay_delivered(of_outbox_relay *r, void *opaque, rd_kafka_resp_err_t err);
 /* True when nothing is in flight or waiting to be marked. */

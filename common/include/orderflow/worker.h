@@ -192,6 +192,7 @@ typedef struct of_worker_settings {
     int64_t batch_size;     /* max events per transaction */
     int64_t sweep_interval; /* ms between outbox sweeps */
     int64_t sweep_grace;    /* ms before the sweep considers a row stuck */
+    int64_t outbox_max_failures; /* permanent delivery errors before an outbox row is dead */
     int64_t retry_max;      /* ms, cap of the retry backoff */
     int64_t retry_limit;    /* counted transient failures before isolation / RETRIES_EXHAUSTED */
     int64_t stall_timeout;  /* ms without a commit before /readyz says stalled */
@@ -223,6 +224,7 @@ struct of_worker {
     of_db_rows *rows;               /* the handler's row sets (h->sets) */
     of_db_rows mrows[OF_SQL_COUNT]; /* the machine's row sets (all but OF_SQL_LOAD) */
     of_db_rows outbox_rows;         /* outbox inserts of the transaction */
+    long outbox_rows_cmd;           /* its statement in the pipeline, -1 when none */
     of_db_rows inbox_rows;          /* inbox inserts of the transaction */
     uint64_t retry_ms;              /* next retry delay */
     int64_t attempts;               /* counted transient failures of the current transaction */
@@ -273,6 +275,11 @@ struct of_worker {
      "age after which an unpublished outbox row is republished by the sweep (longer than "         \
      "the producer's message.timeout.ms)",                                                         \
      OF_WORKER_CFG_(type, member, sweep_grace), 0, 3600000},                                       \
+    {"outbox-max-failures", "ORDERFLOW_OUTBOX_MAX_FAILURES", "outbox-max-failures", OF_CFG_INT,    \
+     "5",                                                                                          \
+     "permanent delivery errors (the broker refuses the record itself, e.g. too large) before "    \
+     "an outbox row is dead-lettered (outbox.dead_at) instead of retried",                         \
+     OF_WORKER_CFG_(type, member, outbox_max_failures), 1, 1000},                                  \
     {"retry-max", "ORDERFLOW_RETRY_MAX", "retry-max", OF_CFG_MS, "30s",                            \
      "cap of the exponential backoff for transient failures",                                      \
      OF_WORKER_CFG_(type, member, retry_max), 100, 3600000},                                       \
