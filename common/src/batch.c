@@ -469,21 +469,23 @@ static void settle(of_worker *w, const of_db_pipeline *p)
             of_log_warn("could not store offsets for %zu event(s)", n);
         free(msgs);
     }
-    /* Sent now: the rows their insert returned. A row inserted held (an
-     * older row of its key is pending) is left to the sweep; a dead letter
-     * whose statement inserted nothing was dead-lettered before. */
+    /* Sent now unless its insert says held (an older row of its key is
+     * pending: the sweep sends it in order) or inserted nothing (a dead
+     * letter recorded and copied before). */
     const PGresult *rows = p != NULL && w->outbox_rows_cmd >= 0
                                ? of_db_pipeline_result(p, (size_t)w->outbox_rows_cmd)
                                : NULL;
     int hint = 0;
     for (size_t i = 0; i < b->n_outbox; i++) {
         of_worker_out *o = &b->outbox[i];
-        const PGresult *r = o->cmd >= 0 && p != NULL ? of_db_pipeline_result(p, (size_t)o->cmd)
-                                                     : rows;
-        int h = 0;
-        if (r != NULL && of_outbox_result_has(r, o->m.id, o->cmd >= 0 ? &h : &hint))
-            of_outbox_relay_publish(&w->relay, &o->m, 1);
+        int h = 0, found = OF_OUTBOX_ABSENT;
+        if (o->cmd >= 0 && p != NULL)
+            found = of_outbox_result_find(of_db_pipeline_result(p, (size_t)o->cmd), o->m.id, &h);
         else if (o->cmd < 0)
+            found = of_outbox_result_find(rows, o->m.id, &hint);
+        if (found == OF_OUTBOX_SEND)
+            of_outbox_relay_publish(&w->relay, &o->m, 1);
+        else if (found == OF_OUTBOX_HELD)
             of_outbox_relay_hold(&w->relay, &o->m);
         else
             of_message_free(&o->m);

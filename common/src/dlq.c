@@ -22,7 +22,7 @@ const of_db_stmt of_dlq_stmts[] = {
      " select $12::uuid, $13::text, $5, $6, $14::jsonb, $5::bytea is not null and exists (select 1"
      " from outbox p where p.topic = $13::text and p.key = $5::bytea and p.published_at is null"
      " and p.dead_at is null) from dl returning id, held)"
-     " select id from ins where not held",
+     " select id, held from ins",
      true},
 };
 const size_t of_dlq_n_stmts = sizeof of_dlq_stmts / sizeof of_dlq_stmts[0];

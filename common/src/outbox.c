@@ -50,7 +50,7 @@ const of_db_stmt of_outbox_stmts[] = {
      "with ins as (insert into outbox (id, topic, key, payload, headers, held)"
      " select $1::uuid, $2::text, $3::bytea, $4::bytea, $5::jsonb,"
      " $3::bytea is not null and " PENDING_OLDER("$2::text", "$3::bytea")
-     " returning id, held) select id from ins where not held",
+     " returning id, held) select id, held from ins",
      true},
     {"of_outbox_insert_rows",
      "with t as (select t.id, t.topic, decode(t.key, 'hex') k, decode(t.payload, 'hex') v,"
@@ -60,7 +60,7 @@ const of_db_stmt of_outbox_stmts[] = {
      " ins as (insert into outbox (id, topic, key, payload, headers, held)"
      " select t.id, t.topic, t.k, t.v, t.h, t.k is not null and " PENDING_OLDER("t.topic", "t.k")
      " from t order by t.n returning id, held)"
-     " select id from ins where not held",
+     " select id, held from ins",
      true},
     {"of_outbox_mark",
      /* Also says whether held rows of the marked keys wait: then the relay
@@ -343,17 +343,17 @@ void of_outbox_relay_hold(of_outbox_relay *r, of_message *m)
     of_message_free(m);
 }
 
-bool of_outbox_result_has(const PGresult *res, const char *id, int *hint)
+int of_outbox_result_find(const PGresult *res, const char *id, int *hint)
 {
     int n = res != NULL ? PQntuples(res) : 0;
     for (int k = 0; k < n; k++) {
         int i = (*hint + k) % n;
         if (strcmp(PQgetvalue(res, i, 0), id) == 0) {
             *hint = i + 1;
-            return true;
+            return strcmp(PQgetvalue(res, i, 1), "t") == 0 ? OF_OUTBOX_HELD : OF_OUTBOX_SEND;
         }
     }
-    return false;
+    return OF_OUTBOX_ABSENT;
 }
 
 static void on_sweep_timer(uv_timer_t *t);

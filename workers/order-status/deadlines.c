@@ -60,10 +60,11 @@ static void on_written(of_db *db, of_db_pipeline *p, int status, void *arg)
          * event of its order, the relay's sweep sends it in order. */
         for (size_t i = 0; i < s->n_msgs; i++) {
             int hint = 0;
-            if (of_outbox_result_has(of_db_pipeline_result(p, i), s->msgs[i].id, &hint))
-                of_outbox_relay_publish(&s->w->relay, &s->msgs[i], 1);
-            else
+            if (of_outbox_result_find(of_db_pipeline_result(p, i), s->msgs[i].id, &hint) ==
+                OF_OUTBOX_HELD)
                 of_outbox_relay_hold(&s->w->relay, &s->msgs[i]);
+            else
+                of_outbox_relay_publish(&s->w->relay, &s->msgs[i], 1);
         }
     } else if (status != OF_ECANCELED) {
         of_log_warn("could not fire deadlines: %s", p->error);

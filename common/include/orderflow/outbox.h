@@ -37,13 +37,13 @@ extern const of_db_stmt of_outbox_stmts[];
 extern const size_t of_outbox_n_stmts;
 
 /* Appends the INSERT of m (id, topic, key, value, headers) to p. Its result
- * has m's id when the row may be sent at once, no row when it is held behind
- * an older pending row of its key (of_outbox_relay_hold). */
+ * is (id, held): held when an older row of its topic and key is pending, and
+ * then the relay's sweep sends it in order (of_outbox_relay_hold). */
 int of_outbox_add(of_db_pipeline *p, const of_message *m) __attribute__((warn_unused_result));
 
 /* The row set of outbox inserts (statement "of_outbox_insert_rows", 5
- * columns): outbox.seq follows the rows as they were added. Its result lists
- * the ids that may be sent at once; the others are held (see of_outbox_add). */
+ * columns): outbox.seq follows the rows as they were added. Its result is
+ * (id, held) per row, as for of_outbox_add. */
 #define OF_OUTBOX_ROWS_STMT "of_outbox_insert_rows"
 #define OF_OUTBOX_ROWS_COLS 5
 /* Adds m's row to r. Returns 0 or OF_ENOMEM. */
@@ -110,9 +110,11 @@ void of_outbox_relay_publish(of_outbox_relay *r, of_message *msgs, size_t n);
 /* A committed row its insert reported held (an older row of its key is
  * pending): not sent now, the sweep sends it in order; frees m. */
 void of_outbox_relay_hold(of_outbox_relay *r, of_message *m);
-/* True when result res (one id per row in column 0) lists id; *hint is where
- * the search starts (rows usually come back as they were inserted). */
-bool of_outbox_result_has(const PGresult *res, const char *id, int *hint);
+/* What an insert's result (columns id, held) says of row id: absent (not
+ * inserted, e.g. a dead letter recorded before), send now, or held. *hint is
+ * where the search starts (rows usually come back as they were inserted). */
+enum { OF_OUTBOX_ABSENT, OF_OUTBOX_SEND, OF_OUTBOX_HELD };
+int of_outbox_result_find(const PGresult *res, const char *id, int *hint);
 /* The producer's delivery report for a message sent by the relay. */
 void of_outbox_relay_delivered(of_outbox_relay *r, void *opaque, rd_kafka_resp_err_t err);
 /* True when nothing is in flight or waiting to be marked. */

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# test_outbox_relay.sh: the relay keeps each key's order and gives up on a row
+# the broker will never take.
+#
+# order-created runs with a producer that refuses records over 4000 bytes
+# (KAFKA_MESSAGE_MAX_BYTES) and --outbox-max-failures 3. Bad records on
+# order.created are dead-lettered, and their DLQ copies go through the outbox
+# keyed like the record, which makes the relay's rules visible on the .dlq
+# topic:
+#   1. a DLQ copy too large for the producer fails permanently, is retried by
+#      the sweep, and is dead (outbox.dead_at, failures 3) after the third
+#      failure; orderflow_outbox_dead_total counts it;
+#   2. a small DLQ copy of the same key written while the large one is pending
+#      is held behind it and goes out once the large one is dead;
+#   3. a row of a key whose older row is pending elsewhere (inserted here with a
+#      live lease, as if another relay had it in flight) is held: not on the
+#      topic while that row is pending, sent by the sweep once it is published;
+#      orderflow_outbox_held_total counts it.
+set -euo pipefail
+# shellcheck source=tests/integration/lib.sh
+. "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
+
+of_setup relay
+of_topics_create
+T="${OF_PREFIX}order.created"
+PORT=$((28600 + $$ % 200))
+of_worker_start oc order-created ORDERFLOW_HTTP_PORT=$PORT KAFKA_MESSAGE_MAX_BYTES=4000 \
+    ORDERFLOW_OUTBOX_MAX_FAILURES=3 ORDERFLOW_OUTBOX_SWEEP_INTERVAL=1s
+
+bad() { # bad KEY CE_ID PADDING: an order.created with no items (OUT_OF_RANGE)
+    of_publish order.created "$1" "$2" order.created \
+        "{\"customer_id\":\"c-1\",\"items\":[],\"note\":\"$3\"}"
+}
+metric() { curl -fsS "http://127.0.0.1:$PORT/metrics" | awk -v m="$1" '$1 == m {print $2 + 0}'; }
+big=$(head -c 6000 /dev/zero | tr '\0' x)
+
+# 1 and 2: a large DLQ copy, then a small one of the same key.
+bad "$OF_TAG-k1" "$OF_TAG-big" "$big"
+wait_for "select count(*) = 1 from outbox where topic = '$T.dlq' and failures >= 1" 60 || true
+bad "$OF_TAG-k1" "$OF_TAG-small" "small"
+wait_for "select count(*) = 1 from outbox where topic = '$T.dlq' and dead_at is not null" 90 || true
+check "the DLQ copy too large for the producer is dead after 3 permanent failures" \
+    "3 t" "$(sql "select failures || ' ' || (last_error ilike '%too large%') from outbox
+                  where topic = '$T.dlq' and dead_at is not null")"
+check "orderflow_outbox_dead_total counts it" 1 "$(metric orderflow_outbox_dead_total)"
+of_kafka_wait order.created.dlq "select count(*) >= 1 from kafka_records where topic = '$T.dlq'" 60 || true
+check "the small copy of the same key went out after it, alone" "1 $OF_TAG-small" \
+    "$(sql "select count(*) || ' ' || min(headers->>'ce_id') from kafka_records where topic = '$T.dlq'")"
+check "the small copy was held behind the large one" t \
+    "$(sql "select held from outbox o where topic = '$T.dlq' and dead_at is null")"
+
+# 3: an older row of key k2 pending under another relay's lease.
+sql "insert into outbox (id, topic, key, payload, claimed_until)
+     values ('00000000-0000-4000-8000-00000000000a', '$T.dlq', convert_to('$OF_TAG-k2', 'UTF8'),
+             convert_to('in flight elsewhere', 'UTF8'), now() + interval '1 hour')"
+bad "$OF_TAG-k2" "$OF_TAG-behind" "behind"
+wait_for "select count(*) = 1 from dead_letters where ce_id = '$OF_TAG-behind'" 60 || true
+sleep 3 # three sweeps
+of_kafka_load order.created.dlq >/dev/null
+check "while the older row of its key is pending the new row is held, not sent" "t 0" \
+    "$(sql "select bool_and(held) || ' ' || (select count(*) from kafka_records
+                                             where topic = '$T.dlq' and key = '$OF_TAG-k2')
+            from outbox where topic = '$T.dlq' and key = convert_to('$OF_TAG-k2', 'UTF8')
+             and id <> '00000000-0000-4000-8000-00000000000a'")"
+check "orderflow_outbox_held_total counts the held rows" 2 "$(metric orderflow_outbox_held_total)"
+sql "update outbox set published_at = now() where id = '00000000-0000-4000-8000-00000000000a'"
+of_kafka_wait order.created.dlq "select count(*) = 1 from kafka_records
+                                 where topic = '$T.dlq' and key = '$OF_TAG-k2'" 60 || true
+check "once it is published the sweep sends the held row" "1 $OF_TAG-behind" \
+    "$(sql "select count(*) || ' ' || min(headers->>'ce_id') from kafka_records
+            where topic = '$T.dlq' and key = '$OF_TAG-k2'")"
+check "nothing pending is left" 0 \
+    "$(sql "select count(*) from outbox where published_at is null and dead_at is null")"
+of_finish
