@@ -102,6 +102,7 @@ static void close_base_handles(of_worker *w)
     close_handle(w, (uv_handle_t *)&w->retry_timer);
     close_handle(w, (uv_handle_t *)&w->shutdown_timer);
     close_handle(w, (uv_handle_t *)&w->kick);
+    close_handle(w, (uv_handle_t *)&w->pruner.timer);
     of_obs_close(w, close_handle);
 }
 
@@ -188,6 +189,7 @@ static void begin_shutdown(of_worker *w, int signum)
                      w->cfg.grace_period, w->exit_code);
     if (w->h->stop != NULL)
         w->h->stop(w->h->ctx, w);
+    of_pruner_stop(&w->pruner);
     uv_idle_stop(&w->kick);
     uv_timer_start(&w->shutdown_timer, on_shutdown_timeout, (uint64_t)w->cfg.grace_period, 0);
     /* Leave 3 s of the grace period for the producer and the connections. */
@@ -231,6 +233,37 @@ static void on_producer_fatal(of_producer *p)
 static void on_consumer_fatal(of_consumer *c)
 {
     on_kafka_fatal(c->arg);
+}
+
+int of_worker_prune_add(of_worker *w, const of_prune_target *t, int64_t retention_ms)
+{
+    return of_pruner_add(&w->pruner, t, retention_ms);
+}
+
+/* The pruner on the relay connection, with the runtime's targets: the
+ * inbox and dead letters of this worker, published outbox rows and, when
+ * asked for, finished executions. Returns 0, or OF_EINVAL (logged) for
+ * settings the config table could not refuse. */
+static int setup_pruner(of_worker *w)
+{
+    const of_prune_settings *s = &w->cfg.prune;
+    char err[160];
+    int rc = of_prune_settings_check(s, err, sizeof err);
+    if (rc != 0) {
+        of_log_error("%s", err);
+        return rc;
+    }
+    rc = of_pruner_init(&w->pruner, w->loop, &w->aux, &w->metrics, w->h->name,
+                        (uint64_t)s->interval, s->batch);
+    if (rc == 0)
+        rc = of_pruner_add(&w->pruner, &of_prune_inbox, s->inbox);
+    if (rc == 0)
+        rc = of_pruner_add(&w->pruner, &of_prune_outbox, s->outbox);
+    if (rc == 0)
+        rc = of_pruner_add(&w->pruner, &of_prune_dead_letters, s->dead_letters);
+    if (rc == 0)
+        rc = of_pruner_add(&w->pruner, &of_prune_executions, s->history);
+    return rc;
 }
 
 static int build_statements(of_worker *w, size_t *n)
@@ -298,6 +331,11 @@ int of_worker_run(const of_worker_handler *h, of_worker_settings *cfg)
         of_log_error("could not set up metrics");
         goto out_loop;
     }
+    rc = setup_pruner(w);
+    if (rc != 0) {
+        result = rc == OF_EINVAL ? EX_CONFIG : EX_SOFTWARE;
+        goto out_loop;
+    }
     if (of_db_conninfo_check(w->cfg.database_url, NULL) != OF_OK) {
         of_log_error("invalid database-url: not a libpq connection string or URI (libpq's message "
                      "is withheld: it may quote the password)");
@@ -356,6 +394,7 @@ int of_worker_run(const of_worker_handler *h, of_worker_settings *cfg)
     if (of_db_start(&w->db) != 0 || of_db_start(&w->aux) != 0)
         goto out_loop;
     of_outbox_relay_start(&w->relay);
+    of_pruner_start(&w->pruner);
     of_obs_start(w);
     of_log_info("started: group \"%s\", %zu topic(s) from \"%s\", batch size %" PRId64,
                 w->cfg.group_id, h->n_topics, topics[0], w->cfg.batch_size);
@@ -381,6 +420,7 @@ out_loop:
     of_log_error("could not start the worker");
     _exit(result);
 out_free:
+    of_pruner_free(&w->pruner);
     of_obs_free(w);
     of_db_pipeline_free(&w->lp);
     of_db_pipeline_free(&w->wp);

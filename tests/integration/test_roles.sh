@@ -134,6 +134,7 @@ for w in "${WORKERS[@]}"; do
   user="orderflow_${w//-/_}_login"
   DATABASE_URL="$(url "$user")" KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9 LOG_LEVEL=error \
     ORDERFLOW_OUTBOX_SWEEP_INTERVAL=1s ORDERFLOW_DEADLINE_SCAN_INTERVAL=200ms \
+    ORDERFLOW_PRUNE_INTERVAL=200ms ORDERFLOW_RETENTION_HISTORY=1h \
     ORDERFLOW_HTTP_PORT="$(free_port)" \
     "${BIN[$w]}" >"$TMP/$w.log" 2>&1 &
   PIDS[$w]=$!
@@ -146,22 +147,31 @@ declare -A MARKS=(
   [order-status]="execute <unnamed>: update deadlines d"
   [return-requested]="execute <unnamed>: update outbox o set attempts"
 )
+# The last statement of each worker's prune cycle (migration 0009's grants):
+# every table's delete and gauge query come before it.
+declare -A PRUNE_MARKS=(
+  [order-created]="execute <unnamed>: select extract(epoch from now() - min(stopped_at))"
+  [order-status]="execute <unnamed>: select extract(epoch from now() - min(coalesce(fired_at"
+  [return-requested]="execute <unnamed>: select extract(epoch from now() - min(stopped_at))"
+)
 # True when the server log has a line of USER containing TEXT.
 logged() {
   awk -v u="@@$1@@ " -v m="$2" 'index($0, u) == 1 && index($0, m) { found = 1; exit } END { exit !found }' "$LOG"
 }
 for w in "${WORKERS[@]}"; do
   user="orderflow_${w//-/_}_login"
-  for ((i = 0; i < 100; i++)); do
-    logged "$user" "${MARKS[$w]}" && break
-    kill -0 "${PIDS[$w]}" 2>/dev/null || break
-    sleep 0.1
+  for mark in "${MARKS[$w]}" "${PRUNE_MARKS[$w]}"; do
+    for ((i = 0; i < 100; i++)); do
+      logged "$user" "$mark" && break
+      kill -0 "${PIDS[$w]}" 2>/dev/null || break
+      sleep 0.1
+    done
+    if logged "$user" "$mark"; then
+      pass
+    else
+      fail "$w: did not reach \"$mark\" within 10 s (its log: $(tail -c 600 "$TMP/$w.log"))"
+    fi
   done
-  if logged "$user" "${MARKS[$w]}"; then
-    pass
-  else
-    fail "$w: did not reach \"${MARKS[$w]}\" within 10 s (its log: $(tail -c 600 "$TMP/$w.log"))"
-  fi
 done
 for w in "${WORKERS[@]}"; do
   kill -TERM "${PIDS[$w]}" 2>/dev/null || true
@@ -229,6 +239,10 @@ insert into orders (id, customer_id, status, correlation_id, source_event_id)
   values ('00000000-0000-7000-8000-000000000001', 'c-1', 'CONFIRMED', 'evt-1', 'evt-1');
 insert into dead_letters (worker, topic, partition, "offset", payload, error_code, reason)
   values ('test', 'order.created', 0, 1, '{}', 'INVALID', 'seed');
+insert into dead_letters (worker, topic, partition, "offset", payload, error_code, reason, redriven_at)
+  values ('pruned', 'order.created', 0, 2, '{}', 'INVALID', 'seed', now() - interval '60 days');
+insert into redrives (dead_letter_id, topic, partition, "offset")
+  select id, 'order.created', 0, 9 from dead_letters where worker = 'pruned';
 EOF
 # positive CHECK: as USER, SQL must succeed
 positive() {
@@ -257,6 +271,8 @@ for g in orderflow_order_created orderflow_order_status orderflow_return_request
     "insert into outbox (id, topic, payload) values (gen_random_uuid(), 't', 'x') returning seq"
   positive "$u" "record an inbox row" \
     "insert into inbox (consumer, ce_id, topic, partition, \"offset\") values ('w', 'e', 't', 0, 0)"
+  positive "$u" "prune a redriven dead letter and, by the cascade, its redrives" \
+    "delete from dead_letters where ctid = any(array(select ctid from dead_letters where worker = 'pruned' and redriven_at < now() - interval '1 day' order by redriven_at limit 10 for update skip locked))"
   negative "$u" "create a table" "create table intruder (id int)"
   negative "$u" "delete orders" "delete from orders"
   negative "$u" "change a dead letter's reason" "update dead_letters set reason = 'x'"
@@ -278,6 +294,8 @@ negative orderflow_order_status_login "create returns" \
 negative orderflow_order_status_login "change prices" "update products set price_cents = 0"
 negative orderflow_return_requested_login "change an order's status" "update orders set status = 'RETURNED'"
 negative orderflow_return_requested_login "cancel deadlines" "update deadlines set cancelled_at = now()"
+negative orderflow_return_requested_login "delete deadlines" "delete from deadlines"
+negative orderflow_order_created_login "delete deadlines" "delete from deadlines"
 negative orderflow_orderctl_login "insert orders" \
   "insert into orders (id, customer_id, status, correlation_id, source_event_id) values (gen_random_uuid(), 'c', 'CREATED', 'c', 's')"
 negative orderflow_orderctl_login "delete outbox rows" "delete from outbox"

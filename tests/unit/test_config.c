@@ -9,7 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "domain/retention.h"
 #include "orderflow/config.h"
+#include "orderflow/prune.h"
+#include "orderflow/worker.h"
 
 typedef struct settings {
     char *url;       /* a secret */
@@ -159,6 +162,135 @@ static void test_mask_secret(void **state)
     assert_int_equal(strlen(out), 9);
 }
 
+/* The retention settings, as the workers read them: the runtime's rows of
+ * OF_WORKER_CONFIG and order-status's deadline retention. */
+typedef struct worker_settings {
+    of_worker_settings w; /* common settings, prune included */
+    int64_t deadlines;    /* retention of fired or cancelled deadlines */
+} worker_settings;
+
+static const of_config_item worker_items[] = {
+    OF_WORKER_CONFIG(worker_settings, w),
+    OF_RETENTION_DEADLINES_CONFIG(offsetof(worker_settings, deadlines)),
+};
+#define N_WORKER_ITEMS (sizeof worker_items / sizeof worker_items[0])
+#define DAY_MS         (24LL * 3600 * 1000)
+
+static int setup_retention(void **state)
+{
+    static const char *const vars[] = {
+        "ORDERFLOW_PRUNE_INTERVAL",         "ORDERFLOW_PRUNE_BATCH",
+        "ORDERFLOW_RETENTION_INBOX",        "ORDERFLOW_RETENTION_OUTBOX",
+        "ORDERFLOW_RETENTION_DEAD_LETTERS", "ORDERFLOW_RETENTION_HISTORY",
+        "ORDERFLOW_RETENTION_DEADLINES",
+    };
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+        unsetenv(vars[i]);
+    return 0;
+}
+
+/* Loads the worker table from argv (NULL-terminated); returns the result and
+ * what went to the error stream in *msg (free it). */
+static int load_worker(worker_settings *s, char **argv, char **msg)
+{
+    size_t len = 0;
+    int argc = 0;
+    FILE *err = open_memstream(msg, &len);
+    while (argv[argc] != NULL)
+        argc++;
+    int rc = of_config_load(worker_items, N_WORKER_ITEMS, s, argc, argv, NULL, err);
+    fclose(err);
+    return rc;
+}
+
+static void test_retention_defaults(void **state)
+{
+    worker_settings s;
+    char *argv[] = {"prog", NULL}, *msg = NULL, err[160];
+    assert_int_equal(load_worker(&s, argv, &msg), OF_CONFIG_OK);
+    assert_int_equal(s.w.prune.interval, 60000);
+    assert_int_equal(s.w.prune.batch, 1000);
+    assert_int_equal(s.w.prune.inbox, 14 * DAY_MS);
+    assert_int_equal(s.w.prune.outbox, DAY_MS);
+    assert_int_equal(s.w.prune.dead_letters, 30 * DAY_MS);
+    assert_int_equal(s.w.prune.history, 0); /* the business record is kept */
+    assert_int_equal(s.deadlines, 7 * DAY_MS);
+    assert_int_equal(of_prune_settings_check(&s.w.prune, err, sizeof err), 0);
+    of_config_free(worker_items, N_WORKER_ITEMS, &s);
+    free(msg);
+}
+
+static void test_retention_env_and_flags(void **state)
+{
+    worker_settings s;
+    char *argv[] = {"prog",
+                    "--retention-outbox=6h",
+                    "--prune-interval",
+                    "0",
+                    "--prune-batch=50",
+                    "--retention-history",
+                    "90d",
+                    NULL};
+    char *msg = NULL;
+    setenv("ORDERFLOW_RETENTION_INBOX", "2d", 1);
+    setenv("ORDERFLOW_RETENTION_DEADLINES", "3d", 1);
+    setenv("ORDERFLOW_RETENTION_DEAD_LETTERS", "90m", 1);
+    setenv("ORDERFLOW_RETENTION_OUTBOX", "1h", 1); /* the flag wins */
+    assert_int_equal(load_worker(&s, argv, &msg), OF_CONFIG_OK);
+    assert_int_equal(s.w.prune.inbox, 2 * DAY_MS);
+    assert_int_equal(s.w.prune.outbox, 6 * 3600 * 1000);
+    assert_int_equal(s.w.prune.dead_letters, 90 * 60 * 1000);
+    assert_int_equal(s.w.prune.interval, 0); /* pruning off */
+    assert_int_equal(s.w.prune.batch, 50);
+    assert_int_equal(s.w.prune.history, 90 * DAY_MS);
+    assert_int_equal(s.deadlines, 3 * DAY_MS);
+    of_config_free(worker_items, N_WORKER_ITEMS, &s);
+    free(msg);
+}
+
+/* One value that must be refused, naming its setting and where it came from. */
+static void expect_refused(const char *env, const char *value, char *flag, const char *needle)
+{
+    worker_settings s;
+    char *argv[] = {"prog", flag, NULL}, *msg = NULL;
+    setup_retention(NULL);
+    if (env != NULL)
+        setenv(env, value, 1);
+    assert_int_equal(load_worker(&s, argv, &msg), OF_CONFIG_ERR);
+    assert_non_null(strstr(msg, needle));
+    of_config_free(worker_items, N_WORKER_ITEMS, &s);
+    free(msg);
+}
+
+/* The inbox is kept at least an hour (exit 78 in a worker); other bounds. */
+static void test_retention_refused(void **state)
+{
+    worker_settings s;
+    char *ok[] = {"prog", "--retention-inbox=1h", "--retention-history=1h", NULL}, *msg = NULL;
+    char err[160];
+
+    expect_refused(NULL, NULL, "--retention-inbox=59m", "\"retention-inbox\"");
+    expect_refused(NULL, NULL, "--retention-inbox=59m", "outside 3600000..");
+    expect_refused("ORDERFLOW_RETENTION_INBOX", "30m", NULL, "ORDERFLOW_RETENTION_INBOX");
+    expect_refused("ORDERFLOW_RETENTION_INBOX", "14", NULL, "outside 3600000..");
+    expect_refused(NULL, NULL, "--retention-outbox=fortnight", "\"retention-outbox\"");
+    expect_refused(NULL, NULL, "--retention-dead-letters=10s", "\"retention-dead-letters\"");
+    expect_refused(NULL, NULL, "--retention-deadlines=-1d", "\"retention-deadlines\"");
+    expect_refused(NULL, NULL, "--prune-batch=0", "outside 1..100000");
+    expect_refused(NULL, NULL, "--prune-interval=2d", "\"prune-interval\"");
+
+    setup_retention(NULL);
+    assert_int_equal(load_worker(&s, ok, &msg), OF_CONFIG_OK);
+    assert_int_equal(s.w.prune.inbox, 3600 * 1000);
+    assert_int_equal(of_prune_settings_check(&s.w.prune, err, sizeof err), 0);
+    /* A history retention is 0 (kept) or at least an hour: checked after loading. */
+    s.w.prune.history = 30 * 60 * 1000;
+    assert_int_equal(of_prune_settings_check(&s.w.prune, err, sizeof err), OF_EINVAL);
+    assert_non_null(strstr(err, "\"retention-history\""));
+    of_config_free(worker_items, N_WORKER_ITEMS, &s);
+    free(msg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -167,6 +299,9 @@ int main(void)
         cmocka_unit_test_setup(test_errors_name_the_setting, setup),
         cmocka_unit_test_setup(test_help, setup),
         cmocka_unit_test(test_mask_secret),
+        cmocka_unit_test_setup(test_retention_defaults, setup_retention),
+        cmocka_unit_test_setup(test_retention_env_and_flags, setup_retention),
+        cmocka_unit_test_setup(test_retention_refused, setup_retention),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

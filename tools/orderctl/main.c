@@ -27,6 +27,7 @@ static const orderctl_command commands[] = {
     {"executions", orderctl_executions, "list executions, filtered by machine, status and age"},
     {"dlq", orderctl_dlq, "list, show and redrive dead letters"},
     {"graph", orderctl_graph, "print a machine's state diagram (Mermaid or Graphviz DOT)"},
+    {"prune", orderctl_prune, "delete rows whose retention has passed (as the workers do)"},
     {"migrate", orderctl_migrate, "apply, revert, list or verify the database schema migrations"},
     {"topics", orderctl_topics, "create the contract's Kafka topics and their dead-letter topics"},
 };

@@ -8,7 +8,7 @@
  * a person at a terminal, so they are not JSON log lines). Subcommands own
  * and free everything they allocate.
  *
- * Exit codes of the operator subcommands (submit .. dlq):
+ * Exit codes of the operator subcommands (submit .. dlq, prune):
  *   EX_USAGE (64)       wrong arguments: unknown flag, missing argument
  *   EX_DATAERR (65)     invalid input (an id, a status, an item, an event the
  *                       contract rejects), or, with --wait, an event the
@@ -70,6 +70,8 @@ int orderctl_history(int argc, char **argv);
 int orderctl_executions(int argc, char **argv);
 /* orderctl dlq list|show|redrive: dead letters (cmd_dlq.c). */
 int orderctl_dlq(int argc, char **argv);
+/* orderctl prune: deletes rows whose retention has passed, as the workers do (cmd_prune.c). */
+int orderctl_prune(int argc, char **argv);
 
 /* --- shared settings ------------------------------------------------------ */
 

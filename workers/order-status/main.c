@@ -15,6 +15,7 @@
 #include "domain/contract_item.h"
 #include "orderflow/config.h"
 #include "domain/contract.h"
+#include "domain/retention.h"
 #include "orderflow/log.h"
 #include "orderflow/uuid.h"
 #include "orderflow/worker.h"
@@ -28,6 +29,7 @@ typedef struct settings {
     of_worker_settings w;     /* common worker settings */
     int64_t payment_deadline; /* ms a CONFIRMED order may wait for PAID */
     int64_t deadline_scan;    /* ms between scans for due deadlines */
+    int64_t deadline_keep;    /* ms a fired or cancelled deadline is kept */
 } settings;
 
 static const of_config_item items[] = {
@@ -38,6 +40,7 @@ static const of_config_item items[] = {
     {"deadline-scan-interval", "ORDERFLOW_DEADLINE_SCAN_INTERVAL", "deadline-scan-interval",
      OF_CFG_MS, "1s", "time between scans for expired deadlines", offsetof(settings, deadline_scan),
      100, 3600000},
+    OF_RETENTION_DEADLINES_CONFIG(offsetof(settings, deadline_keep)),
 };
 
 static const char *const topics[] = {OF_TOPIC_ORDER_STATUS};
@@ -385,6 +388,8 @@ static int start(void *ctx, of_worker *w)
                               overdue_deadlines_sql) != 0 ||
         of_metrics_add_collector(&w->metrics, collect_deadlines, NULL) != 0)
         return OF_ENOMEM;
+    if (of_worker_prune_add(w, &of_prune_deadlines, cfg.deadline_keep) != 0)
+        return OF_EINVAL;
     return deadline_scanner_start(&scanner, w, (uint64_t)cfg.deadline_scan);
 }
 

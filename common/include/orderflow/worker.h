@@ -30,6 +30,12 @@
  * are no text) is stored in an escaped form with the original bytes kept.
  * Nothing is acknowledged to Kafka before its transaction commits.
  *
+ * Retention (prune.h): every prune-interval a pruner on the relay
+ * connection deletes, batch by batch, this worker's inbox rows and
+ * redriven dead letters, published outbox rows and, when asked for,
+ * finished executions past their retention; a handler adds its domain's
+ * targets with of_worker_prune_add() in its start.
+ *
  * Observability (worker_obs.c): /healthz, /readyz (not ready while
  * shutting down, without the batch connection, without partitions, or when
  * a batch has gone stall-timeout without a commit) and /metrics.
@@ -55,6 +61,7 @@
 #include "orderflow/message.h"
 #include "orderflow/metrics.h"
 #include "orderflow/outbox.h"
+#include "orderflow/prune.h"
 
 typedef enum of_item_state {
     OF_ITEM_PENDING,   /* valid, to be applied */
@@ -184,21 +191,22 @@ typedef struct of_worker_handler {
 
 /* Settings shared by every worker (see OF_WORKER_CONFIG). */
 typedef struct of_worker_settings {
-    char *database_url;     /* libpq URI */
-    char *kafka_bootstrap;  /* bootstrap servers */
-    char *group_id;         /* consumer group, default "orderflow-<worker>" */
-    char *topic_prefix;     /* prefix for every topic name (tests), default "" */
-    char *log_level;        /* debug, info, warn, error */
-    int64_t batch_size;     /* max events per transaction */
-    int64_t sweep_interval; /* ms between outbox sweeps */
-    int64_t sweep_grace;    /* ms before the sweep considers a row stuck */
+    char *database_url;      /* libpq URI */
+    char *kafka_bootstrap;   /* bootstrap servers */
+    char *group_id;          /* consumer group, default "orderflow-<worker>" */
+    char *topic_prefix;      /* prefix for every topic name (tests), default "" */
+    char *log_level;         /* debug, info, warn, error */
+    int64_t batch_size;      /* max events per transaction */
+    int64_t sweep_interval;  /* ms between outbox sweeps */
+    int64_t sweep_grace;     /* ms before the sweep considers a row stuck */
     int64_t outbox_max_failures; /* permanent delivery errors before an outbox row is dead */
-    int64_t retry_max;      /* ms, cap of the retry backoff */
-    int64_t retry_limit;    /* counted transient failures before isolation / RETRIES_EXHAUSTED */
-    int64_t stall_timeout;  /* ms without a commit before /readyz says stalled */
-    int64_t grace_period;   /* ms allowed for a graceful shutdown */
-    char *http_address;     /* address of the health and metrics endpoint */
-    int64_t http_port;      /* its port; 0 disables it */
+    int64_t retry_max;       /* ms, cap of the retry backoff */
+    int64_t retry_limit;     /* counted transient failures before isolation / RETRIES_EXHAUSTED */
+    int64_t stall_timeout;   /* ms without a commit before /readyz says stalled */
+    int64_t grace_period;    /* ms allowed for a graceful shutdown */
+    char *http_address;      /* address of the health and metrics endpoint */
+    int64_t http_port;       /* its port; 0 disables it */
+    of_prune_settings prune; /* retention: what is pruned, how often, in batches of how many */
 } of_worker_settings;
 
 struct of_worker {
@@ -239,6 +247,7 @@ struct of_worker {
     of_metrics metrics;             /* registry served on /metrics (handlers may add families) */
     of_http http;                   /* health and metrics endpoint */
     struct of_worker_obs *obs;      /* the runtime's metric families and probes (worker_obs.c) */
+    of_pruner pruner;               /* retention, on the relay connection (prune.h) */
     /* counters (metrics) */
     uint64_t n_batches, n_events, n_applied, n_duplicates, n_dead, n_retries, n_exhausted;
 };
@@ -298,7 +307,12 @@ struct of_worker {
      OF_WORKER_CFG_(type, member, http_address), 0, -1},                                           \
     {"http-port", "ORDERFLOW_HTTP_PORT", "http-port", OF_CFG_INT, "8080",                          \
      "port of the /healthz, /readyz and /metrics endpoint (0 disables it)",                        \
-     OF_WORKER_CFG_(type, member, http_port), 0, 65535}
+     OF_WORKER_CFG_(type, member, http_port), 0, 65535},                                           \
+    {"prune-interval", "ORDERFLOW_PRUNE_INTERVAL", "prune-interval", OF_CFG_MS, "60s",             \
+     "time between prune cycles, which delete rows past their retention batch by batch "          \
+     "(0 turns pruning off)",                                                                      \
+     OF_PRUNE_CFG_(OF_WORKER_CFG_(type, member, prune), interval), 0, 86400000},                   \
+    OF_PRUNE_CONFIG(OF_WORKER_CFG_(type, member, prune))
 // clang-format on
 
 /* Runs the worker until SIGTERM/SIGINT and a graceful drain; returns the
@@ -311,6 +325,14 @@ const char *of_worker_topic(of_worker *w, const char *topic, char *buf, size_t s
 /* For steps: adds m to the transaction's outbox rows and keeps m (taken
  * over, m is zeroed) to publish after commit. */
 int of_worker_emit(of_worker_batch *b, of_message *m) __attribute__((warn_unused_result));
+
+/* For handlers' start: adds a retention target of the worker's own (its
+ * domain's tables) to the runtime's pruner, which runs it after the
+ * runtime's targets, with the worker's name as the scope of a scoped
+ * target. A retention of 0 leaves it out. Returns 0 or OF_EINVAL (see
+ * of_pruner_add). */
+int of_worker_prune_add(of_worker *w, const of_prune_target *t, int64_t retention_ms)
+    __attribute__((warn_unused_result));
 
 /* For handlers' start: registers a gauge (no labels) set from the first
  * column of the first row of sql, run every 5 s on the relay connection
