@@ -325,12 +325,17 @@ static void relay_send(of_outbox_relay *r, of_message *m)
     int rc = opaque ? of_producer_send(r->producer, m, opaque) : -1;
     if (rc != 0) {
         /* Queue full, too large, no memory: the row is held for the sweep. */
-        of_log_warn("could not enqueue outbox row \"%s\" for \"%s\": %s", m->id, m->topic,
-                    rc < 0 ? rd_kafka_err2str((rd_kafka_resp_err_t)rc) : "no memory");
         free(opaque);
+        /* of_producer_send: local errors as they are (<= -100), broker
+         * errors negated. */
+        rd_kafka_resp_err_t err = rc <= -100 ? (rd_kafka_resp_err_t)rc
+                                  : rc < 0   ? (rd_kafka_resp_err_t)-rc
+                                             : RD_KAFKA_RESP_ERR__FAIL;
+        of_log_warn("could not enqueue outbox row \"%s\" for \"%s\": %s", m->id, m->topic,
+                    rc != 0 && rc != -1 ? rd_kafka_err2str(err) : "no memory");
         char *id = strdup(m->id);
         if (id != NULL)
-            note_failure(r, id, rc < 0 ? (rd_kafka_resp_err_t)rc : RD_KAFKA_RESP_ERR__FAIL);
+            note_failure(r, id, err);
         return;
     }
     r->in_flight++;

@@ -471,15 +471,20 @@ class Chaos:
         logf.close()
 
     def wait_stack(self, timeout=180):
-        end = time.time() + timeout
-        while self.restarter is not None and self.restarter.poll() is None and time.time() < end:
-            self.tick()
-        if self.restarter is not None and self.restarter.returncode not in (0, None):
-            log("ops/stack up failed (%s); see %s/stack.log; trying again" %
-                (self.restarter.returncode, self.work))
+        """Waits for ops/stack up; tries it three times, then gives up the run."""
+        for attempt in range(3):
+            end = time.time() + timeout
+            while (self.restarter is not None and self.restarter.poll() is None and
+                   time.time() < end):
+                self.tick()
+            if self.restarter is None or self.restarter.returncode == 0:
+                return
+            log("ops/stack up failed (%s); see stack.log in the kept logs" %
+                self.restarter.returncode)
             self.restarter = None
+            time.sleep(2)
             self.stack_up()
-            self.wait_stack(timeout)
+        raise RuntimeError("the stack did not come back after three ops/stack up")
 
     def kill_wait(self, pid, sig, timeout=60):
         try:

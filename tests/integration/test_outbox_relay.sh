@@ -40,7 +40,7 @@ wait_for "select count(*) = 1 from outbox where topic = '$T.dlq' and failures >=
 bad "$OF_TAG-k1" "$OF_TAG-small" "small"
 wait_for "select count(*) = 1 from outbox where topic = '$T.dlq' and dead_at is not null" 90 || true
 check "the DLQ copy too large for the producer is dead after 3 permanent failures" \
-    "3 t" "$(sql "select failures || ' ' || (last_error ilike '%too large%') from outbox
+    "3 true" "$(sql "select failures || ' ' || (last_error ilike '%too large%') from outbox
                   where topic = '$T.dlq' and dead_at is not null")"
 check "orderflow_outbox_dead_total counts it" 1 "$(metric orderflow_outbox_dead_total)"
 of_kafka_wait order.created.dlq "select count(*) >= 1 from kafka_records where topic = '$T.dlq'" 60 || true
@@ -57,7 +57,7 @@ bad "$OF_TAG-k2" "$OF_TAG-behind" "behind"
 wait_for "select count(*) = 1 from dead_letters where ce_id = '$OF_TAG-behind'" 60 || true
 sleep 3 # three sweeps
 of_kafka_load order.created.dlq >/dev/null
-check "while the older row of its key is pending the new row is held, not sent" "t 0" \
+check "while the older row of its key is pending the new row is held, not sent" "true 0" \
     "$(sql "select bool_and(held) || ' ' || (select count(*) from kafka_records
                                              where topic = '$T.dlq' and key = '$OF_TAG-k2')
             from outbox where topic = '$T.dlq' and key = convert_to('$OF_TAG-k2', 'UTF8')
