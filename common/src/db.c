@@ -371,6 +371,9 @@ static int build_setup(of_db *db)
         while (*p == ';' || *p == ' ')
             p++;
     }
+    if (db->async_commit &&
+        of_db__add_cmd(&db->setup, NULL, "SET synchronous_commit = off", 0, NULL, NULL, NULL) != 0)
+        return OF_ENOMEM;
     return 0;
 }
 

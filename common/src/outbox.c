@@ -15,11 +15,13 @@
  * before another sweep may take it: until then its delivery report may come. */
 #define SWEEP_LEASE_MARGIN_MS 10000
 #define SWEEP_LIMIT 500
-/* Delivered ids wait this long to be marked together: at a few thousand
- * deliveries a second one UPDATE (and one commit) per interval, not one per
- * delivery report. A row not yet marked is only republished by a sweep after
- * the grace period, which is far longer. */
-#define MARK_DELAY_MS 100
+/* Delivered ids are marked on the next loop turn, all that arrived meanwhile
+ * in one UPDATE, one mark in flight at a time (so under load marks batch
+ * themselves), committed without waiting for the WAL flush (the relay
+ * connection's async_commit: a lost mark only means the row is sent again).
+ * Marking soon matters: a row not yet marked is pending, and a younger row
+ * of its key written meanwhile is held behind it. */
+#define MARK_DELAY_MS 0
 /* One sweep at a time across every relay of the database: a session-level
  * advisory lock taken (if free) before the claim and dropped after it, so
  * that a sweep's snapshot sees every claim committed before it. */

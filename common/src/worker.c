@@ -350,6 +350,10 @@ int of_worker_run(const of_worker_handler *h, of_worker_settings *cfg)
         of_log_error("could not set up postgres connections");
         goto out_loop;
     }
+    /* The relay's marks, claims, failure records and prunes are redone when
+     * a crash loses their commit (a row sent again, a batch pruned again):
+     * they need not wait for the WAL flush. */
+    w->aux.async_commit = true;
     pconf = of_kafka_conf_new(w->cfg.kafka_bootstrap, h->name, errstr, sizeof errstr);
     cconf = of_kafka_conf_new(w->cfg.kafka_bootstrap, h->name, errstr, sizeof errstr);
     if (pconf == NULL || cconf == NULL || of_obs_kafka_conf(w, cconf, errstr, sizeof errstr) != 0) {

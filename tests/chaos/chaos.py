@@ -622,6 +622,68 @@ class Chaos:
         for topic in ("order.created", "order.status", "return.requested"):
             self.pub.put(topic, out.get(topic))
 
+    def log_lines(self, start=None):
+        """Lines of every worker log (from the byte offsets in start)."""
+        out, ends = [], {}
+        for f in sorted(os.listdir(self.work)):
+            if not f.endswith(".log") or f == "stack.log":
+                continue
+            path = os.path.join(self.work, f)
+            with open(path, "rb") as fh:
+                fh.seek((start or {}).get(f, 0))
+                data = fh.read()
+                ends[f] = fh.tell()
+            out += [(f, line) for line in data.decode(errors="replace").splitlines()]
+        return out, ends
+
+    def scenario_pg_outage(self):
+        """Two replicas per worker under load, Postgres down for --pg-outage-minutes:
+        no replica may leave its group (no revocation, no assignment, no exit
+        while it is down), and processing resumes once it is back."""
+        args = self.args
+        self.replicas = {w: 2 for w in WORKERS}
+        self.supervise()
+        self.tick(30)  # warm up under load; groups settle with two members each
+        _, marks = self.log_lines()
+        exits_before = sum(self.exits.values())
+        pid = self.pg_pid()
+        log("scenario pg-outage: postgres down for %d min under load, 2 replicas per worker" %
+            args.pg_outage_minutes)
+        self.faults["pg-outage (scenario, %d min)" % args.pg_outage_minutes] += 1
+        t0 = time.time()
+        if pid:
+            self.kill_wait(pid, signal.SIGINT)
+        self.tick(args.pg_outage_minutes * 60)
+        self.stack_up()
+        self.wait_stack()
+        back = time.time()
+        lines, _ = self.log_lines(marks)
+        moved = [f + ": " + l[:160] for f, l in lines
+                 if '"partition revoked"' in l or '"partition assigned"' in l or
+                 "MAX_POLL" in l or "left the group" in l]
+        exits = sum(self.exits.values()) - exits_before
+        resumed = None
+        while time.time() < back + 300:
+            rows = self.db.query("select count(*) from orders where updated_at > to_timestamp(%f)"
+                                 % back)
+            if rows and int(rows[0][0]) > 0:
+                resumed = time.time() - back
+                break
+            self.tick(0.2)
+        self.outage = {"down s": back - t0, "rebalance lines": len(moved),
+                       "exits": exits, "resumed s": resumed}
+        log("scenario pg-outage: postgres back after %.0f s; first order moved %.1f s later; "
+            "%d group-change log line(s), %d process exit(s) while it was down" %
+            (back - t0, resumed if resumed is not None else -1, len(moved), exits))
+        for m in moved[:10]:
+            log("  " + m)
+        if moved:
+            self.unexpected.append("%d group change(s) while Postgres was down" % len(moved))
+        if exits:
+            self.unexpected.append("%d worker exit(s) while Postgres was down" % exits)
+        if resumed is None:
+            self.unexpected.append("no order moved within 300 s of Postgres coming back")
+
     def run(self):
         args = self.args
         self.setup()
@@ -630,6 +692,10 @@ class Chaos:
         self.supervise()
         start = time.time()
         next_fault = start + 5
+        if args.scenario == "pg-outage":
+            self.scenario_pg_outage()
+            while self.wl.created < args.orders:
+                self.tick(0.5)
         while self.wl.created < args.orders or sum(self.faults.values()) < args.faults:
             self.generating = self.wl.created < args.orders
             if time.time() >= next_fault:
@@ -719,6 +785,17 @@ class Chaos:
         for k, n in sorted(self.wl.counts.items()):
             print("| %s | %d |" % (k, n))
         print("| kcat batches sent again after a failure | %d |" % self.pub.failures)
+        if getattr(self, "outage", None):
+            o = self.outage
+            print()
+            print("| Postgres outage scenario | |")
+            print("|---|---|")
+            print("| Postgres down | %.0f s |" % o["down s"])
+            print("| group changes logged while it was down (must be 0) | %d |" %
+                  o["rebalance lines"])
+            print("| worker exits while it was down (must be 0) | %d |" % o["exits"])
+            print("| first order moved after it came back | %s |" %
+                  ("%.1f s" % o["resumed s"] if o["resumed s"] is not None else "never"))
         rows = self.db.query("select status, count(*) from orders group by 1 order by 2 desc")
         print()
         print("| order status at the end | orders |")
@@ -769,9 +846,17 @@ def main():
     ap.add_argument("--max-poll-ms", type=int, default=10000)
     ap.add_argument("--drain-timeout", type=int, default=600)
     ap.add_argument("--http-base-port", type=int, default=28400)
+    ap.add_argument("--scenario", choices=["schedule", "pg-outage"], default="schedule",
+                    help="schedule: the seeded fault schedule; pg-outage: one long Postgres "
+                    "outage under load with 2 replicas per worker (no other fault)")
+    ap.add_argument("--pg-outage-minutes", type=float, default=6)
     ap.add_argument("--keep-logs", help="copy the worker logs here at the end")
     ap.add_argument("--keep-db", action="store_true", help="keep the run's database")
     args = ap.parse_args()
+    if args.scenario == "pg-outage":
+        args.faults = 0
+        if args.max_poll_ms == 10000:
+            args.max_poll_ms = 300000  # librdkafka's default: the outage is longer
     if args.stock == 0:
         args.stock = max(50, args.orders * 3 // len(PRODUCTS))
     c = Chaos(args)

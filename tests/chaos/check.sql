@@ -143,9 +143,18 @@ from (select 'event ' || h.event_id || ' applied ' || count(*) || ' times as ' |
       select 'return.requested ' || source_event_id || ': ' || count(*) || ' returns'
         from returns group by source_event_id having count(*) > 1) v;
 
--- 9. Every record consumed has its effect (inbox) or a dead letter. A status
--- event the machine has no automatic step for is consumed as a no-op (no
--- inbox row): its effect is nothing.
+-- 9. Every record consumed has its effect or a dead letter. The effect is its
+-- ce_id in the consumer's inbox, or, once the inbox row is pruned
+-- (--retention-inbox), what the step left for good: the order or return it
+-- created (source_event_id) or a history row (event_id). A status event the
+-- machine has no automatic step for is consumed as a no-op (no inbox row):
+-- its effect is nothing.
+create temporary table chaos_effects as
+select source_event_id ce_id from orders
+union select source_event_id from returns
+union select event_id from execution_history where event_id is not null;
+create index on chaos_effects (ce_id);
+analyze chaos_effects;
 create function pg_temp.chaos_actionable(ce_type text, status text) returns boolean
 language sql stable as $$
     select exists (select 1 from chaos_legal l
@@ -161,6 +170,7 @@ from (select i.topic || '/' || i.partition || '@' || i."offset" || ' (' || coale
        where not (i.ce_type in ('order.status.changed', 'return.status.changed')
                   and not pg_temp.chaos_actionable(i.ce_type, chaos_json(i.value)->>'status'))
          and not exists (select 1 from inbox b where b.consumer = i.consumer and b.ce_id = i.ce_id)
+         and not exists (select 1 from chaos_effects e where e.ce_id = i.ce_id)
          and not exists (select 1 from dead_letters d
                           where d.worker = i.consumer and d.topic = i.topic
                             and d.partition = i.partition and d."offset" = i."offset")) v;

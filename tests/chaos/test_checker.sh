@@ -79,7 +79,11 @@ seeded "each ce_id one effect per consumer" \
      select execution_id, seq + 1000, step, from_state, to_state, outcome, event_id
        from execution_history where step = 'RecordShipment' and outcome = 'applied' limit 1"
 seeded "every record has its effect or a dead letter" \
-    "delete from inbox where (consumer, ce_id) = (select consumer, ce_id from inbox where ce_type = 'order.created' limit 1)"
+    "insert into chaos_records (topic, partition, \"offset\", key, headers, value, base)
+     select topic, partition, 1000000, key, headers,
+            replace(value, '\"id\":\"', '\"id\":\"lost-'), base
+       from chaos_records where base = 'order.status' and not dlq
+        and value like '{\"specversion\"%order.status.update%' limit 1"
 seeded "dead letters only for bad records" \
     "insert into dead_letters (worker, topic, partition, \"offset\", error_code, reason)
      select 'order-created', topic, partition, \"offset\", 'PROCESSING_FAILED', 'seeded'

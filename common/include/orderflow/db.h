@@ -114,6 +114,8 @@ struct of_db {
     void *state_arg;             /* argument for state_cb */
     uint64_t reconnects;         /* connections lost or failed (metrics) */
     uint64_t session;            /* incremented each time a connection becomes ready */
+    bool async_commit;           /* SET synchronous_commit = off on the session: for work
+                                    that is redone when a commit is lost in a crash */
     void (*close_cb)(of_db *db); /* called once everything is released */
     int pending_closes;          /* handles still closing */
 };
