@@ -34,18 +34,13 @@ typedef struct of_outbox_failure {
     char err[128]; /* the error's text */
 } of_outbox_failure;
 
-/* Pending: neither published nor dead. A pending row of the same topic and
- * key written earlier keeps a new one from being sent directly. */
-#define PENDING_OLDER(topic, key)                                                                  \
-    "exists (select 1 from outbox p where p.topic = " topic " and p.key = " key                    \
-    " and p.published_at is null and p.dead_at is null)"
-/* A pending row the sweep may send now: held and not leased, leased by a
- * sweep whose lease ran out, or sent directly and never marked within the
- * grace period ($1 ms). */
+#define PENDING_OLDER(topic, key) OF_OUTBOX_HOLD_IF(topic, key)
+/* A pending row the sweep may send now: not leased (or its sweep lease ran
+ * out), and held or never marked within the grace period ($1 ms). */
+#define GRACE_OVER "now() - make_interval(secs => $1::double precision / 1000)"
 #define CLAIMABLE(a)                                                                               \
-    "(" a ".held and (" a ".claimed_until is null or " a ".claimed_until < now()) or not " a        \
-    ".held and (" a ".claimed_until < now() or " a ".claimed_until is null and " a                  \
-    ".created_at < now() - make_interval(secs => $1::double precision / 1000)))"
+    "((" a ".claimed_until is null or " a ".claimed_until < now()) and (" a ".held or " a         \
+    ".created_at < " GRACE_OVER "))"
 
 const of_db_stmt of_outbox_stmts[] = {
     {"of_outbox_insert",
@@ -74,17 +69,25 @@ const of_db_stmt of_outbox_stmts[] = {
      " and h.id <> all($1::uuid[]))",
      false},
     {"of_outbox_claim",
+     /* Candidates from two small indexes (held rows; rows past the grace
+      * period), each claimed only when no older pending row of its key is
+      * left behind; only while this session holds the sweep lock. */
      "update outbox o set attempts = o.attempts + 1, claimed_until = now()"
      " + make_interval(secs => $3::double precision / 1000)"
-     " where o.id in (select c.id from outbox c where c.published_at is null"
-     " and c.dead_at is null and " CLAIMABLE("c")
-     " and not exists (select 1 from outbox p where p.topic = c.topic and p.key = c.key"
+     " where o.published_at is null and o.id in (select c.id from ("
+     "(select id, seq, topic, key from outbox where held and published_at is null"
+     " and dead_at is null and (claimed_until is null or claimed_until < now())"
+     " order by seq limit $2)"
+     " union all (select id, seq, topic, key from outbox where not held"
+     " and published_at is null and dead_at is null and created_at < " GRACE_OVER
+     " and (claimed_until is null or claimed_until < now()) order by created_at limit $2)) c"
+     " where not exists (select 1 from outbox p where p.topic = c.topic and p.key = c.key"
      " and p.seq < c.seq and p.published_at is null and p.dead_at is null"
      " and not " CLAIMABLE("p") ")"
      " and exists (select 1 from pg_locks l where l.locktype = 'advisory'"
      " and l.pid = pg_backend_pid() and l.granted and l.classid = 0"
      " and l.objid = " SWEEP_LOCK " and l.objsubid = 1)"
-     " order by c.seq limit $2 for update)"
+     " order by c.seq limit $2)"
      " returning o.id, o.topic, o.key, o.payload, o.headers::text, o.seq",
      false},
     {"of_outbox_fail",

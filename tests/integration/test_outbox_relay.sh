@@ -12,9 +12,10 @@
 #      failure; orderflow_outbox_dead_total counts it;
 #   2. a small DLQ copy of the same key written while the large one is pending
 #      is held behind it and goes out once the large one is dead;
-#   3. a row of a key whose older row is pending elsewhere (inserted here with a
-#      live lease, as if another relay had it in flight) is held: not on the
-#      topic while that row is pending, sent by the sweep once it is published;
+#   3. a row of a key whose older row has been pending for 5 s elsewhere
+#      (inserted here with a live lease, as if another relay had it in flight
+#      and its delivery were failing) is held: not on the topic while that row
+#      is pending, sent by the sweep once it is published;
 #      orderflow_outbox_held_total counts it.
 set -euo pipefail
 # shellcheck source=tests/integration/lib.sh
@@ -50,9 +51,10 @@ check "the small copy was held behind the large one" t \
     "$(sql "select held from outbox o where topic = '$T.dlq' and dead_at is null")"
 
 # 3: an older row of key k2 pending under another relay's lease.
-sql "insert into outbox (id, topic, key, payload, claimed_until)
+sql "insert into outbox (id, topic, key, payload, claimed_until, created_at)
      values ('00000000-0000-4000-8000-00000000000a', '$T.dlq', convert_to('$OF_TAG-k2', 'UTF8'),
-             convert_to('in flight elsewhere', 'UTF8'), now() + interval '1 hour')"
+             convert_to('in flight elsewhere', 'UTF8'), now() + interval '1 hour',
+             now() - interval '5 seconds')"
 bad "$OF_TAG-k2" "$OF_TAG-behind" "behind"
 wait_for "select count(*) = 1 from dead_letters where ce_id = '$OF_TAG-behind'" 60 || true
 sleep 3 # three sweeps

@@ -32,6 +32,18 @@
 #include "orderflow/kafka.h"
 #include "orderflow/message.h"
 
+/* SQL condition, true when a new outbox row of this topic and key must be
+ * held: an older row of the key is pending (neither published nor dead) and
+ * at risk: held itself, or waiting more than OF_OUTBOX_HOLD_AFTER for its
+ * delivery (its sender died, or its delivery is failing). A younger pending
+ * row is taken to be on its way: its sender's producer keeps the order, and
+ * one that fails is held and purges what is queued behind it. */
+#define OF_OUTBOX_HOLD_AFTER "2 seconds"
+#define OF_OUTBOX_HOLD_IF(topic, key)                                                              \
+    "exists (select 1 from outbox p where p.topic = " topic " and p.key = " key                    \
+    " and p.published_at is null and p.dead_at is null and (p.held or p.created_at < now()"       \
+    " - interval '" OF_OUTBOX_HOLD_AFTER "'))"
+
 /* Prepared statements the outbox needs on the connections that use it. */
 extern const of_db_stmt of_outbox_stmts[];
 extern const size_t of_outbox_n_stmts;
