@@ -69,6 +69,11 @@ int of_prune_settings_check(const of_prune_settings *s, char *err, size_t size)
                  s->history);
         return OF_EINVAL;
     }
+    if (s->inbox < OF_PRUNE_DAY_MS)
+        of_log_warn("retention-inbox is %" PRId64 " ms, less than a day: an event delivered again "
+                    "after its inbox row is pruned takes effect twice; keep it longer than the "
+                    "topics' retention plus the offsets' retention (docs/operations.md#retention)",
+                    s->inbox);
     return 0;
 }
 

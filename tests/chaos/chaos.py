@@ -359,6 +359,11 @@ class Chaos:
             "ORDERFLOW_PAYMENT_DEADLINE": "%ds" % args.payment_deadline,
             "ORDERFLOW_DEADLINE_SCAN_INTERVAL": "1s", "LOG_LEVEL": "info",
         }
+        for kv in args.worker_env:
+            k, _, v = kv.partition("=")
+            self.env[k] = v
+        self.sizes = []  # (orders so far, {table: (rows, bytes)}) sampled during the run
+        self.next_size = 0.0
         for i, short in enumerate(WORKERS):
             for r in range(1, 4):
                 name = "%s%d" % (short, r)
@@ -602,7 +607,21 @@ class Chaos:
                 return
             time.sleep(min(0.1, max(0.0, end - time.time())))
 
+    SIZED = ("inbox", "outbox", "dead_letters", "deadlines", "execution_history", "orders")
+
+    def sample_sizes(self):
+        """Rows (estimate) and bytes of the runtime's tables, every --size-every s."""
+        rows = self.db.query(
+            "select relname, n_live_tup, pg_total_relation_size(relid) from pg_stat_user_tables"
+            " where relname = any('{%s}')" % ",".join(self.SIZED))
+        if rows:
+            live = {n: (int(t), int(b)) for n, t, b in rows}
+            self.sizes.append((self.wl.created, live))
+
     def work_tick(self):
+        if self.args.size_every and time.time() >= self.next_size:
+            self.next_size = time.time() + self.args.size_every
+            self.sample_sizes()
         out = collections.defaultdict(list)
         for topic, key, value in self.wl.later:
             out[topic].append((key, value))
@@ -707,6 +726,8 @@ class Chaos:
         self.generating = False
         self.replicas = {w: max(n, 1) for w, n in self.replicas.items()}
         ok = self.drain()
+        if args.size_every:
+            self.sample_sizes()
         self.stop_all()
         return ok
 
@@ -796,6 +817,17 @@ class Chaos:
             print("| worker exits while it was down (must be 0) | %d |" % o["exits"])
             print("| first order moved after it came back | %s |" %
                   ("%.1f s" % o["resumed s"] if o["resumed s"] is not None else "never"))
+        if self.sizes:
+            print()
+            print("| orders published | " + " | ".join(
+                "%s rows / MB" % t for t in self.SIZED) + " |")
+            print("|---" * (len(self.SIZED) + 1) + "|")
+            k = len(self.sizes)
+            picks = sorted({min(k - 1, i * k // 10) for i in range(10)} | {k - 1})
+            for n, live in (self.sizes[i] for i in picks):
+                print("| %d | " % n + " | ".join(
+                    "%d / %.1f" % (live.get(t, (0, 0))[0], live.get(t, (0, 0))[1] / 1e6)
+                    for t in self.SIZED) + " |")
         rows = self.db.query("select status, count(*) from orders group by 1 order by 2 desc")
         print()
         print("| order status at the end | orders |")
@@ -850,6 +882,10 @@ def main():
                     help="schedule: the seeded fault schedule; pg-outage: one long Postgres "
                     "outage under load with 2 replicas per worker (no other fault)")
     ap.add_argument("--pg-outage-minutes", type=float, default=6)
+    ap.add_argument("--worker-env", action="append", default=[], metavar="VAR=VALUE",
+                    help="an environment variable for every worker (e.g. a retention)")
+    ap.add_argument("--size-every", type=float, default=0,
+                    help="sample the tables' sizes every this many seconds (0: never)")
     ap.add_argument("--keep-logs", help="copy the worker logs here at the end")
     ap.add_argument("--keep-db", action="store_true", help="keep the run's database")
     args = ap.parse_args()

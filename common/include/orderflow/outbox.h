@@ -36,7 +36,7 @@
  * held: an older row of the key is pending (neither published nor dead) and
  * at risk: held itself, or waiting more than OF_OUTBOX_HOLD_AFTER for its
  * delivery (its sender died, or its delivery is failing). A younger pending
- * row is taken to be on its way: its sender's producer keeps the order, and
+ * row is taken to be on its way: its sender's producer keeps the sequence, and
  * one that fails is held and purges what is queued behind it. */
 #define OF_OUTBOX_HOLD_AFTER "2 seconds"
 #define OF_OUTBOX_HOLD_IF(topic, key)                                                              \

@@ -89,8 +89,9 @@ typedef struct of_prune_settings {
 } of_prune_settings;
 
 /* The shortest retention of inbox rows: a floor against a unit typed wrong
- * (the inbox must outlive the topics' retention; docs/operations.md). */
-#define OF_PRUNE_MIN_INBOX_MS (3600LL * 1000)
+ * (the inbox must outlive the topics' retention; docs/operations.md). Below
+ * a day a warning is logged at start. */
+#define OF_PRUNE_MIN_INBOX_MS (60LL * 1000)
 /* The shortest retention otherwise (history: or 0). */
 #define OF_PRUNE_MIN_MS  (60LL * 1000)
 #define OF_PRUNE_MAX_MS  (3650LL * 24 * 3600 * 1000)
@@ -107,7 +108,7 @@ typedef struct of_prune_settings {
      "most rows one prune statement deletes (each batch is its own short transaction)",            \
      OF_PRUNE_CFG_(base, batch), 1, 100000},                                                       \
     {"retention-inbox", "ORDERFLOW_RETENTION_INBOX", "retention-inbox", OF_CFG_MS, "14d",          \
-     "age after which inbox rows are pruned; at least 1h, and longer than the topics' retention "  \
+     "age after which inbox rows are pruned; at least 1m, and longer than the topics' retention "  \
      "plus the offsets' retention, or redelivered events take effect twice",                      \
      OF_PRUNE_CFG_(base, inbox), OF_PRUNE_MIN_INBOX_MS, OF_PRUNE_MAX_MS},                         \
     {"retention-outbox", "ORDERFLOW_RETENTION_OUTBOX", "retention-outbox", OF_CFG_MS, "1d",        \
