@@ -88,8 +88,8 @@ check "the seed as expected" \
 # --- settings below the floors: exit 78 before anything runs ------------------------------
 bin="$ORDERFLOW_BUILD_DIR/workers/order-status/orderflow-order-status"
 rc=0
-DATABASE_URL="$OF_URL" ORDERFLOW_RETENTION_INBOX=59m timeout 20 "$bin" >"$OF_WORK/floor.log" 2>&1 || rc=$?
-check "an inbox retention under 1 h stops the worker with exit 78" 78 "$rc"
+DATABASE_URL="$OF_URL" ORDERFLOW_RETENTION_INBOX=59s timeout 20 "$bin" >"$OF_WORK/floor.log" 2>&1 || rc=$?
+check "an inbox retention under 1 min stops the worker with exit 78" 78 "$rc"
 rc=0
 DATABASE_URL="$OF_URL" ORDERFLOW_RETENTION_HISTORY=30m ORDERFLOW_HTTP_PORT=0 timeout 20 "$bin" \
     >>"$OF_WORK/floor.log" 2>&1 || rc=$?
@@ -180,6 +180,6 @@ check "a dry run finds nothing more (history kept by default)" \
     "inbox 0|outbox 0|dead_letters 0|executions -|deadlines 0" \
     "$("${octl[@]}" --dry-run | awk 'NR > 1 {print $1, $3}' | paste -sd'|')"
 rc=0
-"${octl[@]}" --retention-inbox 30m >/dev/null 2>&1 || rc=$?
-check "orderctl prune refuses an inbox retention under 1 h" 64 "$rc"
+"${octl[@]}" --retention-inbox 30s >/dev/null 2>&1 || rc=$?
+check "orderctl prune refuses an inbox retention under 1 min" 64 "$rc"
 of_finish
