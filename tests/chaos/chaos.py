@@ -506,6 +506,15 @@ class Chaos:
 
     # --- faults -------------------------------------------------------------------------
 
+    def bounce(self, what, pid, sig, down_s=0.0):
+        """Stops a stack process with sig, keeps it down for down_s, starts it again."""
+        log("fault %s (pid %s)%s" % (what, pid, " for %.0f s" % down_s if down_s else ""))
+        if pid:
+            self.kill_wait(pid, sig)
+        self.tick(down_s)
+        self.stack_up()
+        self.wait_stack()
+
     def fault(self, kind):
         self.faults[kind] += 1
         if kind == "kill":
@@ -528,12 +537,7 @@ class Chaos:
                 self.exits["SIGKILL by the harness"] += 1
                 self.start(pr, fp)
         elif kind == "broker-kill":
-            pid = self.kafka_pid()
-            log("fault broker-kill: SIGKILL kafka (pid %s)" % pid)
-            if pid:
-                self.kill_wait(pid, signal.SIGKILL)
-            self.stack_up()
-            self.wait_stack()
+            self.bounce("broker-kill: SIGKILL kafka", self.kafka_pid(), signal.SIGKILL)
         elif kind == "broker-pause":
             pid = self.kafka_pid()
             secs = self.rng.uniform(3, 12)
@@ -543,12 +547,7 @@ class Chaos:
                 self.tick(secs)
                 os.kill(pid, signal.SIGCONT)
         elif kind == "pg-crash":
-            pid = self.pg_pid()
-            log("fault pg-crash: immediate shutdown of postgres (pid %s)" % pid)
-            if pid:
-                self.kill_wait(pid, signal.SIGQUIT)
-            self.stack_up()
-            self.wait_stack()
+            self.bounce("pg-crash: immediate shutdown of postgres", self.pg_pid(), signal.SIGQUIT)
         elif kind == "pg-terminate":
             rows = self.db.query("select count(pg_terminate_backend(pid)) from pg_stat_activity"
                                  " where datname = '%s' and pid <> pg_backend_pid()" % self.dbname,
@@ -556,14 +555,8 @@ class Chaos:
             log("fault pg-terminate: %s session(s) terminated" % (rows[0][0] if rows else "?"))
         elif kind == "pg-outage":
             secs = self.args.max_poll_ms / 1000 + self.rng.uniform(3, 8)
-            pid = self.pg_pid()
-            log("fault pg-outage: postgres down for %.0f s (max.poll.interval.ms %d)" %
-                (secs, self.args.max_poll_ms))
-            if pid:
-                self.kill_wait(pid, signal.SIGINT)  # fast shutdown
-            self.tick(secs)
-            self.stack_up()
-            self.wait_stack()
+            self.bounce("pg-outage: postgres stopped past max.poll.interval.ms %d" %
+                        self.args.max_poll_ms, self.pg_pid(), signal.SIGINT, secs)
         elif kind == "scale":
             worker = self.rng.choice(sorted(WORKERS))
             n = self.rng.randint(1, 3)
