@@ -215,6 +215,42 @@ static void test_outbox_add(void **state)
     of_message_free(&m);
 }
 
+/* What an insert's result (id, held) says of each row, found wherever it
+ * is: in order (the hint moves on), out of order, or not at all. */
+static void test_result_find(void **state)
+{
+    PGresAttDesc attrs[2];
+    PGresult *r = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
+    int hint = 0;
+    memset(attrs, 0, sizeof attrs);
+    attrs[0].name = (char *)"id";
+    attrs[0].typid = 2950;
+    attrs[0].typlen = 16;
+    attrs[1].name = (char *)"held";
+    attrs[1].typid = 16;
+    attrs[1].typlen = 1;
+    assert_int_equal(PQsetResultAttrs(r, 2, attrs), 1);
+    assert_int_equal(PQsetvalue(r, 0, 0, (char *)"a", 1), 1);
+    assert_int_equal(PQsetvalue(r, 0, 1, (char *)"f", 1), 1);
+    assert_int_equal(PQsetvalue(r, 1, 0, (char *)"b", 1), 1);
+    assert_int_equal(PQsetvalue(r, 1, 1, (char *)"t", 1), 1);
+    assert_int_equal(PQsetvalue(r, 2, 0, (char *)"c", 1), 1);
+    assert_int_equal(PQsetvalue(r, 2, 1, (char *)"f", 1), 1);
+    assert_int_equal(of_outbox_result_find(r, "a", &hint), OF_OUTBOX_SEND);
+    assert_int_equal(hint, 1);
+    assert_int_equal(of_outbox_result_find(r, "b", &hint), OF_OUTBOX_HELD);
+    assert_int_equal(of_outbox_result_find(r, "c", &hint), OF_OUTBOX_SEND);
+    assert_int_equal(hint, 3);
+    /* Out of order, and from a hint past the end: found all the same. */
+    assert_int_equal(of_outbox_result_find(r, "a", &hint), OF_OUTBOX_SEND);
+    assert_int_equal(hint, 1);
+    assert_int_equal(of_outbox_result_find(r, "d", &hint), OF_OUTBOX_ABSENT);
+    assert_int_equal(of_outbox_result_find(r, "", &hint), OF_OUTBOX_ABSENT);
+    hint = 0;
+    assert_int_equal(of_outbox_result_find(NULL, "a", &hint), OF_OUTBOX_ABSENT);
+    PQclear(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -226,6 +262,7 @@ int main(void)
         cmocka_unit_test(test_parse_appends),
         cmocka_unit_test(test_parse_rejects),
         cmocka_unit_test(test_outbox_add),
+        cmocka_unit_test(test_result_find),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
