@@ -296,9 +296,17 @@ static void apply_rebalance(of_consumer *c, rd_kafka_resp_err_t err,
             error = rd_kafka_incremental_assign(rk, parts);
         else
             rerr = rd_kafka_assign(rk, parts);
-        /* While a long batch has fetching paused, new partitions wait too. */
-        if (c->paused && error == NULL && rerr == RD_KAFKA_RESP_ERR_NO_ERROR)
-            (void)rd_kafka_pause_partitions(rk, parts);
+        /* While a long batch has fetching paused, new partitions wait too.
+         * Otherwise they are resumed explicitly: librdkafka keeps a
+         * partition's pause flag across revoke and assign, so one revoked
+         * while paused (and so missed by the resume of the assignment)
+         * would come back paused and never be fetched again. */
+        if (error == NULL && rerr == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            if (c->paused)
+                (void)rd_kafka_pause_partitions(rk, parts);
+            else
+                (void)rd_kafka_resume_partitions(rk, parts);
+        }
         notify_rebalance(c, true, parts);
     } else {
         notify_rebalance(c, false, parts);
