@@ -597,8 +597,9 @@ static void on_sweep_done(of_db *db, of_db_pipeline *p, int status, void *arg)
     PGresult *res = of_db_pipeline_result(p, 1);
     r->sweep_in_flight = false;
     if (r->sweep_again && !r->stopping) {
+        /* A mark freed held rows while this sweep ran: the next one now. */
         r->sweep_again = false;
-        uv_timer_start(&r->fail_timer, on_fail_timer, 0, 0);
+        uv_timer_start(&r->sweep_timer, on_sweep_timer, 0, r->sweep_interval_ms);
     }
     if (status != OF_OK || res == NULL) {
         of_log_warn("outbox sweep failed: %s", p->error);
