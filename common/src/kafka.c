@@ -158,8 +158,8 @@ static size_t drop_held(of_consumer *c, const rd_kafka_topic_partition_list_t *p
     size_t kept = 0, dropped = 0;
     for (size_t i = 0; i < c->n_held; i++) {
         rd_kafka_message_t *m = c->held[i];
-        if (parts == NULL || rd_kafka_topic_partition_list_find(
-                                 parts, rd_kafka_topic_name(m->rkt), m->partition) != NULL) {
+        if (parts == NULL || rd_kafka_topic_partition_list_find(parts, rd_kafka_topic_name(m->rkt),
+                                                                m->partition) != NULL) {
             rd_kafka_message_destroy(m);
             dropped++;
         } else {

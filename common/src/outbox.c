@@ -14,7 +14,7 @@
 /* A claimed row stays leased for the producer's message.timeout.ms plus this
  * before another sweep may take it: until then its delivery report may come. */
 #define SWEEP_LEASE_MARGIN_MS 10000
-#define SWEEP_LIMIT 500
+#define SWEEP_LIMIT           500
 /* Delivered ids are marked on the next loop turn, all that arrived meanwhile
  * in one UPDATE, one mark in flight at a time (so under load marks batch
  * themselves), committed without waiting for the WAL flush (the relay
@@ -34,20 +34,19 @@ typedef struct of_outbox_failure {
     char err[128]; /* the error's text */
 } of_outbox_failure;
 
-#define PENDING_OLDER(topic, key) OF_OUTBOX_HOLD_IF(topic, key)
 /* A pending row the sweep may send now: not leased (or its sweep lease ran
  * out), and held or never marked within the grace period ($1 ms). */
 #define GRACE_OVER "now() - make_interval(secs => $1::double precision / 1000)"
 #define CLAIMABLE(a)                                                                               \
-    "((" a ".claimed_until is null or " a ".claimed_until < now()) and (" a ".held or " a         \
+    "((" a ".claimed_until is null or " a ".claimed_until < now()) and (" a ".held or " a          \
     ".created_at < " GRACE_OVER "))"
 
 const of_db_stmt of_outbox_stmts[] = {
     {"of_outbox_insert",
      "with ins as (insert into outbox (id, topic, key, payload, headers, held)"
      " select $1::uuid, $2::text, $3::bytea, $4::bytea, $5::jsonb,"
-     " $3::bytea is not null and " PENDING_OLDER("$2::text", "$3::bytea")
-     " returning id, held) select id, held from ins",
+     " $3::bytea is not null and " OF_OUTBOX_HOLD_IF(
+         "$2::text", "$3::bytea") " returning id, held) select id, held from ins",
      true},
     {"of_outbox_insert_rows",
      "with t as (select t.id, t.topic, decode(t.key, 'hex') k, decode(t.payload, 'hex') v,"
@@ -55,9 +54,9 @@ const of_db_stmt of_outbox_stmts[] = {
      " from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[]) with ordinality"
      " as t(id, topic, key, payload, headers, n)),"
      " ins as (insert into outbox (id, topic, key, payload, headers, held)"
-     " select t.id, t.topic, t.k, t.v, t.h, t.k is not null and " PENDING_OLDER("t.topic", "t.k")
-     " from t order by t.n returning id, held)"
-     " select id, held from ins",
+     " select t.id, t.topic, t.k, t.v, t.h, t.k is not null and " OF_OUTBOX_HOLD_IF(
+         "t.topic", "t.k") " from t order by t.n returning id, held)"
+                           " select id, held from ins",
      true},
     {"of_outbox_mark",
      /* Also says whether held rows of the marked keys wait: then the relay
@@ -83,12 +82,13 @@ const of_db_stmt of_outbox_stmts[] = {
      " and (claimed_until is null or claimed_until < now()) order by created_at limit $2)) c"
      " where not exists (select 1 from outbox p where p.topic = c.topic and p.key = c.key"
      " and p.seq < c.seq and p.published_at is null and p.dead_at is null"
-     " and not " CLAIMABLE("p") ")"
-     " and exists (select 1 from pg_locks l where l.locktype = 'advisory'"
-     " and l.pid = pg_backend_pid() and l.granted and l.classid = 0"
-     " and l.objid = " SWEEP_LOCK " and l.objsubid = 1)"
-     " order by c.seq limit $2)"
-     " returning o.id, o.topic, o.key, o.payload, o.headers::text, o.seq",
+     " and not " CLAIMABLE(
+         "p") ")"
+              " and exists (select 1 from pg_locks l where l.locktype = 'advisory'"
+              " and l.pid = pg_backend_pid() and l.granted and l.classid = 0"
+              " and l.objid = " SWEEP_LOCK " and l.objsubid = 1)"
+              " order by c.seq limit $2)"
+              " returning o.id, o.topic, o.key, o.payload, o.headers::text, o.seq",
      false},
     {"of_outbox_fail",
      /* Failed deliveries: held for the sweep; a permanent error counts, and
@@ -327,17 +327,17 @@ static void note_failure(of_outbox_relay *r, char *id, rd_kafka_resp_err_t err)
 static void relay_send(of_outbox_relay *r, of_message *m)
 {
     void *opaque = delivery_opaque(m->id);
-    int rc = opaque ? of_producer_send(r->producer, m, opaque) : -1;
-    if (rc != 0) {
+    /* of_producer_send returns local errors as they are (<= -100) and
+     * broker errors negated. */
+    int rc = opaque != NULL ? of_producer_send(r->producer, m, opaque) : 0;
+    if (opaque == NULL || rc != 0) {
         /* Queue full, too large, no memory: the row is held for the sweep. */
-        free(opaque);
-        /* of_producer_send: local errors as they are (<= -100), broker
-         * errors negated. */
-        rd_kafka_resp_err_t err = rc <= -100 ? (rd_kafka_resp_err_t)rc
-                                  : rc < 0   ? (rd_kafka_resp_err_t)-rc
-                                             : RD_KAFKA_RESP_ERR__FAIL;
+        rd_kafka_resp_err_t err = opaque == NULL ? RD_KAFKA_RESP_ERR__FAIL
+                                  : rc <= -100   ? (rd_kafka_resp_err_t)rc
+                                                 : (rd_kafka_resp_err_t)-rc;
         of_log_warn("could not enqueue outbox row \"%s\" for \"%s\": %s", m->id, m->topic,
-                    rc != 0 && rc != -1 ? rd_kafka_err2str(err) : "no memory");
+                    opaque != NULL ? rd_kafka_err2str(err) : "no memory");
+        free(opaque);
         char *id = strdup(m->id);
         if (id != NULL)
             note_failure(r, id, err);
@@ -640,8 +640,8 @@ static void on_sweep_timer(uv_timer_t *t)
     /* The claim runs only while this session holds the sweep lock (taken
      * if free; a sweep that finds it taken claims nothing). Unlocking all
      * also drops a lock an earlier failed sweep left behind. */
-    if (of_db_pipeline_add_sql(&r->sweep, "select pg_try_advisory_lock(" SWEEP_LOCK ")", 0,
-                               NULL) != 0 ||
+    if (of_db_pipeline_add_sql(&r->sweep, "select pg_try_advisory_lock(" SWEEP_LOCK ")", 0, NULL) !=
+            0 ||
         of_db_pipeline_add(&r->sweep, "of_outbox_claim", 3, values) != 0 ||
         of_db_pipeline_add_sql(&r->sweep, "select pg_advisory_unlock_all()", 0, NULL) != 0 ||
         of_db_submit(r->db, &r->sweep, on_sweep_done, r) != 0) {

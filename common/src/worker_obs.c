@@ -46,7 +46,7 @@ struct of_worker_obs {
     of_metric *failed;       /* orderflow_outbox_failed_total */
     of_metric *swept;        /* orderflow_outbox_swept_total */
     of_metric *held;         /* orderflow_outbox_held_total */
-    of_metric *out_dead;        /* orderflow_outbox_dead_total */
+    of_metric *out_dead;     /* orderflow_outbox_dead_total */
     of_metric *backlog;      /* orderflow_outbox_backlog */
     of_metric *oldest;       /* orderflow_outbox_oldest_unpublished_age_seconds */
     of_metric *lag;          /* orderflow_consumer_lag{topic,partition} */

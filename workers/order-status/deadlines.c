@@ -56,8 +56,8 @@ static void on_written(of_db *db, of_db_pipeline *p, int status, void *arg)
         s->fired_total += s->n_msgs;
         if (s->n_msgs > 0)
             of_failpoint_crash("crash-in-deadline-scan");
-        /* Statement i inserted msgs[i]; no row back: held behind an older
-         * event of its order, the relay's sweep sends it in order. */
+        /* Statement i inserted msgs[i] and says whether it is held behind an
+         * older event of its order (then the relay's sweep sends it). */
         for (size_t i = 0; i < s->n_msgs; i++) {
             int hint = 0;
             if (of_outbox_result_find(of_db_pipeline_result(p, i), s->msgs[i].id, &hint) ==

@@ -31,7 +31,7 @@ bool of_failpoint(const char *name);
  * would) when the point fires. */
 void of_failpoint_crash(const char *name);
 #else
-#define of_failpoint(name) ((void)(name), false)
+#define of_failpoint(name)       ((void)(name), false)
 #define of_failpoint_crash(name) ((void)(name))
 #endif
 

@@ -41,7 +41,7 @@
 #define OF_OUTBOX_HOLD_AFTER "2 seconds"
 #define OF_OUTBOX_HOLD_IF(topic, key)                                                              \
     "exists (select 1 from outbox p where p.topic = " topic " and p.key = " key                    \
-    " and p.published_at is null and p.dead_at is null and (p.held or p.created_at < now()"       \
+    " and p.published_at is null and p.dead_at is null and (p.held or p.created_at < now()"        \
     " - interval '" OF_OUTBOX_HOLD_AFTER "'))"
 
 /* Prepared statements the outbox needs on the connections that use it. */
@@ -92,18 +92,18 @@ typedef struct of_outbox_relay {
     uint64_t published_total;   /* delivered and reported (metrics) */
     uint64_t failed_total;      /* deliveries that failed (metrics) */
     uint64_t swept_total;       /* rows republished by the sweep (metrics) */
-    uint64_t held_total;        /* rows left to the sweep behind older ones of their key (metrics) */
-    uint64_t dead_total;        /* rows this relay gave up on (metrics) */
-    uint32_t max_failures;      /* permanent delivery errors before a row is dead */
-    uv_timer_t fail_timer;      /* records failed deliveries (and purges) soon */
-    of_db_pipeline fail;        /* pipeline recording failed deliveries */
-    bool fail_in_flight;        /* fail is submitted */
+    uint64_t held_total;   /* rows left to the sweep behind older ones of their key (metrics) */
+    uint64_t dead_total;   /* rows this relay gave up on (metrics) */
+    uint32_t max_failures; /* permanent delivery errors before a row is dead */
+    uv_timer_t fail_timer; /* records failed deliveries (and purges) soon */
+    of_db_pipeline fail;   /* pipeline recording failed deliveries */
+    bool fail_in_flight;   /* fail is submitted */
     struct of_outbox_failure *failed; /* failed deliveries, waiting to be recorded */
-    size_t n_failed;            /* used entries */
-    size_t cap_failed;          /* allocated entries */
-    bool purge;                 /* a delivery failed: purge the producer's queue */
-    bool sweep_again;           /* a mark released held rows: sweep when the current one ends */
-    bool stopping;              /* no more sweeps */
+    size_t n_failed;                  /* used entries */
+    size_t cap_failed;                /* allocated entries */
+    bool purge;                       /* a delivery failed: purge the producer's queue */
+    bool sweep_again; /* a mark released held rows: sweep when the current one ends */
+    bool stopping;    /* no more sweeps */
 } of_outbox_relay;
 
 /* Sets up the relay; producer delivery reports must be forwarded to

@@ -191,16 +191,16 @@ typedef struct of_worker_handler {
 
 /* Settings shared by every worker (see OF_WORKER_CONFIG). */
 typedef struct of_worker_settings {
-    char *database_url;      /* libpq URI */
-    char *kafka_bootstrap;   /* bootstrap servers */
-    char *group_id;          /* consumer group, default "orderflow-<worker>" */
-    char *topic_prefix;      /* prefix for every topic name (tests), default "" */
-    char *log_level;         /* debug, info, warn, error */
-    int64_t batch_size;      /* max events per transaction */
-    int64_t sweep_interval;  /* ms between outbox sweeps */
-    int64_t sweep_grace;     /* ms before the sweep considers a row stuck */
+    char *database_url;          /* libpq URI */
+    char *kafka_bootstrap;       /* bootstrap servers */
+    char *group_id;              /* consumer group, default "orderflow-<worker>" */
+    char *topic_prefix;          /* prefix for every topic name (tests), default "" */
+    char *log_level;             /* debug, info, warn, error */
+    int64_t batch_size;          /* max events per transaction */
+    int64_t sweep_interval;      /* ms between outbox sweeps */
+    int64_t sweep_grace;         /* ms before the sweep considers a row stuck */
     int64_t outbox_max_failures; /* permanent delivery errors before an outbox row is dead */
-    int64_t retry_max;       /* ms, cap of the retry backoff */
+    int64_t retry_max;           /* ms, cap of the retry backoff */
     int64_t retry_limit;     /* counted transient failures before isolation / RETRIES_EXHAUSTED */
     int64_t stall_timeout;   /* ms without a commit before /readyz says stalled */
     int64_t grace_period;    /* ms allowed for a graceful shutdown */
