@@ -292,6 +292,7 @@ static void apply_rebalance(of_consumer *c, rd_kafka_resp_err_t err,
     rd_kafka_resp_err_t rerr = RD_KAFKA_RESP_ERR_NO_ERROR;
 
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        c->synced = true;
         if (coop)
             error = rd_kafka_incremental_assign(rk, parts);
         else
@@ -531,6 +532,37 @@ static void consumer_poll_closed(uv_handle_t *h)
         c->close_cb(c);
 }
 
+/* librdkafka before 2.3.0 asserts (abort) when it destroys a consumer whose
+ * sticky assignor was selected by a JoinGroup but never received the
+ * SyncGroup's assignment (its assignor state is still NULL; fixed upstream in
+ * 2.3.0). A member stopped in that window, typically while the group waits
+ * for a leader that was just killed, would die with SIGABRT on a clean
+ * SIGTERM. Such a handle is closed (it left the group) but not destroyed: it
+ * is kept here, reachable, until the process exits. */
+#define OF_MAX_ABANDONED 4
+static rd_kafka_t *abandoned[OF_MAX_ABANDONED];
+
+/* Whether destroying c would hit that assertion: a sticky assignor, chosen
+ * by a JoinGroup (the protocol is "NONE" before; once the group is left the
+ * query returns NULL, so it is asked when the close starts), and no
+ * assignment since. */
+static bool destroy_would_abort(of_consumer *c)
+{
+    char strategy[128];
+    size_t size = sizeof strategy;
+    const char *protocol;
+    if (c->synced || rd_kafka_version() >= 0x020300ff)
+        return false;
+    if (rd_kafka_conf_get(rd_kafka_conf(c->rk), "partition.assignment.strategy", strategy, &size) !=
+            RD_KAFKA_CONF_OK ||
+        strstr(strategy, "sticky") == NULL)
+        return false;
+    if (c->joined)
+        return true;
+    protocol = rd_kafka_rebalance_protocol(c->rk);
+    return protocol != NULL && strcmp(protocol, "NONE") != 0;
+}
+
 static void consumer_close_handles(of_consumer *c)
 {
     /* Held messages go before the handle they belong to. */
@@ -543,7 +575,18 @@ static void consumer_close_handles(of_consumer *c)
         c->queue = NULL;
     }
     if (c->rk != NULL) {
-        rd_kafka_destroy(c->rk);
+        size_t slot = 0;
+        while (slot < OF_MAX_ABANDONED && abandoned[slot] != NULL)
+            slot++;
+        if (destroy_would_abort(c) && slot < OF_MAX_ABANDONED) {
+            of_log_warn("consumer stopped between joining the group and its first assignment; "
+                        "its handle is left to the process exit (librdkafka %s would abort "
+                        "destroying it)",
+                        rd_kafka_version_str());
+            abandoned[slot] = c->rk;
+        } else {
+            rd_kafka_destroy(c->rk);
+        }
         c->rk = NULL;
     }
     if (c->poll.data != NULL && !uv_is_closing((uv_handle_t *)&c->poll)) {
@@ -572,6 +615,10 @@ void of_consumer_close(of_consumer *c, void (*close_cb)(of_consumer *c))
         return;
     c->closing = true;
     c->close_cb = close_cb;
+    if (c->rk != NULL) {
+        const char *protocol = rd_kafka_rebalance_protocol(c->rk);
+        c->joined = protocol != NULL && strcmp(protocol, "NONE") != 0;
+    }
     if (c->rk == NULL || c->queue == NULL || c->poll.data == NULL) {
         consumer_close_handles(c);
         return;

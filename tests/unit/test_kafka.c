@@ -442,9 +442,9 @@ static void test_produce_retries_idempotent(void **state)
 }
 
 /* A consumer busy with one batch for longer than max.poll.interval.ms. */
-#define BUSY_MS       12000 /* how long the first batch takes */
-#define BUSY_BATCH    20    /* messages in the first batch */
-#define JOIN_AFTER_MS 1500  /* when the second consumer joins */
+#define BUSY_MS           12000 /* how long the first batch takes */
+#define BUSY_BATCH        20    /* messages in the first batch */
+#define JOIN_AFTER_MS     1500  /* when the second consumer joins */
 #define SERVE_DEADLINE_MS 60000
 
 typedef struct serve_run {
@@ -594,9 +594,8 @@ static void serve_start(serve_run *s, of_consumer *c, of_consumer_wakeup_cb wake
     rd_kafka_conf_t *conf = of_kafka_conf_new(s->r->bootstraps, client, errstr, sizeof errstr);
     if (conf == NULL)
         fail_msg("could not configure consumer: %s", errstr);
-    assert_int_equal(of_consumer_init(c, &s->r->loop, conf, s->r->group, topics, 1, wakeup,
-                                      rebalance, s),
-                     0);
+    assert_int_equal(
+        of_consumer_init(c, &s->r->loop, conf, s->r->group, topics, 1, wakeup, rebalance, s), 0);
 }
 
 /* a's batch is over: its offsets are stored (those of partitions a gave
@@ -645,8 +644,8 @@ static void serve_on_deadline(uv_timer_t *t)
  * the busy consumer pauses fetching and keeps serving the group, so it is
  * not evicted, and the rebalance of a consumer that joins meanwhile goes on
  * (the mock coordinator finishes it only after the batch; the integration
- * test shows it finishing during an outage on the real broker). Nothing is lost; a message is consumed twice only
- * if it was in the busy batch and its partition moved (the inbox's case). */
+ * test shows it finishing during an outage on the real broker). Nothing is lost; a message is
+ * consumed twice only if it was in the busy batch and its partition moved (the inbox's case). */
 static void test_busy_consumer_serves_group(void **state)
 {
     char errstr[512];
@@ -697,6 +696,119 @@ static void test_busy_consumer_serves_group(void **state)
     free(s);
 }
 
+/* A consumer stopped after the JoinGroup chose its (cooperative-sticky)
+ * assignor but before the SyncGroup brought its first assignment, as when
+ * the group waits for a leader that was just killed: librdkafka before 2.3.0
+ * aborted in rd_kafka_destroy() (assignor state NULL). The close must finish
+ * and the process go on. The mock coordinator holds the SyncGroup response
+ * for EARLY_SYNC_DELAY_MS; the consumer is closed as soon as it has joined. */
+#define API_SYNC_GROUP      14 /* Kafka protocol ApiKey of SyncGroupRequest */
+#define EARLY_SYNC_DELAY_MS 4000
+
+typedef struct early_run {
+    run *r;
+    of_consumer c;
+    uv_timer_t watch;  /* looks for the joined state */
+    bool closing;      /* close started */
+    bool closed;       /* close callback ran */
+    int assigned;      /* partitions assigned (must stay 0) */
+    char protocol[32]; /* rebalance protocol when the close started */
+} early_run;
+
+static void early_on_wakeup(of_consumer *c, void *arg)
+{
+    rd_kafka_message_t *msgs[8];
+    size_t n = of_consumer_poll(c, msgs, 8);
+    for (size_t i = 0; i < n; i++)
+        rd_kafka_message_destroy(msgs[i]);
+}
+
+static void early_on_rebalance(of_consumer *c, bool assigned,
+                               const rd_kafka_topic_partition_list_t *parts, void *arg)
+{
+    early_run *e = arg;
+    if (assigned)
+        e->assigned += parts->cnt;
+}
+
+static void early_on_closed(of_consumer *c)
+{
+    early_run *e = c->arg;
+    e->closed = true;
+}
+
+static void early_close(early_run *e)
+{
+    e->closing = true;
+    uv_timer_stop(&e->watch);
+    uv_close((uv_handle_t *)&e->watch, NULL);
+    uv_timer_stop(&e->r->deadline);
+    uv_close((uv_handle_t *)&e->r->deadline, NULL);
+    uv_close((uv_handle_t *)&e->r->sender, NULL);
+    of_consumer_close(&e->c, early_on_closed);
+}
+
+static void early_on_watch(uv_timer_t *t)
+{
+    early_run *e = t->data;
+    const char *protocol = rd_kafka_rebalance_protocol(e->c.rk);
+    if (e->closing || protocol == NULL || strcmp(protocol, "NONE") == 0)
+        return;
+    snprintf(e->protocol, sizeof e->protocol, "%s", protocol);
+    early_close(e);
+}
+
+static void early_on_deadline(uv_timer_t *t)
+{
+    early_run *e = t->data;
+    e->r->timed_out = true;
+    if (!e->closing)
+        early_close(e);
+}
+
+static void test_close_before_first_assignment(void **state)
+{
+    char errstr[512];
+    const char *topics[1];
+    early_run *e = calloc(1, sizeof *e);
+    assert_non_null(e);
+    e->r = run_new("early");
+    run *r = e->r;
+    topics[0] = r->topic;
+    assert_int_equal(rd_kafka_mock_coordinator_set(r->mcluster, "group", r->group, 1),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
+    assert_int_equal(rd_kafka_mock_broker_push_request_error_rtts(r->mcluster, 1, API_SYNC_GROUP, 1,
+                                                                  RD_KAFKA_RESP_ERR_NO_ERROR,
+                                                                  EARLY_SYNC_DELAY_MS),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_conf_t *conf = of_kafka_conf_new(r->bootstraps, "test-early", errstr, sizeof errstr);
+    if (conf == NULL)
+        fail_msg("could not configure consumer: %s", errstr);
+    assert_int_equal(of_consumer_init(&e->c, &r->loop, conf, r->group, topics, 1, early_on_wakeup,
+                                      early_on_rebalance, e),
+                     0);
+    assert_int_equal(uv_timer_init(&r->loop, &e->watch), 0);
+    e->watch.data = e;
+    r->deadline.data = e;
+    assert_int_equal(uv_timer_start(&e->watch, early_on_watch, 5, 5), 0);
+    assert_int_equal(uv_timer_start(&r->deadline, early_on_deadline, DEADLINE_MS, 0), 0);
+    assert_int_equal(uv_run(&r->loop, UV_RUN_DEFAULT), 0);
+
+    assert_false(r->timed_out);
+    assert_string_equal(e->protocol, "COOPERATIVE");
+    assert_int_equal(e->assigned, 0);
+    assert_false(e->c.synced);
+    assert_true(e->closed);
+    assert_int_equal(uv_loop_close(&r->loop), 0);
+    /* Not run_free(): with librdkafka before 2.3.0 the consumer's handle is
+     * deliberately left to the process exit, so not every handle is gone.
+     * This test runs last for that reason. */
+    rd_kafka_mock_cluster_destroy(r->mcluster);
+    rd_kafka_destroy(r->mock_rk);
+    free(r);
+    free(e);
+}
+
 int main(void)
 {
     of_log_init("test_kafka");
@@ -704,6 +816,8 @@ int main(void)
         cmocka_unit_test(test_produce_consume),
         cmocka_unit_test(test_produce_retries_idempotent),
         cmocka_unit_test(test_busy_consumer_serves_group),
+        /* Last: it may leave a consumer handle to the process exit. */
+        cmocka_unit_test(test_close_before_first_assignment),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

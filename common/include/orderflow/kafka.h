@@ -84,6 +84,8 @@ struct of_consumer {
     uint64_t n_pauses;                  /* times fetching was paused (metrics) */
     bool fatal;                         /* librdkafka raised a fatal error: unusable */
     void (*on_fatal)(of_consumer *c);   /* called once on a fatal error, or NULL */
+    bool synced;                        /* an assignment came from the group (see close) */
+    bool joined;                        /* a JoinGroup had chosen the assignor at the close */
 };
 
 /* Creates the consumer (takes ownership of conf, also on failure) for group,
