@@ -382,10 +382,11 @@ static void on_fail_done(of_db *db, of_db_pipeline *p, int status, void *arg)
     } else {
         for (int i = 0; i < PQntuples(res); i++) {
             r->dead_total++;
-            of_log_error("outbox row \"%s\" for \"%s\" is dead after %u permanent delivery "
-                         "error(s), last: %s; it is not sent again (outbox.dead_at)",
-                         PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), r->max_failures,
-                         PQgetvalue(res, i, 2));
+            of_log_error(
+                "outbox row \"%s\" for \"%s\" is dead after %u permanent delivery "
+                "error(s), last: %s; it is not sent again (orderctl outbox retry, after the fix)",
+                PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), r->max_failures,
+                PQgetvalue(res, i, 2));
         }
     }
     of_db_pipeline_reset(p);

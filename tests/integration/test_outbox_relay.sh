@@ -16,7 +16,11 @@
 #      (inserted here with a live lease, as if another relay had it in flight
 #      and its delivery were failing) is held: not on the topic while that row
 #      is pending, sent by the sweep once it is published;
-#      orderflow_outbox_held_total counts it.
+#      orderflow_outbox_held_total counts it;
+#   4. `orderctl outbox list --dead` shows the dead row and why; `outbox retry`
+#      refuses an unknown id (66) and the dead row (65: the small copy of its
+#      key went out since), and with --force, once the worker runs without the
+#      size limit (the fix), the row goes out, after the small copy.
 set -euo pipefail
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
@@ -73,4 +77,30 @@ check "once it is published the sweep sends the held row" "1 $OF_TAG-behind" \
             where topic = '$T.dlq' and key = '$OF_TAG-k2'")"
 check "nothing pending is left" 0 \
     "$(sql "select count(*) from outbox where published_at is null and dead_at is null")"
+
+# 4: the operator's second chance for the dead row.
+octl() { "$OF_ORDERCTL" outbox --database-url "$OF_URL" --topic-prefix "$OF_PREFIX" "$@"; }
+dead_id=$(sql "select id from outbox where topic = '$T.dlq' and dead_at is not null")
+listed=$(octl list --dead --topic order.created.dlq)
+check "outbox list --dead shows the dead row and why" "1 1" \
+    "$(grep -c -- "$dead_id" <<<"$listed") $(grep -ci 'too large' <<<"$listed")"
+rc=0; octl retry 00000000-0000-4000-8000-0000000000ff >/dev/null 2>&1 || rc=$?
+check "outbox retry of an unknown id: exit 66" 66 "$rc"
+rc=0; err=$(octl retry "$dead_id" 2>&1 >/dev/null) || rc=$?
+check "outbox retry refuses a row whose key had a younger row published: exit 65" \
+    "65 1" "$rc $(grep -c 'younger rows of its key' <<<"$err")"
+check "... and changes nothing" "1" \
+    "$(sql "select count(*) from outbox where id = '$dead_id' and dead_at is not null")"
+of_worker_stop oc
+of_worker_start oc2 order-created ORDERFLOW_HTTP_PORT=$((PORT + 1)) ORDERFLOW_OUTBOX_SWEEP_INTERVAL=1s
+rc=0; octl retry --all --force --topic order.created.dlq >/dev/null || rc=$?
+check "outbox retry --all --force: exit 0" 0 "$rc"
+of_kafka_wait order.created.dlq "select count(*) = 2 from kafka_records
+                                 where topic = '$T.dlq' and key = '$OF_TAG-k1'" 60 || true
+check "the retried row went out, after the younger copy of its key" \
+    "$OF_TAG-small,$OF_TAG-big" \
+    "$(sql "select string_agg(headers->>'ce_id', ',' order by \"offset\") from kafka_records
+            where topic = '$T.dlq' and key = '$OF_TAG-k1'")"
+check "it is published, no longer dead" "t" \
+    "$(sql "select published_at is not null and dead_at is null from outbox where id = '$dead_id'")"
 of_finish

@@ -70,6 +70,8 @@ int orderctl_history(int argc, char **argv);
 int orderctl_executions(int argc, char **argv);
 /* orderctl dlq list|show|redrive: dead letters (cmd_dlq.c). */
 int orderctl_dlq(int argc, char **argv);
+/* orderctl outbox list|retry: unpublished and dead outbox rows (cmd_outbox.c). */
+int orderctl_outbox(int argc, char **argv);
 /* orderctl prune: deletes rows whose retention has passed, as the workers do (cmd_prune.c). */
 int orderctl_prune(int argc, char **argv);
 
