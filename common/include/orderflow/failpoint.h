@@ -12,8 +12,8 @@
  *                           fatal idempotent-producer error;
  *   crash-after-commit      batch.c: a batch's transaction committed, its
  *                           offsets not stored, its events not sent;
- *   crash-after-produce     outbox.c: an outbox row delivered, not yet marked;
- *   crash-in-sweep          outbox.c: sweep rows claimed (leased), not sent;
+ *   crash-after-produce     outbox_relay.c: an outbox row delivered, not yet marked;
+ *   crash-in-sweep          outbox_relay.c: sweep rows claimed (leased), not sent;
  *   crash-in-deadline-scan  a worker's deadline scanner (deadlines.c):
  *                           deadlines fired and committed, their events
  *                           not sent.
