@@ -537,10 +537,18 @@ static void consumer_poll_closed(uv_handle_t *h)
  * SyncGroup's assignment (its assignor state is still NULL; fixed upstream in
  * 2.3.0). A member stopped in that window, typically while the group waits
  * for a leader that was just killed, would die with SIGABRT on a clean
- * SIGTERM. Such a handle is closed (it left the group) but not destroyed: it
- * is kept here, reachable, until the process exits. */
+ * SIGTERM. Such a handle is closed (normally: it left the group) but not
+ * destroyed: it stays reachable here until the process exits, which the
+ * worker then does with _exit() (of_kafka_abandoned), so that no exit handler
+ * runs beside its threads. Counted without a limit; the first few are kept. */
 #define OF_MAX_ABANDONED 4
 static rd_kafka_t *abandoned[OF_MAX_ABANDONED];
+static size_t n_abandoned;
+
+size_t of_kafka_abandoned(void)
+{
+    return n_abandoned;
+}
 
 /* Whether destroying c would hit that assertion: a sticky assignor, chosen
  * by a JoinGroup (the protocol is "NONE" before; once the group is left the
@@ -575,15 +583,17 @@ static void consumer_close_handles(of_consumer *c)
         c->queue = NULL;
     }
     if (c->rk != NULL) {
-        size_t slot = 0;
-        while (slot < OF_MAX_ABANDONED && abandoned[slot] != NULL)
-            slot++;
-        if (destroy_would_abort(c) && slot < OF_MAX_ABANDONED) {
+        if (destroy_would_abort(c)) {
             of_log_warn("consumer stopped between joining the group and its first assignment; "
                         "its handle is left to the process exit (librdkafka %s would abort "
-                        "destroying it)",
-                        rd_kafka_version_str());
-            abandoned[slot] = c->rk;
+                        "destroying it)%s",
+                        rd_kafka_version_str(),
+                        rd_kafka_consumer_closed(c->rk) ? ""
+                                                        : "; it did not leave the group, which "
+                                                          "drops it after session.timeout.ms");
+            if (n_abandoned < OF_MAX_ABANDONED)
+                abandoned[n_abandoned] = c->rk;
+            n_abandoned++;
         } else {
             rd_kafka_destroy(c->rk);
         }

@@ -437,5 +437,12 @@ out_free:
     free(w->cfg.log_level);
     free(w->cfg.http_address);
     free(w);
+    if (of_kafka_abandoned() > 0) {
+        /* A consumer handle still runs its threads (kafka.c): no exit
+         * handler may run beside them. */
+        fflush(stdout);
+        fflush(stderr);
+        _exit(result);
+    }
     return result;
 }

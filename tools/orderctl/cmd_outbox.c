@@ -71,11 +71,14 @@ static const char summary[] =
     "dead or is refused. Runs as the schema owner.";
 
 /* clang-format off */
-/* A younger row of the same topic and key was published: the dead row would
- * overtake nothing, it would come last. Keyless rows have no order to keep. */
-#define YOUNGER_PUBLISHED(o)                                                                       \
+/* A younger row of the same topic and key was published, or may be on its
+ * way (pending and not held: sent directly, or leased by a sweep): the dead
+ * row would come after it. Younger held rows are fine, the sweep sends them
+ * behind it in seq order. Keyless rows have no order to keep. */
+#define YOUNGER_OUT(o)                                                                             \
     "(" o ".key is not null and exists (select 1 from outbox y where y.topic = " o ".topic"        \
-    " and y.key = " o ".key and y.seq > " o ".seq and y.published_at is not null))"
+    " and y.key = " o ".key and y.seq > " o ".seq and (y.published_at is not null"                 \
+    " or (y.dead_at is null and not y.held))))"
 
 static const char sql_list[] =
     "select o.seq, o.id, o.topic, encode(o.key, 'escape') as key, " ORDERCTL_TS("o.created_at")
@@ -86,10 +89,10 @@ static const char sql_list[] =
     " order by o.seq limit $4::integer";
 /* The rows retry was asked for (by id, or every dead one of a topic). */
 static const char sql_pick_ids[] =
-    "select o.id, o.dead_at is not null as dead, " YOUNGER_PUBLISHED("o") " as younger"
+    "select o.id, o.dead_at is not null as dead, " YOUNGER_OUT("o") " as younger"
     " from outbox o where o.id = any($1::uuid[]) for update";
 static const char sql_pick_all[] =
-    "select o.id, true as dead, " YOUNGER_PUBLISHED("o") " as younger from outbox o"
+    "select o.id, true as dead, " YOUNGER_OUT("o") " as younger from outbox o"
     " where o.published_at is null and o.dead_at is not null"
     " and ($1::text is null or o.topic = $1 or o.topic = $2)"
     " order by o.seq limit $3::integer for update";
@@ -180,8 +183,9 @@ static int retry_check(const outbox_settings *s, const PGresult *r, char *const 
             code = EX_DATAERR;
         } else if (strcmp(PQgetvalue(r, row, 2), "t") == 0 && !s->force) {
             fprintf(stderr,
-                    "orderctl: outbox row %s: younger rows of its key were published since; "
-                    "retried, it would arrive after them (--force to send it anyway)\n",
+                    "orderctl: outbox row %s: younger rows of its key were published since (or "
+                    "are on their way); retried, it would arrive after them (--force to send "
+                    "it anyway)\n",
                     id);
             code = EX_DATAERR;
         }
