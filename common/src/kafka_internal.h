@@ -1,5 +1,5 @@
-/* kafka_internal.h: what the consumer (kafka.c) and the producer (kafka_producer.c) share; not
- * installed. */
+/* kafka_internal.h: what the consumer (kafka_consumer.c) and the producer (kafka_producer.c) share;
+ * not installed. */
 #ifndef ORDERFLOW_KAFKA_INTERNAL_H
 #define ORDERFLOW_KAFKA_INTERNAL_H
 

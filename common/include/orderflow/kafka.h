@@ -95,7 +95,7 @@ int of_consumer_init(of_consumer *c, uv_loop_t *loop, rd_kafka_conf_t *conf, con
                      of_consumer_rebalance_cb rebalance, void *arg)
     __attribute__((warn_unused_result));
 /* Consumer handles closed but left to the process exit because destroying
- * them would abort (librdkafka before 2.3.0, see kafka.c); the process should
+ * them would abort (librdkafka before 2.3.0, see kafka_consumer.c); the process should
  * then end with _exit(). */
 size_t of_kafka_abandoned(void);
 /* Takes up to max messages without blocking, held ones first (resuming
