@@ -38,7 +38,7 @@ const of_db_stmt of_outbox_stmts[] = {
      /* Also says whether, for a marked key, the oldest row still pending is
       * held: then it can go now and the relay sweeps at once instead of at
       * its next interval. One probe of outbox_pending_key_idx per marked row
-      * (its order is the index's), however many rows are held elsewhere. */
+      * (it reads the index in its own sequence), however many rows are held elsewhere. */
      "with m as (update outbox set published_at = now() where id = any($1::uuid[])"
      " and published_at is null returning topic, key)"
      " select exists (select 1 from m cross join lateral (select h.held from outbox h"
