@@ -195,6 +195,7 @@ static void restore_range(of_worker *w)
     of_worker_batch *b = &w->batch;
     for (size_t i = b->lo; i < b->hi; i++) {
         b->items[i].state = b->items[i].initial;
+        b->items[i].on_record = false;
         if (!b->items[i].settled)
             b->items[i].outcome = NULL;
     }
@@ -449,7 +450,10 @@ static void settle(of_worker *w, const of_db_pipeline *p)
             break;
         case OF_ITEM_DUPLICATE:
             w->n_duplicates++;
-            of_log_write(OF_LOG_INFO, &ctx, "duplicate event skipped");
+            of_log_write(OF_LOG_INFO, &ctx,
+                         it->on_record ? "duplicate event skipped (its effect is on record; "
+                                         "its inbox row was pruned)"
+                                       : "duplicate event skipped");
             break;
         case OF_ITEM_DEAD:
             w->n_dead++;
@@ -544,7 +548,7 @@ static void on_loaded(of_db *db, of_db_pipeline *p, int status, void *arg)
     of_worker *w = arg;
     of_worker_batch *b = &w->batch;
     of_db_pipeline *wp = &w->wp;
-    const PGresult *seen;
+    const PGresult *seen, *on_record;
     int rc = OF_OK;
 
     if (status != OF_OK) {
@@ -552,10 +556,17 @@ static void on_loaded(of_db *db, of_db_pipeline *p, int status, void *arg)
         return;
     }
     seen = of_db_pipeline_result(p, 1);
+    on_record = b->applied_load >= 0 ? of_db_pipeline_result(p, (size_t)b->applied_load) : NULL;
     for (size_t i = b->lo; i < b->hi; i++) {
         of_worker_item *it = &b->items[i];
-        if (it->state == OF_ITEM_PENDING && of_inbox_result_has(seen, it->ev.id))
+        if (it->state != OF_ITEM_PENDING)
+            continue;
+        if (of_inbox_result_has(seen, it->ev.id)) {
             it->state = OF_ITEM_DUPLICATE;
+        } else if (of_inbox_result_has(on_record, it->ev.id)) {
+            it->state = OF_ITEM_DUPLICATE;
+            it->on_record = true;
+        }
     }
     of_db_pipeline_reset(wp);
     wp->session = of_db_session(&w->db);
@@ -625,6 +636,11 @@ static void begin_txn(of_worker *w)
     rc = of_db_pipeline_add_sql(lp, "begin", 0, NULL);
     if (rc == OF_OK)
         rc = of_inbox_add_check(lp, w->h->name, ids, n_ids);
+    b->applied_load = -1;
+    if (rc == OF_OK && n_ids > 0 && w->h->applied_stmt != NULL) {
+        b->applied_load = (long)lp->n;
+        rc = of_db_pipeline_add_list(lp, w->h->applied_stmt, ids, n_ids, NULL);
+    }
     free(ids);
     if (rc == OF_OK && n_ids > 0)
         rc = of_apply_load(w, b, lp);

@@ -22,7 +22,10 @@
 #   4. rejections: not delivered, window expired (delivered_at moved back
 #      31 days; 29 days is still accepted), unknown item;
 #   5. an unknown order: dead-lettered with UNKNOWN_ORDER;
-#   6. the same return.requested (same ce_id) three times: one return.
+#   6. the same return.requested (same ce_id) three times: one return;
+#   7. that request and its order's order.created delivered again after
+#      their inbox rows were pruned: duplicates (their effects are on
+#      record), no dead letter.
 set -euo pipefail
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
@@ -444,6 +447,25 @@ check "the request after the copies: REJECTED QUANTITY_EXCEEDED (1 returnable)" 
     "$(ret_row dup-more) $(sql "select h.detail->>'returnable' from rq r join executions e on e.return_id = r.id
                                join execution_history h on h.execution_id = e.id where r.name = 'dup-more'")"
 check "order PARTIALLY_RETURNED once" "PARTIALLY_RETURNED 7" "$(order_row dup)"
+
+# --- 7. Redelivered after its inbox row was pruned ----------------------------------------------
+# A redelivery from a committed offset older than --retention-inbox: the inbox
+# no longer has the ce_id, but the return (and the order) it made are on
+# record (unique source_event_id), so each is a duplicate, not a dead letter.
+sql "delete from inbox where ce_id in ('$OF_TAG-q-dup', '$OF_TAG-o-dup')"
+of_publish return.requested "$x" "$OF_TAG-q-dup" return.requested "$body"
+of_publish order.created "$OF_TAG-o-dup" "$OF_TAG-o-dup" order.created \
+    '{"customer_id":"c-1","items":[{"product_id":"r-c","quantity":3}]}'
+for ((i = 0; i < 300; i++)); do
+    n=$(cat "$OF_WORK"/*.log 2>/dev/null | grep -c 'its effect is on record' || true)
+    [ "$n" -ge 2 ] && break
+    sleep 0.1
+done
+check "both redeliveries skipped as duplicates on record" 2 "$n"
+check "still one return and one order for those ce_ids, no dead letter for them" "1 1 0" \
+    "$(sql "select (select count(*) from returns where source_event_id = '$OF_TAG-q-dup') || ' ' ||
+                   (select count(*) from orders where source_event_id = '$OF_TAG-o-dup') || ' ' ||
+                   (select count(*) from dead_letters where ce_id in ('$OF_TAG-q-dup', '$OF_TAG-o-dup'))")"
 
 # --- Whole run -----------------------------------------------------------------------------------
 settle '%' "$(sql "select count(distinct name) from req_items")" 120

@@ -31,6 +31,10 @@ static const char *const topics[] = {OF_TOPIC_ORDER_CREATED};
 static const of_db_stmt stmts[] = {
     {"oc_customers", "select id from customers where id = any($1::text[])", false},
     {"oc_products", "select id, price_cents from products where id = any($1::text[])", false},
+    /* An order.created that made an order is on record for good (unique
+     * source_event_id): a duplicate even once its inbox row is pruned. */
+    {"oc_applied", "select source_event_id from orders where source_event_id = any($1::text[])",
+     false},
 };
 
 /* Row sets (one statement per batch each), in the order they run. */
@@ -197,6 +201,7 @@ int main(int argc, char **argv)
         .n_topics = sizeof topics / sizeof topics[0],
         .stmts = stmts,
         .n_stmts = sizeof stmts / sizeof stmts[0],
+        .applied_stmt = "oc_applied",
         .sets = sets,
         .n_sets = SET_COUNT,
         .machine = &of_order_machine,

@@ -65,6 +65,10 @@ static const of_db_stmt stmts[] = {
      " and r.status in ('RETURN_PROCESSED', 'REFUND_INITIATED', 'REFUND_PROCESSED',"
      " 'REFUND_COMPLETED')) from orders o where o.id = any($1::uuid[])",
      false},
+    /* A return.requested that made a return is on record for good (unique
+     * source_event_id): a duplicate even once its inbox row is pruned. */
+    {"rr_applied", "select source_event_id from returns where source_event_id = any($1::text[])",
+     false},
     {"rr_insert_return",
      "insert into returns (id, order_id, status, version, reason, status_reason, correlation_id,"
      " source_event_id) values ($1::uuid, $2::uuid, $3, 1, nullif($4, ''), nullif($5, ''), $6,"
@@ -448,6 +452,7 @@ int main(int argc, char **argv)
         .n_topics = sizeof topics / sizeof topics[0],
         .stmts = stmts,
         .n_stmts = sizeof stmts / sizeof stmts[0],
+        .applied_stmt = "rr_applied",
         .machine = &of_return_machine,
         .steps = steps,
         .decode = decode,

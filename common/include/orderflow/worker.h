@@ -107,6 +107,7 @@ typedef struct of_worker_item {
     char dlq_code[40];       /* error code for the DLQ when not err.code's name, or "" */
     bool dlq_escaped;        /* store the dead letter in its escaped form (see batch.c) */
     bool rechecked;          /* ran again after a unique violation, to find it in the inbox */
+    bool on_record;          /* DUPLICATE found by applied_stmt, not by the inbox */
     of_event_error err;      /* reason when DEAD */
     const char *outcome;     /* short word for the log: "applied", "rejected", ... */
     bool settled;            /* DONE without a transaction: an entity's status event that
@@ -135,6 +136,7 @@ typedef struct of_worker_batch {
     of_entity *entities;          /* the machine's entities of this transaction, by id */
     size_t n_entities;            /* count */
     long entity_load;  /* index of the machine's entity load in the load pipeline, or -1 */
+    long applied_load; /* index of the handler's applied_stmt in the load pipeline, or -1 */
     size_t first_load; /* index of the handler's first load command in the load pipeline */
     long fault;        /* item whose step failed permanently, or -1 */
     int wave;          /* current wave of the transaction (apply.c) */
@@ -154,6 +156,12 @@ typedef struct of_worker_handler {
     size_t n_topics;           /* number of topics */
     const of_db_stmt *stmts;   /* the worker's own statements (the machine's are added) */
     size_t n_stmts;            /* number of statements */
+    /* Optional: the name of one of stmts that takes $1 text[] of ce_ids and
+     * returns (one text column) those whose effect is on permanent record,
+     * e.g. an entity created with a unique source_event_id. Those events are
+     * duplicates even once their inbox rows are pruned (a redelivery from a
+     * committed offset older than --retention-inbox). */
+    const char *applied_stmt;
     /* The steps' row sets, run once per wave in this order, after the
      * steps' own statements and before the machine's (see apply.c). */
     const of_worker_set *sets;
