@@ -610,10 +610,11 @@ class Chaos:
     SIZED = ("inbox", "outbox", "dead_letters", "deadlines", "execution_history", "orders")
 
     def sample_sizes(self):
-        """Rows (estimate) and bytes of the runtime's tables, every --size-every s."""
-        rows = self.db.query(
-            "select relname, n_live_tup, pg_total_relation_size(relid) from pg_stat_user_tables"
-            " where relname = any('{%s}')" % ",".join(self.SIZED))
+        """Rows (counted: pg_stat's estimates restart at every Postgres crash) and bytes (with
+        indexes) of the runtime's tables, every --size-every s."""
+        rows = self.db.query(" union all ".join(
+            "select '%s', (select count(*) from %s), pg_total_relation_size('%s')" % (t, t, t)
+            for t in self.SIZED))
         if rows:
             live = {n: (int(t), int(b)) for n, t, b in rows}
             self.sizes.append((self.wl.created, live))
