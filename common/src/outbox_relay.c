@@ -301,39 +301,36 @@ void of_outbox_relay_delivered(of_outbox_relay *r, void *opaque, rd_kafka_resp_e
 }
 
 /* Turns one claimed row into a message and sends it. */
+/* A bytea column as a NUL-terminated heap copy (free()). Returns 0, or -1
+ * when out of memory. */
+static int bytea_copy(const PGresult *res, int row, int col, char **out, size_t *len)
+{
+    size_t n = 0;
+    unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(res, row, col), &n);
+    if (raw == NULL)
+        return -1;
+    *out = malloc(n + 1);
+    if (*out != NULL) {
+        memcpy(*out, raw, n);
+        (*out)[n] = '\0';
+        *len = n;
+    }
+    PQfreemem(raw);
+    return *out != NULL ? 0 : -1;
+}
+
 static void send_row(of_outbox_relay *r, const PGresult *res, int row)
 {
     of_message m = {0};
-    size_t len = 0;
-    unsigned char *bytes;
 
     m.id = strdup(PQgetvalue(res, row, 0));
     m.topic = strdup(PQgetvalue(res, row, 1));
     if (m.id == NULL || m.topic == NULL)
         goto out;
-    if (!PQgetisnull(res, row, 2)) {
-        bytes = PQunescapeBytea((const unsigned char *)PQgetvalue(res, row, 2), &len);
-        if (bytes == NULL)
-            goto out;
-        m.key = malloc(len + 1);
-        if (m.key != NULL) {
-            memcpy(m.key, bytes, len);
-            m.key[len] = '\0';
-            m.key_len = len;
-        }
-        PQfreemem(bytes);
-    }
-    bytes = PQunescapeBytea((const unsigned char *)PQgetvalue(res, row, 3), &len);
-    if (bytes == NULL)
+    if (!PQgetisnull(res, row, 2) && bytea_copy(res, row, 2, &m.key, &m.key_len) != 0)
         goto out;
-    m.value = malloc(len + 1);
-    if (m.value != NULL) {
-        memcpy(m.value, bytes, len);
-        m.value[len] = '\0';
-        m.value_len = len;
-    }
-    PQfreemem(bytes);
-    if (m.value == NULL || of_outbox_headers_parse(PQgetvalue(res, row, 4), &m) != 0) {
+    if (bytea_copy(res, row, 3, &m.value, &m.value_len) != 0 ||
+        of_outbox_headers_parse(PQgetvalue(res, row, 4), &m) != 0) {
         of_log_error("could not decode outbox row \"%s\"", m.id);
         goto out;
     }
