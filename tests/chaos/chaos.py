@@ -438,6 +438,11 @@ class Chaos:
                     # redelivered. The final stop, on a healthy stack, must
                     # still exit 0.
                     self.exits["exit 75 on SIGTERM (no clean drain within the grace period)"] += 1
+                elif rc == -signal.SIGTERM and pr.expect_kill:
+                    # A scale-down that stopped a replica a moment after its
+                    # start, before its loop (and its SIGTERM handler) ran:
+                    # it had consumed nothing. The final stop must exit 0.
+                    self.exits["SIGTERM while still starting"] += 1
                 else:
                     self.exits["unexpected exit %s" % rc] += 1
                     self.unexpected.append("%s exited with %s" % (pr.name, rc))
