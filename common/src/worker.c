@@ -2,10 +2,12 @@
 #include "worker_internal.h"
 
 #include "orderflow/dlq.h"
+#include "orderflow/failpoint.h"
 #include "orderflow/inbox.h"
 #include "orderflow/log.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -298,6 +300,7 @@ int of_worker_run(const of_worker_handler *h, of_worker_settings *cfg)
     size_t n_stmts = 0;
     of_log_level level;
     int result = EX_SOFTWARE, rc;
+    sigset_t stop_signals;
 
     if (w == NULL)
         return EX_OSERR;
@@ -323,6 +326,14 @@ int of_worker_run(const of_worker_handler *h, of_worker_settings *cfg)
     for (size_t i = 0; i < h->n_topics; i++)
         topics[i] = of_worker_topic(w, h->topics[i], w->topics[i], sizeof w->topics[i]);
 
+    /* SIGTERM and SIGINT wait (pending) until their handlers are installed
+     * below: a stop requested while the worker is still starting is a clean
+     * shutdown once the loop runs, never death by the signal's default
+     * action. Threads created meanwhile (librdkafka's) inherit the mask. */
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
     if (uv_loop_init(&loop) != 0)
         goto out_free;
     loop.data = w;
@@ -381,11 +392,14 @@ int of_worker_run(const of_worker_handler *h, of_worker_settings *cfg)
     cconf = NULL;
     w->producer.on_fatal = on_producer_fatal;
     w->consumer.on_fatal = on_consumer_fatal;
+    if (of_failpoint("slow-start"))
+        sleep(3); /* a start-up slower than a stop request (test_fatal.sh) */
     uv_signal_init(&loop, &w->sigterm);
     uv_signal_init(&loop, &w->sigint);
     w->sigterm.data = w->sigint.data = w;
     uv_signal_start(&w->sigterm, on_signal, SIGTERM);
     uv_signal_start(&w->sigint, on_signal, SIGINT);
+    pthread_sigmask(SIG_UNBLOCK, &stop_signals, NULL);
     uv_timer_init(&loop, &w->retry_timer);
     uv_timer_init(&loop, &w->shutdown_timer);
     w->retry_timer.data = w->shutdown_timer.data = w;

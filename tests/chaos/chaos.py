@@ -440,8 +440,11 @@ class Chaos:
                     self.exits["exit 75 on SIGTERM (no clean drain within the grace period)"] += 1
                 elif rc == -signal.SIGTERM and pr.expect_kill:
                     # A scale-down that stopped a replica a moment after its
-                    # start, before its loop (and its SIGTERM handler) ran:
-                    # it had consumed nothing. The final stop must exit 0.
+                    # exec, before the worker's start-up could hold the
+                    # signal back (the dynamic loader, the sanitizer's set-up
+                    # and option parsing run first; from of_worker_run on, a
+                    # SIGTERM waits for its handler and is a clean stop): it
+                    # had consumed nothing. The final stop must exit 0.
                     self.exits["SIGTERM while still starting"] += 1
                 else:
                     self.exits["unexpected exit %s" % rc] += 1

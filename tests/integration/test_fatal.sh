@@ -7,7 +7,8 @@
 # the second delivery report. The worker must stop taking batches and exit 70
 # on its own; restarted without the failpoint, it finishes the work: every
 # order once, every outbox row published (the sweep sends what the failed
-# producer could not).
+# producer could not). Last, a SIGTERM that arrives while the worker is still
+# starting (failpoint slow-start) must be a clean stop, exit 0.
 set -euo pipefail
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
@@ -58,4 +59,27 @@ of_kafka_load order.status >/dev/null
 check "each order's CREATED event is on order.status" "$n" \
     "$(sql "select count(distinct headers->>'ce_id') from kafka_records
             where topic = '${OF_PREFIX}order.status'")"
+
+# A stop requested while the worker is still starting (a scale-down right
+# after a restart) is a clean shutdown, not death by SIGTERM (exit 143).
+of_worker_start slow order-created ORDERFLOW_FAILPOINTS=slow-start
+pid=${OF_PIDS[slow]}
+for ((i = 0; i < 100; i++)); do
+    grep -qF 'slow-start\" fires' "$OF_WORK/slow.log" 2>/dev/null && break  # JSON-escaped quote
+    sleep 0.1
+done
+check "the slow start is under way when SIGTERM is sent" yes "$(kill -0 "$pid" && grep -qF 'slow-start\" fires' "$OF_WORK/slow.log" && ! grep -q '"started: ' "$OF_WORK/slow.log" && echo yes || echo no)"
+kill -TERM "$pid"
+rc=0
+if of__exited "$pid" 60; then
+    wait "$pid" || rc=$?
+else
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    rc="still running after 60 s"
+fi
+unset "OF_PIDS[slow]"
+check "SIGTERM during start-up: the worker exits 0 once started" 0 "$rc"
+check "after a logged shutdown" yes \
+    "$(grep -q 'signal 15: shutting down' "$OF_WORK/slow.log" && echo yes || echo no)"
 of_finish

@@ -16,7 +16,9 @@
  *   crash-in-sweep          outbox_relay.c: sweep rows claimed (leased), not sent;
  *   crash-in-deadline-scan  a worker's deadline scanner (deadlines.c):
  *                           deadlines fired and committed, their events
- *                           not sent.
+ *                           not sent;
+ *   slow-start              worker.c: start-up sleeps 3 s before the loop runs
+ *                           (a stop requested meanwhile must still be clean).
  * The crash-* points end the process with SIGKILL (of_failpoint_crash). */
 #ifndef ORDERFLOW_FAILPOINT_H
 #define ORDERFLOW_FAILPOINT_H
