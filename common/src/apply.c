@@ -74,8 +74,7 @@ void of_apply_prepare(of_worker *w, of_worker_item *it, rd_kafka_message_t *m)
                 it->state = OF_ITEM_DONE;
                 it->settled = true;
                 it->outcome = "ignored";
-            }
-            else
+            } else
                 of_event_error_set(&it->err, OF_EVENT_ERR_INVALID_ATTRIBUTE,
                                    "could not route event: %s", of_strerror(rc));
         }

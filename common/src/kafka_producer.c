@@ -72,11 +72,10 @@ int of_producer_init(of_producer *p, uv_loop_t *loop, rd_kafka_conf_t *conf, of_
     {
         char value[32];
         size_t size = sizeof value;
-        p->message_timeout_ms =
-            rd_kafka_conf_get(rd_kafka_conf(p->rk), "message.timeout.ms", value, &size) ==
-                    RD_KAFKA_CONF_OK
-                ? strtoll(value, NULL, 10)
-                : 300000;
+        p->message_timeout_ms = rd_kafka_conf_get(rd_kafka_conf(p->rk), "message.timeout.ms", value,
+                                                  &size) == RD_KAFKA_CONF_OK
+                                    ? strtoll(value, NULL, 10)
+                                    : 300000;
     }
     p->queue = rd_kafka_queue_get_main(p->rk);
     if (of_kafka__open_pipe(p->fds) != 0)

@@ -1,16 +1,16 @@
-/* worker_internal.h: what the runtime's files (worker.c, batch.c, apply.c, worker_obs.c) share; not
- * installed. */
+/* worker_internal.h: what the runtime's files (worker.c, batch.c, batch_fail.c, apply.c,
+ * worker_obs.c) share; not installed. */
 #ifndef ORDERFLOW_WORKER_INTERNAL_H
 #define ORDERFLOW_WORKER_INTERNAL_H
 
 #include "orderflow/worker.h"
 
-/* batch.c: transactions, retries, isolation and dead letters. */
+/* batch.c: a batch's transactions, offsets and publishing. */
 
 /* First delay of the retry backoff (ms); a commit resets it. */
 #define OF_RETRY_MIN_MS 100
 
-/* What a failure means for the transaction (see batch.c). */
+/* What a failure means for the transaction (see batch_fail.c). */
 typedef enum of_fail_class {
     FAIL_WAIT,      /* the connection is gone: retry when it is back, not counted */
     FAIL_TRANSIENT, /* retry with backoff, counted against retry-limit */
@@ -28,6 +28,22 @@ void of_batch_abandon(of_worker *w);
 bool of_batch_waiting(const of_worker *w);
 /* The dead-letter code of an item: dlq_code, or its error code's name. */
 const char *of_item_code(const of_worker_item *it);
+/* Runs the transaction of [lo, hi): the load pipeline, then the writes. */
+void of_batch_begin_txn(of_worker *w);
+/* Drops the rows the transaction kept to publish. */
+void of_batch_free_outbox(of_worker_batch *b);
+/* The batch is done (committed or given up): free it, take the next one. */
+void of_batch_finish(of_worker *w);
+
+/* batch_fail.c: what a failed transaction leads to. */
+
+/* Rolls back the failed transaction (status an of_err, sqlstate for
+ * OF_ESQL), then recovers by class. */
+void of_batch_txn_failed(of_worker *w, int status, const char *sqlstate, const char *why);
+/* The same for a pipeline that failed: its error and statement say why. */
+void of_batch_pipeline_failed(of_worker *w, const of_db_pipeline *p);
+/* After the rollback (or the connection's loss): retry, isolate or dead-letter. */
+void of_batch_recover(of_worker *w, of_fail_class cls, const char *sqlstate, const char *why);
 
 /* worker.c */
 

@@ -105,7 +105,7 @@ typedef struct of_worker_item {
     of_item_state state;     /* what happens to it in this transaction */
     of_item_state initial;   /* state after decoding, restored when a transaction is retried */
     char dlq_code[40];       /* error code for the DLQ when not err.code's name, or "" */
-    bool dlq_escaped;        /* store the dead letter in its escaped form (see batch.c) */
+    bool dlq_escaped;        /* store the dead letter in its escaped form (see batch_fail.c) */
     bool rechecked;          /* ran again after a unique violation, to find it in the inbox */
     bool on_record;          /* DUPLICATE found by applied_stmt, not by the inbox */
     of_event_error err;      /* reason when DEAD */
