@@ -1,4 +1,5 @@
-/* test_apply.c: unit tests of the per-batch routine (apply.c) and of the failure classes (batch_fail.c).
+/* test_apply.c: unit tests of the per-batch routine (apply.c) and of the failure classes
+ * (batch_fail.c).
  *
  * The routine runs on load results built in memory (libpq can make a
  * PGresult without a server), so each rule is checked on its own: unknown
