@@ -14,7 +14,8 @@ injects faults from a schedule drawn from --seed:
   broker-kill     SIGKILL of the Kafka broker, then `ops/stack up` starts it
   broker-pause    SIGSTOP of the broker for 3 to 12 s, then SIGCONT
   pg-crash        immediate shutdown of PostgreSQL (SIGQUIT), then `ops/stack up`
-  pg-terminate    pg_terminate_backend() of every session of the run's database
+  pg-terminate    pg_terminate_backend() of every client session of the run's
+                  database (the workers' connections; not autovacuum's)
   pg-outage       PostgreSQL down for longer than max.poll.interval.ms
   scale           1 to 3 replicas of a worker (a rebalance per change)
   dup-burst       already published events sent again, shuffled
@@ -564,8 +565,14 @@ class Chaos:
         elif kind == "pg-crash":
             self.bounce("pg-crash: immediate shutdown of postgres", self.pg_pid(), signal.SIGQUIT)
         elif kind == "pg-terminate":
+            # Client sessions only: the fault is the workers' connections
+            # dropped (a failover, a proxy, an operator). Ending autovacuum's
+            # workers too, every minute or so, kept vacuum of the busy
+            # tables from ever finishing and grew them without bound
+            # (docs/operations.md, "Table sizes under chaos").
             rows = self.db.query("select count(pg_terminate_backend(pid)) from pg_stat_activity"
-                                 " where datname = '%s' and pid <> pg_backend_pid()" % self.dbname,
+                                 " where datname = '%s' and pid <> pg_backend_pid()"
+                                 " and backend_type = 'client backend'" % self.dbname,
                                  db="postgres")
             log("fault pg-terminate: %s session(s) terminated" % (rows[0][0] if rows else "?"))
         elif kind == "pg-outage":
