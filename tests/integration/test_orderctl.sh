@@ -6,8 +6,10 @@
 # (REFUND_COMPLETED, order PARTIALLY_RETURNED); malformed records are listed
 # and shown by `dlq`; an update dead-lettered by a fault that is then fixed
 # (a bad check constraint, PROCESSING_FAILED) is redriven and applies; the
-# same dead letter redriven again, its ce_id having taken effect, changes
-# nothing; graphs render with Graphviz; exit codes for bad usage (64), invalid
+# same dead letter named again is skipped, and redriven --again, its ce_id
+# having taken effect, changes nothing; redrive by predicate (--where) sends
+# exactly what its dry run listed, is recorded as a run (dlq history) and,
+# repeated, sends nothing; graphs render with Graphviz; exit codes for bad usage (64), invalid
 # input (65), unknown order or dead letter (66) and an unreachable server (69).
 set -euo pipefail
 
@@ -209,10 +211,16 @@ check "redrive recorded: count, time, note" "1 true 1 constraint fixed" \
 check "dlq show: the redrive was processed" processed \
     "$("$orderctl" dlq show "$dl" --json | jq -r '.redrives[0].outcome')"
 
-# 9. Redriven again: the ce_id already took effect, so the inbox drops it. The
-#    SHIPPED update behind it on the same key (one partition) proves it was consumed.
-"$orderctl" dlq redrive "$dl" >/dev/null
-check "redrive again: exit 0 (second record sent)" "2" "$(sql "select redrive_count from dead_letters where id = $dl")"
+# 9. Redriven again: without --again nothing is sent (a repeated command does
+#    nothing twice); with it, the ce_id already took effect, so the inbox drops
+#    it. The SHIPPED update behind it on the same key (one partition) proves it
+#    was consumed.
+out=$("$orderctl" dlq redrive "$dl")
+check_match "redrive of a redriven id: skipped, says why" "dead letter $dl was redriven before \(redriven 1 time\(s\)" "$out"
+check "and sent nothing, recorded no run" "1 1" \
+    "$(sql "select redrive_count || ' ' || (select count(*) from redrive_runs) from dead_letters where id = $dl")"
+"$orderctl" dlq redrive "$dl" --again >/dev/null
+check "redrive --again: second record sent" "2" "$(sql "select redrive_count from dead_letters where id = $dl")"
 rc=0
 "$orderctl" update "$order" SHIPPED --wait 60s >"$work/shipped.out" || rc=$?
 check "SHIPPED applied behind the repeat" 0 "$rc"
@@ -278,6 +286,62 @@ check "dlq show: other bytes as base64" "base64 //4=" \
 check_match "dlq list text shows the topic" "${prefix//./\\.}order\.created" "$("$orderctl" dlq list)"
 check "redrive --topic --dry-run selects the ones not yet redriven" "$bad $bin" \
     "$("$orderctl" dlq redrive --topic order.created --dry-run --json | jq -r '[.[].dead_letter_id] | join(" ")')"
+
+# 12b. Redrive by predicate. The window [t0, t1) holds the two malformed
+#      records' dead letters and nothing the redrive itself causes.
+t0=$(sql "select to_char(min(created_at) at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')
+          from dead_letters where topic = '${prefix}order.created'")
+sleep 1.1
+t1=$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)
+sleep 0.1
+check "where: unknown key: usage (64)" 64 "$(rc_of "$orderctl" dlq list --where 'colour=red')"
+check_match "which names the keys" 'unknown key \(topic, worker, code' "$(cat "$work/last.err")"
+check "where: terms joined by anything but and: 64" 64 \
+    "$(rc_of "$orderctl" dlq list --where 'code=MALFORMED_JSON or topic=order.created')"
+check "where: a time that is neither RFC 3339 nor a duration: 64" 64 \
+    "$(rc_of "$orderctl" dlq list --where 'since=yesterday')"
+check "where: ~ on a key other than reason: 64" 64 "$(rc_of "$orderctl" dlq list --where 'code~MALFORMED')"
+check "where: --topic and topic= disagree: 64" 64 \
+    "$(rc_of "$orderctl" dlq list --topic order.status --where 'topic=order.created')"
+check "redrive with ids and --where: usage (64)" 64 "$(rc_of "$orderctl" dlq redrive "$bad" --where 'code=X')"
+check "list where code and topic" "$bin $bad" \
+    "$("$orderctl" dlq list --where 'code=MALFORMED_JSON and topic=order.created' --json | jq -r '[.[].id] | join(" ")')"
+check "list where order= the record key (order.created: its ce_id key)" "$bad" \
+    "$("$orderctl" dlq list --where 'order=bad-1' --json | jq -r '[.[].id] | join(" ")')"
+check "list where order= an order id" "$dl" \
+    "$("$orderctl" dlq list --where "order=$order" --json | jq -r '[.[].id] | join(" ")')"
+check "list where worker, type and a reason part (case-insensitive)" "$dl" \
+    "$("$orderctl" dlq list --where "worker=order-status and type=order.status.update and reason~'OC_TEST_NO'" --json |
+        jq -r '[.[].id] | join(" ")')"
+check "list where reason~ escapes LIKE patterns (no row has a %)" 0 \
+    "$("$orderctl" dlq list --where 'reason~%' --json | jq length)"
+check "list where redriven=yes" "$dl" "$("$orderctl" dlq list --where 'redriven=yes' --json | jq -r '[.[].id] | join(" ")')"
+where="code=MALFORMED_JSON and since=$t0 and until=$t1"
+before=$(records order.created)
+runs=$(sql "select count(*) from redrive_runs")
+dry=$("$orderctl" dlq redrive --where "$where" --dry-run --json)
+check "dry run by predicate: the two, oldest first" "$bad $bin" "$(jq -r '[.[].dead_letter_id] | join(" ")' <<<"$dry")"
+check_match "each with why it is picked" '^code MALFORMED_JSON; created [0-9T:.-]+Z; never redriven$' \
+    "$(jq -r '.[0].why' <<<"$dry")"
+check "the dry run sent nothing and recorded no run" "$before $runs" \
+    "$(records order.created) $(sql "select count(*) from redrive_runs")"
+out=$(ORDERCTL_OPERATOR=tester "$orderctl" dlq redrive --where "$where" --rate 5 --note 'parser fixed' --json)
+check "the real run redrives exactly what the dry run listed" "$(jq -r '[.[].dead_letter_id] | join(" ")' <<<"$dry")" \
+    "$(jq -r '[.[].dead_letter_id] | join(" ")' <<<"$out")"
+check "two records sent" "$((before + 2))" "$(records order.created)"
+run=$(jq -r '.[0].run' <<<"$out")
+h=$("$orderctl" dlq history --json)
+check "history: the run, who, what it matched and sent, the note" \
+    "$run tester orderflow 2 2 parser fixed" \
+    "$(jq -r '.[0] | "\(.run) \(.operator) \(.db_user) \(.matched) \(.sent) \(.note)"' <<<"$h")"
+check "history: the predicate as run (times resolved, redriven=no)" \
+    "code=MALFORMED_JSON and since=$t0 and until=$t1 and redriven=no" "$(jq -r '.[0].predicate' <<<"$h")"
+check "each redrive names its run" "2" "$(sql "select count(*) from redrives where run_id = $run")"
+out=$("$orderctl" dlq redrive --where "$where")
+check_match "the same run again: nothing left" '^no dead letters left to redrive where code=MALFORMED_JSON' "$out"
+check "and nothing sent or recorded" "$((before + 2)) $((runs + 1))" \
+    "$(records order.created) $(sql "select count(*) from redrive_runs")"
+check_match "dlq history text" "tester" "$("$orderctl" dlq history)"
 
 # 13. Graphs: the order and the return machine.
 check "graph order --format dot renders with Graphviz" 0 \

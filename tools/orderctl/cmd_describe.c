@@ -369,33 +369,6 @@ static bool one_of(const char *v, const char *const *set)
     return false;
 }
 
-/* Parses a duration such as 90s or 1h into milliseconds. Returns 0 or -1. */
-static int parse_duration(const char *text, int64_t *ms)
-{
-    static const struct {
-        const char *unit; /* suffix */
-        int64_t ms;       /* its length */
-    } units[] = {{"ms", 1},      {"s", 1000},     {"m", 60000},
-                 {"h", 3600000}, {"d", 86400000}, {"w", 604800000}};
-    char *end = NULL;
-    long long v;
-    if (!isdigit((unsigned char)text[0]))
-        return -1;
-    errno = 0;
-    v = strtoll(text, &end, 10);
-    if (errno != 0)
-        return -1;
-    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
-        if (strcmp(end, units[i].unit) == 0) {
-            if (v > INT64_MAX / units[i].ms)
-                return -1;
-            *ms = v * units[i].ms;
-            return 0;
-        }
-    }
-    return -1;
-}
-
 int orderctl_executions(int argc, char **argv)
 {
     static const char *const machines[] = {"OrderProcess", "OrderUpdate", "ReturnRefund", NULL};
@@ -438,24 +411,13 @@ int orderctl_executions(int argc, char **argv)
         code = EX_DATAERR;
         goto out;
     }
-    if (s.since != NULL) {
-        int64_t back = 0;
-        struct timespec now;
-        if (of_event_time_valid(s.since)) {
-            snprintf(since, sizeof since, "%s", s.since);
-        } else if (parse_duration(s.since, &back) == 0 &&
-                   clock_gettime(CLOCK_REALTIME, &now) == 0 &&
-                   of_event_time_format((int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000 - back,
-                                        since) == 0) {
-            /* since holds the start of the window */
-        } else {
-            fprintf(stderr,
-                    "orderctl: invalid since \"%s\": use an RFC 3339 time "
-                    "(2025-01-31T12:00:00Z) or a duration (90s, 15m, 1h, 7d)\n",
-                    s.since);
-            code = EX_DATAERR;
-            goto out;
-        }
+    if (s.since != NULL && orderctl_time_arg(s.since, since) != 0) {
+        fprintf(stderr,
+                "orderctl: invalid since \"%s\": use an RFC 3339 time "
+                "(2025-01-31T12:00:00Z) or a duration (90s, 15m, 1h, 7d)\n",
+                s.since);
+        code = EX_DATAERR;
+        goto out;
     }
     snprintf(limit, sizeof limit, "%lld", (long long)s.limit);
     code = orderctl_db_connect(s.c.database_url, &conn);

@@ -1,5 +1,5 @@
-/* cmd_dlq.c: orderctl dlq list, show and redrive: the dead letters the workers kept, and their
- * second chance.
+/* cmd_dlq.c: orderctl dlq list, show, redrive and history: the dead letters the workers kept,
+ * and their second chance.
  *
  * A worker that cannot process a record writes a dead_letters row with the
  * original topic, key, value and headers (dlq.h; headers in the outbox's JSON
@@ -14,8 +14,10 @@
  * UPDATE, so two operators cannot redrive it at once), publish and wait for
  * the delivery report, then record redriven_at, redrive_count + 1 and a
  * redrives row (migration 0004) with where the record landed, and commit.
- * When the broker refuses, nothing is recorded. Blocking libpq and a
- * blocking producer are deliberate in this CLI (orderctl.h). */
+ * When the broker refuses, nothing is recorded. A run that sends anything
+ * is recorded first (redrive_runs, migration 0011: who, when, the
+ * predicate, how many matched); `dlq history` lists the runs. Blocking
+ * libpq and a blocking producer are deliberate in this CLI (orderctl.h). */
 #include "cmd_dlq.h"
 
 #include "orderflow/event.h"
@@ -33,17 +35,32 @@
 
 static const of_config_item items[] = {
     ORDERCTL_COMMON_ITEMS(dlq_settings, c),
+    {"where", NULL, "where", OF_CFG_STRING, NULL,
+     "list, redrive: the dead letters to pick, e.g. 'code=UNKNOWN_PRODUCT and since=2h' (P "
+     "above)",
+     offsetof(dlq_settings, where), 0, -1},
     {"topic", NULL, "topic", OF_CFG_STRING, NULL,
-     "original topic, with or without the topic prefix (list filter; redrive selector)",
+     "original topic, with or without the topic prefix: the same as --where topic=T",
      offsetof(dlq_settings, topic), 0, -1},
     {"limit", NULL, "limit", OF_CFG_INT, "100",
-     "list: most rows, newest first; redrive --topic: most dead letters per run, oldest first",
+     "list, history: most rows, newest first; redrive --where: most dead letters per run, "
+     "oldest first",
      offsetof(dlq_settings, limit), 1, 100000},
     {"dry-run", NULL, "dry-run", OF_CFG_BOOL, "false",
-     "redrive: print the records that would be sent, send and record nothing",
+     "redrive: print the records that would be sent and why each is picked; send and record "
+     "nothing",
      offsetof(dlq_settings, dry_run), 0, -1},
-    {"note", NULL, "note", OF_CFG_STRING, NULL, "redrive: why (kept in the redrives table)",
+    {"again", NULL, "again", OF_CFG_BOOL, "false",
+     "redrive ID...: send dead letters that were redriven before once more (else skipped)",
+     offsetof(dlq_settings, again), 0, -1},
+    {"rate", NULL, "rate", OF_CFG_INT, "0",
+     "redrive: records per second at most (0: as fast as the broker acknowledges)",
+     offsetof(dlq_settings, rate), 0, 100000},
+    {"note", NULL, "note", OF_CFG_STRING, NULL, "redrive: why (kept with the run)",
      offsetof(dlq_settings, note), 0, -1},
+    {"operator", "ORDERCTL_OPERATOR", "operator", OF_CFG_STRING, NULL,
+     "redrive: who runs it, kept with the run (default: user@host)",
+     offsetof(dlq_settings, operator_), 0, -1},
     {"timeout", "ORDERCTL_KAFKA_TIMEOUT", "timeout", OF_CFG_MS, "30s",
      "redrive: how long the broker may take to acknowledge a record",
      offsetof(dlq_settings, timeout), 1000, 600000},
@@ -52,34 +69,38 @@ static const of_config_item items[] = {
 #define N_ITEMS (sizeof items / sizeof items[0])
 
 static const char summary[] =
-    "       orderctl dlq list [--topic T] [--limit N] [--json]\n"
+    "       orderctl dlq list [--where P] [--limit N] [--json]\n"
     "       orderctl dlq show ID [--json]\n"
-    "       orderctl dlq redrive ID... | --topic T [--limit N] [--dry-run] [--note TEXT]\n"
+    "       orderctl dlq redrive ID... [--again] | --where P [--limit N]\n"
+    "                            [--dry-run] [--rate N] [--note TEXT]\n"
+    "       orderctl dlq history [--limit N] [--json]\n"
     "list: dead letters, newest first. show: every column of one; key and payload as text when\n"
     "they are UTF-8, else base64; the original headers; its redrives and what became of them.\n"
     "redrive: republishes each dead letter's ORIGINAL record (topic, key, value, headers)\n"
-    "unchanged, oldest first, waits for the broker, and records the redrive. --topic picks the\n"
-    "topic's dead letters never redriven yet. The ce_id is unchanged, so where the event already\n"
-    "took effect the worker's inbox drops it. Exit 66 for an unknown ID (nothing is sent).";
+    "unchanged, oldest first, waits for the broker, and records the redrive and the run. The\n"
+    "ce_id is unchanged, so where the event already took effect the worker's inbox drops it.\n"
+    "A dead letter redriven before is not sent again (--again for IDs), so a run repeated sends\n"
+    "nothing. --dry-run lists what the same run would send and why. history: the runs, newest\n"
+    "first: who, when, the predicate, dead letters matched and sent. Exit 66 for an unknown ID.\n"
+    "P: terms joined by \"and\": topic=T worker=W code=C reason=TEXT reason~PART type=T\n"
+    "order=ID since=T until=T (RFC 3339 or 90s, 15m, 2h, 7d back) redriven=no|yes|any\n"
+    "(redrive: no by default; list: any); quote values with spaces: reason~'out of stock'.";
 
 /* clang-format off */
-/* The columns list and show have in common. */
-#define DL_COLUMNS                                                                                 \
-    "id, " ORDERCTL_TS("created_at") " as created_at, worker, topic, partition, \"offset\","       \
-    " ce_id, ce_type, error_code, reason, redrive_count,"                                          \
-    " " ORDERCTL_TS("redriven_at") " as redriven_at"
-
-static const char sql_list[] =
-    "select " DL_COLUMNS " from dead_letters"
-    " where ($1::text is null or topic = $1 or topic = $2) order by id desc limit $3::integer";
 static const char sql_show[] =
-    "select " DL_COLUMNS ", key, payload, headers::text as headers"
-    " from dead_letters where id = $1::bigint";
+    "select " DL_COLUMNS ", d.key, d.payload, d.headers::text as headers"
+    " from dead_letters d where d.id = $1::bigint";
+/* The redrive runs, newest first, with how many records each sent. */
+static const char sql_history[] =
+    "select r.id as run, " ORDERCTL_TS("r.at") " as at, r.operator, r.db_user, r.predicate,"
+    " r.matched, (select count(*) from redrives x where x.run_id = r.id) as sent, r.note"
+    " from redrive_runs r order by r.id desc limit $1::integer";
 /* Each redrive with what became of the record it republished: an inbox row
  * of the worker at that position means it took effect; a dead letter there
  * means it failed again; neither means it is pending or was a duplicate. */
 static const char sql_redrives[] =
-    "select r.id, " ORDERCTL_TS("r.at") " as at, r.topic, r.partition, r.\"offset\", r.note,"
+    "select r.id, r.run_id as run, " ORDERCTL_TS("r.at") " as at, r.topic, r.partition,"
+    " r.\"offset\", r.note,"
     " case when exists (select 1 from inbox i where i.consumer = d.worker and i.ce_id = d.ce_id"
     "   and i.topic = r.topic and i.partition = r.partition and i.\"offset\" = r.\"offset\")"
     " then 'processed'"
@@ -208,25 +229,46 @@ int dlq_parse_id(const char *text, int64_t *id)
 
 static int dlq_list(const dlq_settings *s, PGconn *conn)
 {
-    char prefixed[512], limit[24];
+    PGresult *r = NULL;
+    dlq_where w;
+    int code = dlq_where_parse(&w, s->where, s->topic, s->c.prefix, "any");
+
+    if (code == EX_OK)
+        code = dlq_where_query(conn, &w, DL_COLUMNS, s->limit, true, &r);
+    if (code == EX_OK) {
+        /* The table leaves "why" out: with no predicate it says little. */
+        if (s->json)
+            code = orderctl_print_json(orderctl_rows_json(r));
+        else if (PQntuples(r) == 0)
+            printf("no dead letters%s%s\n", s->where != NULL ? " where " : "",
+                   s->where != NULL ? w.text : "");
+        else
+            orderctl_print_table(stdout, r, "", 50);
+    }
+    PQclear(r);
+    dlq_where_free(&w);
+    return code;
+}
+
+/* --- history --------------------------------------------------------------- */
+
+static int dlq_history(const dlq_settings *s, PGconn *conn)
+{
+    char limit[24];
     PGresult *r = NULL;
     int code;
 
-    if (s->topic != NULL && orderctl_topic(prefixed, sizeof prefixed, s->c.prefix, s->topic)) {
-        fprintf(stderr, "orderctl: invalid topic \"%s\": too long\n", s->topic);
-        return EX_DATAERR;
-    }
     snprintf(limit, sizeof limit, "%lld", (long long)s->limit);
-    const char *vals[3] = {s->topic, s->topic != NULL ? prefixed : NULL, limit};
-    code = orderctl_db_query(conn, sql_list, 3, vals, &r);
+    const char *vals[1] = {limit};
+    code = orderctl_db_query(conn, sql_history, 1, vals, &r);
     if (code != EX_OK)
         return code;
     if (s->json)
         code = orderctl_print_json(orderctl_rows_json(r));
     else if (PQntuples(r) == 0)
-        printf("no dead letters\n");
+        printf("no redrive runs\n");
     else
-        orderctl_print_table(stdout, r, "", 50);
+        orderctl_print_table(stdout, r, "", 80);
     PQclear(r);
     return code;
 }
@@ -350,13 +392,17 @@ int orderctl_dlq(int argc, char **argv)
         code = orderctl_db_connect(s.c.database_url, &conn);
         if (code == EX_OK)
             code = dlq_show(&s, conn, argv[2]);
+    } else if (strcmp(action, "history") == 0 && rest == 2) {
+        code = orderctl_db_connect(s.c.database_url, &conn);
+        if (code == EX_OK)
+            code = dlq_history(&s, conn);
     } else if (strcmp(action, "redrive") == 0) {
         code = orderctl_db_connect(s.c.database_url, &conn);
         if (code == EX_OK)
             code = dlq_redrive(&s, conn, rest - 2, argv + 2);
     } else {
         fprintf(stderr, "orderctl: usage: orderctl dlq list | show ID | redrive ID... | redrive "
-                        "--topic T; see orderctl dlq --help\n");
+                        "--where P | history; see orderctl dlq --help\n");
         code = EX_USAGE;
     }
 out:

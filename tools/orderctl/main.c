@@ -11,6 +11,7 @@
 #include "orderflow/log.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
@@ -144,6 +145,38 @@ int orderctl_take_repeated(int *argc, char **argv, const char *name, const char 
         argv[out++] = argv[i];
     *argc = out;
     return EX_OK;
+}
+
+int orderctl_time_arg(const char *text, char out[OF_EVENT_TIME_MAX + 1])
+{
+    static const struct {
+        const char *unit; /* suffix */
+        int64_t ms;       /* its length */
+    } units[] = {{"ms", 1},      {"s", 1000},     {"m", 60000},
+                 {"h", 3600000}, {"d", 86400000}, {"w", 604800000}};
+    struct timespec now;
+    char *end = NULL;
+    long long v;
+
+    if (of_event_time_valid(text)) {
+        snprintf(out, OF_EVENT_TIME_MAX + 1, "%s", text);
+        return 0;
+    }
+    if (text[0] < '0' || text[0] > '9')
+        return -1;
+    errno = 0;
+    v = strtoll(text, &end, 10);
+    if (errno != 0 || clock_gettime(CLOCK_REALTIME, &now) != 0)
+        return -1;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        if (strcmp(end, units[i].unit) == 0) {
+            int64_t now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+            if (v > now_ms / units[i].ms)
+                return -1; /* before 1970 */
+            return of_event_time_format(now_ms - v * units[i].ms, out) == 0 ? 0 : -1;
+        }
+    }
+    return -1;
 }
 
 int orderctl_topic(char *out, size_t size, const char *prefix, const char *base)

@@ -30,6 +30,7 @@
 #define ORDERCTL_H
 
 #include "orderflow/config.h"
+#include "orderflow/event.h"
 #include "orderflow/message.h"
 
 #include <cjson/cJSON.h>
@@ -142,6 +143,12 @@ int orderctl_common_apply(const orderctl_common *common) __attribute__((warn_unu
  * of_config keeps only once. */
 int orderctl_take_repeated(int *argc, char **argv, const char *name, const char ***values,
                            size_t *n) __attribute__((warn_unused_result));
+
+/* A point in time given as an RFC 3339 time (2025-01-31T12:00:00Z) or as a
+ * duration back from now (90s, 15m, 1h, 7d, 2w): written to out as RFC 3339.
+ * Returns 0, or -1 when text is neither. */
+int orderctl_time_arg(const char *text, char out[OF_EVENT_TIME_MAX + 1])
+    __attribute__((warn_unused_result));
 
 /* Writes prefix + base into out (size bytes). Returns 0 or -1 when it does not fit. */
 int orderctl_topic(char *out, size_t size, const char *prefix, const char *base)
