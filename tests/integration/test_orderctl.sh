@@ -258,6 +258,13 @@ check "describe: the ReturnRefund execution" "ReturnRefund SUCCEEDED REFUND_COMP
     "$(jq -r '.executions[] | select(.machine == "ReturnRefund") | "\(.machine) \(.status) \(.current_state)"' <<<"$d")"
 check "history includes the return's steps" "InitiateReturn,ProcessReturn,InitiateRefund,ProcessRefund,RefundCompleted" \
     "$("$orderctl" history "$order" --json | jq -r '[.[] | select(.machine == "ReturnRefund") | .step] | join(",")')"
+ret_ce=$(jq -r .ce_id <<<"$out")
+ret_id=$(sql "select id from returns where source_event_id = '$ret_ce'")
+check "history by the return's correlation id (its return.requested ce_id): the order's" \
+    "$("$orderctl" history "$order" --json | jq -c '[.[].step]')" "$("$orderctl" history "$ret_ce" --json | jq -c '[.[].step]')"
+check "describe by the return's id: its order" "$order" "$("$orderctl" describe "$ret_id" --json | jq -r .order_id)"
+check_match "history text names the return by the last 12 digits of its id" "ReturnRefund\\(${ret_id: -12}\\)" \
+    "$("$orderctl" history "$order")"
 check "executions --machine ReturnRefund" "1 SUCCEEDED $order" \
     "$("$orderctl" executions --machine ReturnRefund --json | jq -r '"\(length) \(.[0].status) \(.[0].order_id)"')"
 check "executions --machine OrderProcess --since 1h: both orders" 2 \

@@ -4,9 +4,10 @@
  * Everything here only reads PostgreSQL (blocking libpq, as befits a CLI):
  * the orders and their items, the order_overview and order_timeline views
  * (migration 0002), executions, returns and refunds. An ORDER argument is
- * the order id or the ce_id of the order.created event that created it (what
- * `orderctl submit` prints), so `orderctl describe "$(orderctl submit ...)"`
- * works. Unknown orders exit EX_NOINPUT (66), malformed arguments
+ * the order id, its correlation id (the ce_id of the order.created event
+ * that created it, what `orderctl submit` prints, so `orderctl describe
+ * "$(orderctl submit ...)"` works), or one of its returns' ids or correlation
+ * ids (the ce_id of the return.requested). Unknown orders exit EX_NOINPUT (66), malformed arguments
  * EX_DATAERR (65). */
 #include "orderctl.h"
 
@@ -80,8 +81,11 @@ static bool start(const of_config_item *items, size_t n, describe_settings *s, i
     return *code == EX_OK;
 }
 
-/* Finds the order named by arg (its id, or the ce_id of its order.created)
- * and writes its id. Returns EX_OK, EX_DATAERR, EX_NOINPUT or a query error. */
+/* Finds the order named by arg and writes its id: the order's id, or the
+ * ce_id of its order.created (its correlation id, which every event of the
+ * order carries), or one of its returns: the return's id or the ce_id of its
+ * return.requested (the return's correlation id). Each is a unique index.
+ * Returns EX_OK, EX_DATAERR, EX_NOINPUT or a query error. */
 static int resolve_order(PGconn *conn, const char *arg, char id[OF_UUID_STRLEN + 1])
 {
     PGresult *r = NULL;
@@ -90,18 +94,24 @@ static int resolve_order(PGconn *conn, const char *arg, char id[OF_UUID_STRLEN +
 
     if (!of_uuid_valid(arg) && !of_event_id_valid(arg)) {
         fprintf(stderr,
-                "orderctl: invalid order \"%s\": expected an order id (UUID) or the ce_id of "
-                "its order.created\n",
+                "orderctl: invalid order \"%s\": expected an order or return id (UUID) or a "
+                "correlation id (the ce_id of an order.created or return.requested)\n",
                 arg);
         return EX_DATAERR;
     }
-    /* The id first; a ce_id only when no order has that id (both may be UUIDs). */
+    /* Ids first; a ce_id only when nothing has that id (both may be UUIDs). */
     code = orderctl_db_query(conn,
                              of_uuid_valid(arg)
                                  ? "select id from orders where id = $1::text::uuid union all"
+                                   " select order_id from returns where id = $1::text::uuid"
+                                   " union all"
                                    " select id from orders where source_event_id = $1::text"
+                                   " union all"
+                                   " select order_id from returns where source_event_id = $1::text"
                                    " limit 1"
-                                 : "select id from orders where source_event_id = $1",
+                                 : "select id from orders where source_event_id = $1 union all"
+                                   " select order_id from returns where source_event_id = $1"
+                                   " limit 1",
                              1, vals, &r);
     if (code != EX_OK)
         return code;
@@ -120,8 +130,9 @@ static int resolve_order(PGconn *conn, const char *arg, char id[OF_UUID_STRLEN +
 static const char describe_summary[] =
     "       orderctl describe ORDER [--json]\n"
     "Shows one order: status, version, reason, customer, totals, timestamps, items with the\n"
-    "price snapshot, executions, returns, refunds and deadlines. ORDER is the order id or the\n"
-    "ce_id of its order.created (what orderctl submit prints). Exit 66 if it is unknown.";
+    "price snapshot, executions, returns, refunds and deadlines. ORDER is the order id, its\n"
+    "correlation id (the ce_id of its order.created, what orderctl submit prints), or the id or\n"
+    "correlation id of one of its returns. Exit 66 if it is unknown.";
 
 /* clang-format off */
 static const char sql_order[] =
@@ -293,7 +304,9 @@ static const char history_summary[] =
     "Prints the order's timeline from the order_timeline view: every step and every rejected\n"
     "or ignored update of its OrderProcess, OrderUpdate and (for its returns) ReturnRefund\n"
     "executions, in time order, with the event that caused it (topic/partition@offset, ce_id)\n"
-    "and the detail (reason, ...). Exit 66 if the order is unknown.";
+    "and the detail (reason, ...). ORDER as for describe: an order or return id or correlation\n"
+    "id. Returns show as ReturnRefund(<the last 12 digits of the return id>). Exit 66 if the\n"
+    "order is unknown.";
 
 /* Time order; rows of one transaction may share a timestamp (OrderCompleted
  * and the Start of OrderUpdate), so the execution that started first, then
@@ -306,7 +319,7 @@ static const char history_summary[] =
 
 static const char sql_history_text[] =
     "select " ORDERCTL_TS("t.at") " as time,"
-    " t.machine || coalesce('(' || left(t.return_id::text, 8) || ')', '') as machine, t.step,"
+    " t.machine || coalesce('(' || right(t.return_id::text, 12) || ')', '') as machine, t.step,"
     " coalesce(t.from_state, '(none)') || ' -> '"
     " || coalesce(t.to_state, t.detail->>'trigger', '?') as transition, t.outcome,"
     " t.topic || '/' || coalesce(t.partition::text, '?') || '@'"
