@@ -2,6 +2,9 @@
  * hardened for untrusted bytes. */
 #include "event_internal.h"
 
+#include "orderflow/error.h"
+#include "orderflow/text.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -61,10 +64,12 @@ static bool has_nul_escape(const char *s, size_t len)
     return false;
 }
 
-/* Parses value[0..len) as one JSON text into *out (caller frees). The bytes
- * are copied into a NUL-terminated buffer first, so cJSON never reads past
- * the record's value whatever its contents. */
-static int parse_json(const void *value, size_t len, cJSON **out, of_event_error *err)
+/* Parses value[0..len) as one JSON text into *out (caller frees); what names
+ * the bytes in an error ("value"). The bytes are copied into a
+ * NUL-terminated buffer first, so cJSON never reads past the record's value
+ * whatever its contents. */
+static int parse_json(const void *value, size_t len, const char *what, cJSON **out,
+                      of_event_error *err)
 {
     int result = 0;
     char *copy = NULL;
@@ -73,17 +78,18 @@ static int parse_json(const void *value, size_t len, cJSON **out, of_event_error
 
     *out = NULL;
     if (value == NULL || len == 0) {
-        result = of_event_error_set(err, OF_EVENT_ERR_MALFORMED_JSON, "value is empty");
+        result = of_event_error_set(err, OF_EVENT_ERR_MALFORMED_JSON, "%s is empty", what);
         goto out;
     }
     if (!of_utf8_valid(value, len)) {
-        result = of_event_error_set(err, OF_EVENT_ERR_MALFORMED_JSON, "value is not valid UTF-8");
+        result =
+            of_event_error_set(err, OF_EVENT_ERR_MALFORMED_JSON, "%s is not valid UTF-8", what);
         goto out;
     }
     copy = malloc(len + 1);
     if (copy == NULL) {
-        result =
-            of_event_error_set(err, OF_EVENT_ERR_NO_MEMORY, "could not parse value: out of memory");
+        result = of_event_error_set(err, OF_EVENT_ERR_NO_MEMORY,
+                                    "could not parse %s: out of memory", what);
         goto out;
     }
     memcpy(copy, value, len);
@@ -97,24 +103,24 @@ static int parse_json(const void *value, size_t len, cJSON **out, of_event_error
         uintptr_t at = (uintptr_t)cJSON_GetErrorPtr(), base = (uintptr_t)copy;
         size_t pos = at >= base && at <= base + len ? (size_t)(at - base) : 0;
         result = of_event_error_set(err, OF_EVENT_ERR_MALFORMED_JSON,
-                                    "value is not valid JSON (near byte %zu)", pos + 1);
+                                    "%s is not valid JSON (near byte %zu)", what, pos + 1);
         goto out;
     }
     if (end == NULL || (uintptr_t)end < (uintptr_t)copy || (uintptr_t)end > (uintptr_t)copy + len) {
-        result = of_event_error_set(err, OF_EVENT_ERR_MALFORMED_JSON, "value is not valid JSON");
+        result = of_event_error_set(err, OF_EVENT_ERR_MALFORMED_JSON, "%s is not valid JSON", what);
         goto out;
     }
     for (const char *p = end; p < copy + len; p++) {
         if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
             result = of_event_error_set(err, OF_EVENT_ERR_MALFORMED_JSON,
-                                        "value has extra bytes after the JSON text at byte %zu",
+                                        "%s has extra bytes after the JSON text at byte %zu", what,
                                         (size_t)(p - copy) + 1);
             goto out;
         }
     }
     if (has_nul_escape(copy, (size_t)(end - copy))) {
         result = of_event_error_set(err, OF_EVENT_ERR_MALFORMED_JSON,
-                                    "value contains the escape \\u0000, which is not supported");
+                                    "%s contains the escape \\u0000, which is not supported", what);
         goto out;
     }
     *out = root;
@@ -304,7 +310,7 @@ static int parse_binary(const of_record_view *rec, const header_set *hs, of_even
                                     "header \"content-type\" must be " CT_JSON " or " CT_CE_JSON);
         goto out;
     }
-    result = parse_json(rec->value, rec->value_len, &root, err);
+    result = parse_json(rec->value, rec->value_len, "value", &root, err);
     if (result != 0)
         goto out;
     if (!cJSON_IsObject(root)) {
@@ -346,12 +352,47 @@ static int structured_string(const cJSON *root, const char *name, bool required,
     return 0;
 }
 
+/* Decodes the data_base64 member b64 into ev->data: a base64 string whose
+ * bytes are one JSON object. */
+static int decode_data_base64(const cJSON *b64, of_event *ev, of_event_error *err)
+{
+    unsigned char *bytes = NULL;
+    size_t len = 0;
+    cJSON *data = NULL;
+    int result;
+
+    if (!cJSON_IsString(b64) || b64->valuestring == NULL)
+        return of_event_error_set(err, OF_EVENT_ERR_INVALID_ATTRIBUTE,
+                                  "attribute \"data_base64\" must be a string, not %s",
+                                  of_event_json_type_name(b64));
+    result = of_base64_decode(b64->valuestring, strlen(b64->valuestring), &bytes, &len);
+    if (result == OF_ENOMEM)
+        return of_event_error_set(err, OF_EVENT_ERR_NO_MEMORY,
+                                  "could not decode \"data_base64\": out of memory");
+    if (result != 0)
+        return of_event_error_set(err, OF_EVENT_ERR_INVALID_ATTRIBUTE,
+                                  "attribute \"data_base64\" is not base64");
+    result = parse_json(bytes, len, "decoded \"data_base64\"", &data, err);
+    free(bytes);
+    if (result != 0)
+        return result;
+    if (!cJSON_IsObject(data)) {
+        result = of_event_error_set(err, OF_EVENT_ERR_DATA_NOT_OBJECT,
+                                    "decoded \"data_base64\" must be a JSON object, not %s",
+                                    of_event_json_type_name(data));
+        cJSON_Delete(data);
+        return result;
+    }
+    ev->data = data;
+    return 0;
+}
+
 /* Parses a structured event from the already parsed value; takes root. */
 static int parse_structured(cJSON *root, of_event *ev, of_event_error *err)
 {
     int result;
     const char *s = NULL;
-    const cJSON *data;
+    const cJSON *data, *b64;
     bool dup;
 
     ev->mode = OF_EVENT_MODE_STRUCTURED;
@@ -419,16 +460,28 @@ static int parse_structured(cJSON *root, of_event *ev, of_event_error *err)
                                     "attribute \"datacontenttype\" must be " CT_JSON);
         goto out;
     }
-    if (of_event_json_member(root, "data_base64", NULL) != NULL) {
-        result = of_event_error_set(err, OF_EVENT_ERR_UNSUPPORTED_CONTENT_TYPE,
-                                    "attribute \"data_base64\" is not supported: data must be "
-                                    "JSON");
-        goto out;
-    }
     data = of_event_json_member(root, "data", &dup);
     if (dup) {
         result =
             of_event_error_set(err, OF_EVENT_ERR_MALFORMED_JSON, "duplicate attribute \"data\"");
+        goto out;
+    }
+    b64 = of_event_json_member(root, "data_base64", &dup);
+    if (dup) {
+        result = of_event_error_set(err, OF_EVENT_ERR_MALFORMED_JSON,
+                                    "duplicate attribute \"data_base64\"");
+        goto out;
+    }
+    if (b64 != NULL) {
+        /* The JSON format's binary data: a receiver must decode it. Its
+         * content type is JSON (checked above), so it holds the data object. */
+        if (data != NULL) {
+            result = of_event_error_set(err, OF_EVENT_ERR_INVALID_ATTRIBUTE,
+                                        "attributes \"data\" and \"data_base64\" exclude each "
+                                        "other");
+            goto out;
+        }
+        result = decode_data_base64(b64, ev, err);
         goto out;
     }
     if (data == NULL) {
@@ -479,7 +532,7 @@ int of_event_parse(const of_record_view *rec, of_event *ev, of_event_error *err)
         if (result != 0)
             goto out;
         if (ev_media_type_is(hval(hs.ctype), hlen(hs.ctype), CT_CE_JSON)) {
-            result = parse_json(rec->value, rec->value_len, &root, err);
+            result = parse_json(rec->value, rec->value_len, "value", &root, err);
             if (result != 0)
                 goto out;
             result = parse_structured(root, ev, err);
@@ -491,16 +544,33 @@ int of_event_parse(const of_record_view *rec, of_event *ev, of_event_error *err)
                                         "batched mode (" CT_CE_BATCH ") is not supported");
             goto out;
         }
-        result = parse_binary(rec, &hs, ev, err);
-        goto out;
     }
-    if (hs.n_ce > 0) {
+    if (hs.specversion == NULL && (hs.ctype != NULL || hs.n_ce > 0)) {
+        /* No ce_specversion header, so not binary mode: a structured event
+         * whatever the content type says, when the value is a JSON object
+         * with "specversion" (the CloudEvents SDKs send their structured mode
+         * with the data's content type, application/json). Else binary mode
+         * reports what is missing. */
+        result = parse_json(rec->value, rec->value_len, "value", &root, err);
+        if (result == OF_EVENT_ERR_NO_MEMORY)
+            goto out;
+        if (result == 0 && cJSON_IsObject(root) &&
+            of_event_json_member(root, "specversion", NULL) != NULL) {
+            result = parse_structured(root, ev, err);
+            root = NULL;
+            goto out;
+        }
+        cJSON_Delete(root);
+        root = NULL;
+        ev_error_clear(err);
+    }
+    if (hs.ctype != NULL || hs.n_ce > 0) {
         result = parse_binary(rec, &hs, ev, err);
         goto out;
     }
     /* No ce_ headers and no content type: a structured event sent without
      * its content type, or not a CloudEvent at all. */
-    result = parse_json(rec->value, rec->value_len, &root, err);
+    result = parse_json(rec->value, rec->value_len, "value", &root, err);
     if (result == OF_EVENT_ERR_NO_MEMORY)
         goto out;
     if (result != 0 || of_event_json_member(root, "specversion", NULL) == NULL) {

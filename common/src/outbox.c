@@ -3,7 +3,8 @@
  * outbox_relay.c. */
 #include "outbox_internal.h"
 
-#include "orderflow/event.h" /* of_text_storable */
+#include "orderflow/event.h"
+#include "orderflow/text.h" /* of_text_storable, base64 */
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -83,67 +84,6 @@ const of_db_stmt of_outbox_stmts[] = {
 };
 const size_t of_outbox_n_stmts = sizeof of_outbox_stmts / sizeof of_outbox_stmts[0];
 
-static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-char *of_outbox_b64_encode(const unsigned char *src, size_t len)
-{
-    char *out = malloc(4 * ((len + 2) / 3) + 1);
-    size_t o = 0;
-    if (out == NULL)
-        return NULL;
-    for (size_t i = 0; i < len; i += 3) {
-        uint32_t v = (uint32_t)src[i] << 16;
-        if (i + 1 < len)
-            v |= (uint32_t)src[i + 1] << 8;
-        if (i + 2 < len)
-            v |= src[i + 2];
-        out[o++] = b64chars[(v >> 18) & 63];
-        out[o++] = b64chars[(v >> 12) & 63];
-        out[o++] = i + 1 < len ? b64chars[(v >> 6) & 63] : '=';
-        out[o++] = i + 2 < len ? b64chars[v & 63] : '=';
-    }
-    out[o] = '\0';
-    return out;
-}
-
-static int b64_value(char c)
-{
-    const char *p = strchr(b64chars, c);
-    return c != '\0' && p != NULL ? (int)(p - b64chars) : -1;
-}
-
-static unsigned char *b64_decode(const char *src, size_t *len)
-{
-    size_t n = strlen(src);
-    unsigned char *out = malloc(n / 4 * 3 + 1);
-    size_t o = 0;
-    if (out == NULL || n % 4 != 0) {
-        free(out);
-        return NULL;
-    }
-    for (size_t i = 0; i < n; i += 4) {
-        int a = b64_value(src[i]), b = b64_value(src[i + 1]);
-        int c = src[i + 2] == '=' ? 0 : b64_value(src[i + 2]);
-        int d = src[i + 3] == '=' ? 0 : b64_value(src[i + 3]);
-        /* Padding only at the very end, and "x=" never before a data character. */
-        bool bad_pad =
-            (src[i + 2] == '=' && src[i + 3] != '=') || (src[i + 3] == '=' && i + 4 != n);
-        if (a < 0 || b < 0 || c < 0 || d < 0 || bad_pad) {
-            free(out);
-            return NULL;
-        }
-        uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | (uint32_t)d;
-        out[o++] = (unsigned char)(v >> 16);
-        if (src[i + 2] != '=')
-            out[o++] = (unsigned char)(v >> 8);
-        if (src[i + 3] != '=')
-            out[o++] = (unsigned char)v;
-    }
-    out[o] = '\0';
-    *len = o;
-    return out;
-}
-
 /* Adds bytes to obj as text under text_key when they are text jsonb can hold
  * (UTF-8 without NUL) and plain is allowed, else base64 under b64_key. */
 static int add_bytes(cJSON *obj, const char *text_key, const char *b64_key, const char *bytes,
@@ -152,7 +92,7 @@ static int add_bytes(cJSON *obj, const char *text_key, const char *b64_key, cons
     bool text_ok = plain && of_text_storable(bytes, len);
     if (text_ok)
         return cJSON_AddStringToObject(obj, text_key, bytes) != NULL ? OF_OK : OF_ENOMEM;
-    char *b = of_outbox_b64_encode((const unsigned char *)bytes, len);
+    char *b = of_base64_encode((const unsigned char *)bytes, len);
     cJSON *s = b != NULL ? cJSON_AddStringToObject(obj, b64_key, b) : NULL;
     free(b);
     return s != NULL ? OF_OK : OF_ENOMEM;
@@ -188,8 +128,12 @@ static char *read_bytes(const cJSON *obj, const char *text_key, const char *b64_
         *len = strlen(t->valuestring);
         return strdup(t->valuestring);
     }
-    if (cJSON_IsString(b))
-        return (char *)b64_decode(b->valuestring, len);
+    if (cJSON_IsString(b)) {
+        unsigned char *bytes = NULL;
+        return of_base64_decode(b->valuestring, strlen(b->valuestring), &bytes, len) == 0
+                   ? (char *)bytes
+                   : NULL;
+    }
     return NULL;
 }
 

@@ -1,6 +1,9 @@
-/* text.c: UTF-8 validation and the escaped form of arbitrary bytes. */
+/* text.c: UTF-8 validation, the escaped form of arbitrary bytes, base64. */
 #include "orderflow/text.h"
 
+#include "orderflow/error.h"
+
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,4 +87,79 @@ char *of_text_escape(const char *s, size_t len, bool ascii)
     }
     out[o] = '\0';
     return out;
+}
+
+/* ------------------------------------------------------------------------ */
+/* base64                                                                    */
+/* ------------------------------------------------------------------------ */
+
+static const char b64chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+char *of_base64_encode(const unsigned char *src, size_t len)
+{
+    char *out = malloc(4 * ((len + 2) / 3) + 1);
+    size_t o = 0;
+    if (out == NULL)
+        return NULL;
+    for (size_t i = 0; i < len; i += 3) {
+        uint32_t v = (uint32_t)src[i] << 16;
+        if (i + 1 < len)
+            v |= (uint32_t)src[i + 1] << 8;
+        if (i + 2 < len)
+            v |= src[i + 2];
+        out[o++] = b64chars[(v >> 18) & 63];
+        out[o++] = b64chars[(v >> 12) & 63];
+        out[o++] = i + 1 < len ? b64chars[(v >> 6) & 63] : '=';
+        out[o++] = i + 2 < len ? b64chars[v & 63] : '=';
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* The value of a base64 digit, or -1. */
+static int b64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+int of_base64_decode(const char *src, size_t len, unsigned char **out, size_t *out_len)
+{
+    unsigned char *buf;
+    size_t o = 0;
+
+    *out = NULL;
+    *out_len = 0;
+    if (len % 4 != 0)
+        return OF_EINVAL;
+    buf = malloc(len / 4 * 3 + 1);
+    if (buf == NULL)
+        return OF_ENOMEM;
+    for (size_t i = 0; i < len; i += 4) {
+        const unsigned char *q = (const unsigned char *)src + i;
+        bool pad2 = q[2] == '=', pad3 = q[3] == '=';
+        int a = b64_value(q[0]), b = b64_value(q[1]);
+        int c = pad2 ? 0 : b64_value(q[2]), d = pad3 ? 0 : b64_value(q[3]);
+        /* Padding only in the last group, and "x=" never before a digit. */
+        if (a < 0 || b < 0 || c < 0 || d < 0 || (pad2 && !pad3) ||
+            ((pad2 || pad3) && i + 4 != len)) {
+            free(buf);
+            return OF_EINVAL;
+        }
+        uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | (uint32_t)d;
+        buf[o++] = (unsigned char)(v >> 16);
+        if (!pad2)
+            buf[o++] = (unsigned char)(v >> 8);
+        if (!pad3)
+            buf[o++] = (unsigned char)v;
+    }
+    buf[o] = '\0';
+    *out = buf;
+    *out_len = o;
+    return 0;
 }

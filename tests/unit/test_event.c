@@ -330,11 +330,92 @@ static const parse_case parse_cases[] = {
      STRUCTURED("\"data\":\"{}\""),
      OF_EVENT_ERR_DATA_NOT_OBJECT,
      "attribute \"data\" must be a JSON object, not a string"},
-    {"structured, data_base64",
+    {"structured, data_base64 holding the JSON data is decoded",
      {H("content-type", "application/cloudevents+json")},
-     STRUCTURED("\"data_base64\":\"e30=\""),
+     STRUCTURED("\"data_base64\":\"eyJjdXN0b21lcl9pZCI6ImMxIn0=\""),
+     0,
+     ""},
+    {"structured, data_base64 with an explicit JSON content type",
+     {H("content-type", "application/cloudevents+json")},
+     STRUCTURED("\"datacontenttype\":\"application/json\",\"data_base64\":\"e30=\""),
+     0,
+     ""},
+    {"structured, data and data_base64",
+     {H("content-type", "application/cloudevents+json")},
+     STRUCTURED("\"data\":{},\"data_base64\":\"e30=\""),
+     OF_EVENT_ERR_INVALID_ATTRIBUTE,
+     "attributes \"data\" and \"data_base64\" exclude each other"},
+    {"structured, data_base64 twice",
+     {H("content-type", "application/cloudevents+json")},
+     STRUCTURED("\"data_base64\":\"e30=\",\"data_base64\":\"e30=\""),
+     OF_EVENT_ERR_MALFORMED_JSON,
+     "duplicate attribute \"data_base64\""},
+    {"structured, data_base64 not base64",
+     {H("content-type", "application/cloudevents+json")},
+     STRUCTURED("\"data_base64\":\"e30\""),
+     OF_EVENT_ERR_INVALID_ATTRIBUTE,
+     "attribute \"data_base64\" is not base64"},
+    {"structured, data_base64 a number",
+     {H("content-type", "application/cloudevents+json")},
+     STRUCTURED("\"data_base64\":7"),
+     OF_EVENT_ERR_INVALID_ATTRIBUTE,
+     "attribute \"data_base64\" must be a string, not a number"},
+    {"structured, data_base64 of an array",
+     {H("content-type", "application/cloudevents+json")},
+     STRUCTURED("\"data_base64\":\"W10=\""),
+     OF_EVENT_ERR_DATA_NOT_OBJECT,
+     "decoded \"data_base64\" must be a JSON object, not an array"},
+    {"structured, data_base64 of broken JSON",
+     {H("content-type", "application/cloudevents+json")},
+     STRUCTURED("\"data_base64\":\"ew==\""),
+     OF_EVENT_ERR_MALFORMED_JSON,
+     "decoded \"data_base64\" is not valid JSON (near byte 2)"},
+    {"structured, data_base64 of bytes that are not UTF-8",
+     {H("content-type", "application/cloudevents+json")},
+     STRUCTURED("\"data_base64\":\"/w==\""),
+     OF_EVENT_ERR_MALFORMED_JSON,
+     "decoded \"data_base64\" is not valid UTF-8"},
+    {"structured, data_base64 of XML data",
+     {H("content-type", "application/cloudevents+json")},
+     STRUCTURED("\"datacontenttype\":\"text/xml\",\"data_base64\":\"PGEvPg==\""),
      OF_EVENT_ERR_UNSUPPORTED_CONTENT_TYPE,
-     "attribute \"data_base64\" is not supported: data must be JSON"},
+     "attribute \"datacontenttype\" must be application/json"},
+    /* the CloudEvents SDKs' structured mode: the data's content type, no ce_ headers */
+    {"structured under content-type application/json (the SDKs' structured mode)",
+     {H_CT},
+     STRUCTURED("\"datacontenttype\":\"application/json\",\"data\":{\"customer_id\":\"c1\"}"),
+     0,
+     ""},
+    {"structured under another content type, data_base64",
+     {H("content-type", "application/octet-stream")},
+     STRUCTURED("\"data_base64\":\"e30=\""),
+     0,
+     ""},
+    {"structured under application/json with ce_ extension headers",
+     {H_CT, H("ce_traceparent", "00-ab")},
+     STRUCTURED("\"data\":{}"),
+     0,
+     ""},
+    {"with a ce_specversion header the value is binary data, not an envelope",
+     {H_SPEC, H_CT},
+     STRUCTURED("\"data\":{}"),
+     OF_EVENT_ERR_MISSING_ATTRIBUTE,
+     "missing header \"ce_id\""},
+    {"application/json object without specversion: binary, missing ce_specversion",
+     {H_CT},
+     DATA,
+     OF_EVENT_ERR_MISSING_ATTRIBUTE,
+     "missing header \"ce_specversion\""},
+    {"application/json that is not JSON: binary, missing ce_specversion",
+     {H_CT},
+     "{\"specversion\":",
+     OF_EVENT_ERR_MISSING_ATTRIBUTE,
+     "missing header \"ce_specversion\""},
+    {"application/json array holding specversion: binary, missing ce_specversion",
+     {H_CT},
+     "[{\"specversion\":\"1.0\"}]",
+     OF_EVENT_ERR_MISSING_ATTRIBUTE,
+     "missing header \"ce_specversion\""},
     {"structured, XML data",
      {H("content-type", "application/cloudevents+json")},
      STRUCTURED("\"datacontenttype\":\"text/xml\",\"data\":{}"),
@@ -449,6 +530,22 @@ static void test_parse_structured_fields(void **state)
     assert_null(ev.data->next);
     assert_null(ev.data->prev);
     of_event_free(&ev);
+
+    /* The CloudEvents SDKs' structured mode: the data's content type and no
+     * ce_ headers; data_base64 decoded. */
+    const char *sdk = STRUCTURED("\"datacontenttype\":\"application/json\","
+                                 "\"data_base64\":\"eyJjdXN0b21lcl9pZCI6ImMxIn0=\"");
+    const of_header_view hj[] = {H_CT};
+    rec.value = sdk;
+    rec.value_len = strlen(sdk);
+    rec.headers = hj;
+    assert_int_equal(of_event_parse(&rec, &ev, &err), 0);
+    assert_int_equal(ev.mode, OF_EVENT_MODE_STRUCTURED);
+    assert_string_equal(ev.id, "evt-1");
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(ev.data, "customer_id")->valuestring,
+                        "c1");
+    of_event_free(&ev);
+    rec.headers = h;
 
     /* datacontenttype defaults to application/json */
     const char *plain = STRUCTURED("\"data\":{}");

@@ -22,6 +22,7 @@
 
 #include "orderflow/event.h"
 #include "orderflow/outbox.h"
+#include "orderflow/text.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -159,7 +160,7 @@ int dlq_add_bytes_json(cJSON *obj, const char *name, const char *bytes, size_t l
                        cJSON_AddStringToObject(obj, enc_name, "text") != NULL
                    ? 0
                    : -1;
-    char *b = of_outbox_b64_encode((const unsigned char *)bytes, len);
+    char *b = of_base64_encode((const unsigned char *)bytes, len);
     int rc = b != NULL && cJSON_AddStringToObject(obj, name, b) != NULL &&
                      cJSON_AddStringToObject(obj, enc_name, "base64") != NULL
                  ? 0
@@ -176,7 +177,7 @@ void dlq_print_bytes(const char *label, const char *bytes, size_t len, bool null
     } else if (is_text(bytes, len)) {
         printf("%-14s %s\n", label, bytes);
     } else {
-        char *b = of_outbox_b64_encode((const unsigned char *)bytes, len);
+        char *b = of_base64_encode((const unsigned char *)bytes, len);
         printf("%-14s (base64, %zu bytes) %s\n", label, len, b != NULL ? b : "?");
         free(b);
     }
@@ -197,7 +198,7 @@ void dlq_print_headers(const char *json, const char *indent)
         char *name = of_text_escape(h->name, strlen(h->name), false);
         char *b64 = is_text(h->value, h->len)
                         ? NULL
-                        : of_outbox_b64_encode((const unsigned char *)h->value, h->len);
+                        : of_base64_encode((const unsigned char *)h->value, h->len);
         if (b64 != NULL)
             printf("%s%s: (base64) %s\n", indent, name ? name : "?", b64);
         else

@@ -66,9 +66,6 @@ int of_outbox_rows_add(of_db_rows *r, const of_message *m) __attribute__((warn_u
  * NUL bytes (jsonb could not hold it); escaped puts every name and value in
  * base64. A heap string, or NULL when out of memory. */
 char *of_outbox_headers_json(const of_header *headers, size_t n, bool escaped);
-/* Standard base64 (with padding) of len bytes as a heap string the caller
- * frees, or NULL when out of memory. */
-char *of_outbox_b64_encode(const unsigned char *src, size_t len);
 /* The reverse: appends the headers in json to m. Returns 0 or OF_EINVAL. */
 int of_outbox_headers_parse(const char *json, of_message *m) __attribute__((warn_unused_result));
 

@@ -1,4 +1,4 @@
-/* text.h: UTF-8 checks and the escaped form of bytes that are not text.
+/* text.h: UTF-8 checks, the escaped form of bytes that are not text, base64.
  *
  * Postgres text and jsonb hold only valid UTF-8 without NUL bytes; a record
  * from Kafka can carry anything. of_text_escape() turns any bytes into text
@@ -24,5 +24,15 @@ bool of_text_storable(const char *s, size_t len);
  * when ascii is set), every other byte, NUL included, becomes "\xNN".
  * Returns a heap string, or NULL when out of memory. */
 char *of_text_escape(const char *s, size_t len, bool ascii);
+
+/* Standard base64 (RFC 4648, with padding) of len bytes as a heap string
+ * the caller frees, or NULL when out of memory. */
+char *of_base64_encode(const unsigned char *src, size_t len);
+/* Decodes src[0..len) (standard alphabet, padded to a multiple of 4, no
+ * blanks) into *out, a heap buffer of *out_len bytes plus a NUL the caller
+ * frees. Returns 0, OF_EINVAL for anything but canonical base64, or
+ * OF_ENOMEM. */
+int of_base64_decode(const char *src, size_t len, unsigned char **out, size_t *out_len)
+    __attribute__((warn_unused_result));
 
 #endif
