@@ -32,7 +32,7 @@ static void try_next_batch(of_worker *w)
     /* One batch at a time. While one is in progress the consumer serves the
      * group by itself once the batch runs long (of_consumer_set_busy), also
      * through a Postgres outage, during which the batch waits to retry. */
-    if (w->busy || w->stopping)
+    if (w->busy || w->stopping || of_bp_holding(w))
         return;
     msgs = calloc((size_t)w->cfg.batch_size, sizeof *msgs);
     if (msgs == NULL)
@@ -54,6 +54,11 @@ void of_worker_batch_done(of_worker *w)
 {
     if (w->stopping) {
         shutdown_continue(w);
+        return;
+    }
+    if (of_bp_holding(w)) {
+        /* Over a limit (backpressure.c): no batch; fetching paused, the group served. */
+        of_consumer_set_busy(&w->consumer, true);
         return;
     }
     uv_idle_start(&w->kick, on_kick);
@@ -105,6 +110,7 @@ static void close_base_handles(of_worker *w)
     close_handle(w, (uv_handle_t *)&w->shutdown_timer);
     close_handle(w, (uv_handle_t *)&w->kick);
     close_handle(w, (uv_handle_t *)&w->pruner.timer);
+    of_bp_close(w, close_handle);
     of_obs_close(w, close_handle);
 }
 
@@ -192,6 +198,7 @@ static void begin_shutdown(of_worker *w, int signum)
     if (w->h->stop != NULL)
         w->h->stop(w->h->ctx, w);
     of_pruner_stop(&w->pruner);
+    of_bp_stop(w);
     uv_idle_stop(&w->kick);
     uv_timer_start(&w->shutdown_timer, on_shutdown_timeout, (uint64_t)w->cfg.grace_period, 0);
     /* Leave 3 s of the grace period for the producer and the connections. */
@@ -338,7 +345,7 @@ int of_worker_run(const of_worker_handler *h, of_worker_settings *cfg)
         goto out_free;
     loop.data = w;
     w->loop = &loop;
-    if (of_obs_init(w) != 0) {
+    if (of_obs_init(w) != 0 || of_bp_init(w) != 0) {
         of_log_error("could not set up metrics");
         goto out_loop;
     }
@@ -439,6 +446,7 @@ out_loop:
     _exit(result);
 out_free:
     of_pruner_free(&w->pruner);
+    of_bp_free(w);
     of_obs_free(w);
     of_db_pipeline_free(&w->lp);
     of_db_pipeline_free(&w->wp);

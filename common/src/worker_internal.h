@@ -72,6 +72,23 @@ void of_apply_rows_free(of_worker *w);
  * machine's) and starts the next wave. Returns 0 or a negative of_err. */
 int of_apply_flush(of_worker *w, of_db_pipeline *wp) __attribute__((warn_unused_result));
 
+/* backpressure.c: holding (no new batch) while over pause-above-txn or pause-above-backlog. */
+
+/* Its metrics and timer (after of_obs_init). Returns 0 or OF_ENOMEM. */
+int of_bp_init(of_worker *w) __attribute__((warn_unused_result));
+/* True while no batch may start. */
+bool of_bp_holding(const of_worker *w);
+/* A batch transaction committed after txn_ms (load and write pipelines). */
+void of_bp_committed(of_worker *w, double txn_ms);
+/* The outbox backlog was measured. */
+void of_bp_backlog(of_worker *w, double backlog);
+/* What holds the worker, for /readyz, or NULL while it runs freely. */
+const char *of_bp_state(const of_worker *w, char *buf, size_t size);
+/* Shutdown: no cool-down ends any more; then the timer is closed; then freed. */
+void of_bp_stop(of_worker *w);
+void of_bp_close(of_worker *w, void (*close_handle)(of_worker *w, uv_handle_t *h));
+void of_bp_free(of_worker *w);
+
 /* worker_obs.c: metrics, /healthz, /readyz, /metrics. */
 
 int of_obs_init(of_worker *w) __attribute__((warn_unused_result));

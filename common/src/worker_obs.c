@@ -144,8 +144,10 @@ void of_obs_committed(of_worker *w, const of_db_pipeline *wp)
 
     if (clock_gettime(CLOCK_REALTIME, &ts) == 0)
         now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-    if (wp != NULL)
+    if (wp != NULL) {
         of_metric_observe(o->txn_seconds, NULL, (double)(w->lp.elapsed_ns + wp->elapsed_ns) / 1e9);
+        of_bp_committed(w, (double)(w->lp.elapsed_ns + wp->elapsed_ns) / 1e6);
+    }
     for (size_t i = b->lo; i < b->hi; i++) {
         const of_worker_item *it = &b->items[i];
         const char *topic = it->rec.topic;
@@ -295,14 +297,18 @@ static void on_healthz(void *arg, of_http_response *res)
 
 static void on_readyz(void *arg, of_http_response *res)
 {
-    char buf[160];
+    char buf[160], held[320];
     const char *why = not_ready(arg, buf, sizeof buf);
+    const char *bp = of_bp_state(arg, held, sizeof held);
     if (why != NULL) {
         res->status = 503;
         fprintf(res->body, "not ready: %s\n", why);
-        return;
+    } else {
+        fputs("ready\n", res->body);
     }
-    fputs("ready\n", res->body);
+    /* Holding under backpressure is not a fault: said, but still ready. */
+    if (bp != NULL)
+        fprintf(res->body, "%s\n", bp);
 }
 
 static void on_metrics(void *arg, of_http_response *res)
@@ -340,7 +346,10 @@ static void on_stats(of_db *db, of_db_pipeline *p, int status, void *arg)
     struct of_worker_obs *o = w->obs;
     o->stats_in_flight = false;
     if (status == OF_OK) {
-        set_from_result(o->backlog, of_db_pipeline_result(p, 0), 0);
+        const PGresult *r = of_db_pipeline_result(p, 0);
+        set_from_result(o->backlog, r, 0);
+        if (r != NULL && PQntuples(r) > 0 && !PQgetisnull(r, 0, 0))
+            of_bp_backlog(w, strtod(PQgetvalue(r, 0, 0), NULL));
         set_from_result(o->oldest, of_db_pipeline_result(p, 0), 1);
         for (size_t i = 0; i < o->n_queries; i++)
             set_from_result(o->queries[i].gauge, of_db_pipeline_result(p, i + 1), 0);

@@ -212,6 +212,8 @@ typedef struct of_worker_settings {
     int64_t retry_limit;     /* counted transient failures before isolation / RETRIES_EXHAUSTED */
     int64_t stall_timeout;   /* ms without a commit before /readyz says stalled */
     int64_t grace_period;    /* ms allowed for a graceful shutdown */
+    int64_t pause_txn;       /* ms of a batch transaction above which no batch is taken (0: off) */
+    int64_t pause_backlog;   /* unpublished outbox rows above which no batch is taken (0: off) */
     char *http_address;      /* address of the health and metrics endpoint */
     int64_t http_port;       /* its port; 0 disables it */
     of_prune_settings prune; /* retention: what is pruned, how often, in batches of how many */
@@ -255,6 +257,7 @@ struct of_worker {
     of_metrics metrics;             /* registry served on /metrics (handlers may add families) */
     of_http http;                   /* health and metrics endpoint */
     struct of_worker_obs *obs;      /* the runtime's metric families and probes (worker_obs.c) */
+    struct of_worker_bp *bp;        /* backpressure state (backpressure.c) */
     of_pruner pruner;               /* retention, on the relay connection (prune.h) */
     /* counters (metrics) */
     uint64_t n_batches, n_events, n_applied, n_duplicates, n_dead, n_retries, n_exhausted;
@@ -310,6 +313,15 @@ struct of_worker {
     {"grace-period", "ORDERFLOW_GRACE_PERIOD", "grace-period", OF_CFG_MS, "25s",                   \
      "time allowed to drain and exit on SIGTERM",                                                  \
      OF_WORKER_CFG_(type, member, grace_period), 1000, 3600000},                                   \
+    {"pause-above-txn", "ORDERFLOW_PAUSE_ABOVE_TXN", "pause-above-txn", OF_CFG_MS, "5s",           \
+     "a batch transaction slower than this stops the worker taking batches until a probe after "   \
+     "a cool-down runs in under half of it (0 turns it off)",                                      \
+     OF_WORKER_CFG_(type, member, pause_txn), 0, 3600000},                                         \
+    {"pause-above-backlog", "ORDERFLOW_PAUSE_ABOVE_BACKLOG", "pause-above-backlog", OF_CFG_INT,    \
+     "20000",                                                                                      \
+     "unpublished outbox rows above which the worker takes no batch until fewer than half "        \
+     "remain (0 turns it off)",                                                                    \
+     OF_WORKER_CFG_(type, member, pause_backlog), 0, 100000000},                                   \
     {"http-address", "ORDERFLOW_HTTP_ADDRESS", "http-address", OF_CFG_STRING, "0.0.0.0",           \
      "address of the /healthz, /readyz and /metrics endpoint",                                     \
      OF_WORKER_CFG_(type, member, http_address), 0, -1},                                           \
