@@ -1,6 +1,6 @@
 /* http.c: libmicrohttpd driven by the libuv loop (epoll descriptor + timer), with exact-path
- * routes. */
-#include "orderflow/http.h"
+ * routes; the API handler's requests are http_api.c's. */
+#include "http_internal.h"
 
 #include "orderflow/log.h"
 
@@ -12,6 +12,9 @@
 #define DEFAULT_CONTENT_TYPE "text/plain; charset=utf-8"
 #define CONNECTION_LIMIT     64 /* concurrent connections; probes and scrapes need few */
 #define CONNECTION_TIMEOUT_S 10 /* idle connections are closed after this */
+
+/* Marks a route's request whose headers were seen. */
+int of_http_route_started;
 
 void of_http_init(of_http *h, uv_loop_t *loop)
 {
@@ -77,10 +80,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
 {
-    static int started; /* marks a request whose headers were seen */
     of_http *h = cls;
     of_http_response res = {MHD_HTTP_OK, DEFAULT_CONTENT_TYPE, NULL};
     const of_http_route *route = find_route(h, url);
+    if (route == NULL && h->handler != NULL)
+        return of_http_api_request(h, conn, url, method, upload_data, upload_data_size, con_cls);
     bool allowed =
         strcmp(method, MHD_HTTP_METHOD_GET) == 0 || strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
     struct MHD_Response *r = NULL;
@@ -89,7 +93,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     enum MHD_Result ret;
 
     if (allowed && *con_cls == NULL) {
-        *con_cls = &started;
+        *con_cls = &of_http_route_started;
         return MHD_YES;
     }
     if (allowed && *upload_data_size != 0) {
@@ -159,6 +163,11 @@ static void on_timer(uv_timer_t *t)
     run_daemon(t->data);
 }
 
+void of_http_on_resume(uv_timer_t *t)
+{
+    run_daemon(t->data);
+}
+
 static void on_poll(uv_poll_t *p, int status, int events)
 {
     of_http *h = p->data;
@@ -189,11 +198,15 @@ int of_http_start(of_http *h, const char *address, uint16_t port)
      * worker binds at once); SO_REUSEPORT is not set, so a second process
      * on the same port fails instead of sharing it. */
     /* The logger comes first, so that MHD reports option errors through it. */
-    h->daemon = MHD_start_daemon(flags, port, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER,
-                                 on_mhd_log, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-                                 MHD_OPTION_CONNECTION_LIMIT, (unsigned int)CONNECTION_LIMIT,
-                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)CONNECTION_TIMEOUT_S,
-                                 MHD_OPTION_END);
+    if (h->handler != NULL)
+        flags |= MHD_ALLOW_SUSPEND_RESUME;
+    h->daemon = MHD_start_daemon(
+        flags, port, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, h,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT,
+        h->max_connections > 0 ? h->max_connections : (unsigned int)CONNECTION_LIMIT,
+        MHD_OPTION_CONNECTION_TIMEOUT,
+        h->idle_timeout_s > 0 ? h->idle_timeout_s : (unsigned int)CONNECTION_TIMEOUT_S,
+        MHD_OPTION_NOTIFY_COMPLETED, of_http_api_completed, h, MHD_OPTION_END);
     if (h->daemon == NULL)
         return OF_ESTART;
     info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_EPOLL_FD);
@@ -208,6 +221,8 @@ int of_http_start(of_http *h, const char *address, uint16_t port)
     /* uv_timer_init() cannot fail once the loop exists. */
     uv_timer_init(h->loop, &h->timer);
     h->timer.data = h;
+    uv_timer_init(h->loop, &h->resume_timer);
+    h->resume_timer.data = h;
     info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
     h->port = info != NULL ? info->port : port;
     snprintf(h->address, sizeof h->address, "%s", address);
@@ -251,8 +266,10 @@ void of_http_close(of_http *h, void (*close_cb)(of_http *h))
     h->close_cb = close_cb;
     /* The handles exist exactly when the daemon does (see of_http_start). */
     if (h->daemon != NULL) {
-        h->pending_closes = 2;
+        of_http_api_close(h);
+        h->pending_closes = 3;
         uv_close((uv_handle_t *)&h->timer, on_handle_closed);
+        uv_close((uv_handle_t *)&h->resume_timer, on_handle_closed);
         uv_close((uv_handle_t *)&h->poll, on_handle_closed);
         return;
     }

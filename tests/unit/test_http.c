@@ -309,6 +309,107 @@ static void test_port_in_use_and_bad_input(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* --- the API handler ------------------------------------------------------ */
+
+/* Answers later: after a 50 ms timer, as a handler waiting for Kafka would. */
+typedef struct late {
+    uv_timer_t t;
+    of_http_request *req;
+} late;
+
+static void on_late_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void on_late(uv_timer_t *t)
+{
+    late *l = t->data;
+    static const char *const hdrs[] = {"Location", "/orders/x", NULL};
+    assert_int_equal(of_http_answer(l->req, 202, NULL, "{\"late\":true}", 13, hdrs), 0);
+    uv_close((uv_handle_t *)t, on_late_closed);
+}
+
+/* /echo: method, path, a header, a query parameter and the body, at once.
+ * /late: 202 after a timer. Anything else: 404 as JSON. */
+static void api(void *arg, of_http_request *req)
+{
+    fixture *f = arg;
+    const char *path = of_http_req_path(req);
+    if (strcmp(path, "/echo") == 0) {
+        char out[512];
+        size_t len = 0;
+        const char *body = of_http_req_body(req, &len);
+        const char *h = of_http_req_header(req, "x-test");
+        const char *q = of_http_req_query(req, "q");
+        int n =
+            snprintf(out, sizeof out, "%s %s h=%s q=%s len=%zu body=%s", of_http_req_method(req),
+                     path, h ? h : "-", q ? q : "-", len, body ? body : "-");
+        assert_int_equal(of_http_answer(req, 200, "text/plain", out, (size_t)n, NULL), 0);
+    } else if (strcmp(path, "/late") == 0) {
+        late *l = calloc(1, sizeof *l);
+        assert_non_null(l);
+        l->req = req;
+        l->t.data = l;
+        uv_timer_init(&f->loop, &l->t);
+        uv_timer_start(&l->t, on_late, 50, 0);
+    } else {
+        assert_int_equal(of_http_answer(req, 404, NULL, "{\"error\":\"NOT_FOUND\"}", 21, NULL), 0);
+    }
+}
+
+static void test_api_handler(void **state)
+{
+    fixture f;
+    memset(&f, 0, sizeof f);
+    assert_int_equal(uv_loop_init(&f.loop), 0);
+    f.loop.data = &f;
+    of_http_init(&f.http, &f.loop);
+    assert_int_equal(of_http_add_route(&f.http, "/healthz", route_ok, NULL), 0);
+    assert_int_equal(of_http_set_handler(&f.http, api, &f, 16), 0);
+    assert_int_equal(of_http_start(&f.http, "127.0.0.1", 0), 0);
+    assert_int_equal(of_http_set_handler(&f.http, api, &f, 16), OF_EINVAL); /* started */
+    assert_int_equal(uv_async_init(&f.loop, &f.done, on_done), 0);
+    f.done.data = &f;
+    f.c.port = f.http.port;
+    f.c.done = &f.done;
+    f.c.requests[f.c.n++] = "POST /echo?q=a%20b HTTP/1.1\r\nHost: t\r\nX-Test: yes\r\n"
+                            "Content-Length: 5\r\nConnection: close\r\n\r\nhello";
+    f.c.requests[f.c.n++] = "GET /late HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    f.c.requests[f.c.n++] = "PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 17\r\n"
+                            "Connection: close\r\n\r\n12345678901234567";
+    f.c.requests[f.c.n++] = "DELETE /nope HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    f.c.requests[f.c.n++] = "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    /* Two on one connection: the late answer keeps the order. */
+    f.c.requests[f.c.n++] = "GET /late HTTP/1.1\r\nHost: t\r\n\r\n"
+                            "GET /echo HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    fixture_run(&f);
+    for (size_t i = 0; i < f.c.n; i++)
+        assert_non_null(f.c.responses[i]);
+    assert_true(strncmp(f.c.responses[0], "HTTP/1.1 200 OK\r\n", strlen("HTTP/1.1 200 OK\r\n")) ==
+                0);
+    assert_string_equal(body_of(f.c.responses[0]), "POST /echo h=yes q=a b len=5 body=hello");
+    assert_true(strncmp(f.c.responses[1], "HTTP/1.1 202 Accepted\r\n",
+                        strlen("HTTP/1.1 202 Accepted\r\n")) == 0);
+    assert_non_null(strstr(f.c.responses[1], "Location: /orders/x\r\n"));
+    assert_non_null(strstr(f.c.responses[1], "Content-Type: application/json\r\n"));
+    assert_string_equal(body_of(f.c.responses[1]), "{\"late\":true}");
+    /* A body over the limit (16): 413, the handler is not called. */
+    assert_true(strncmp(f.c.responses[2], "HTTP/1.1 413 ", strlen("HTTP/1.1 413 ")) == 0);
+    assert_non_null(strstr(f.c.responses[2], "BODY_TOO_LARGE"));
+    assert_true(strncmp(f.c.responses[3], "HTTP/1.1 404 Not Found\r\n",
+                        strlen("HTTP/1.1 404 Not Found\r\n")) == 0);
+    /* Routes still come first. */
+    assert_string_equal(body_of(f.c.responses[4]), "ok\n");
+    const char *second = strstr(f.c.responses[5] + 1, "HTTP/1.1 200 OK\r\n");
+    assert_true(strncmp(f.c.responses[5], "HTTP/1.1 202 Accepted\r\n",
+                        strlen("HTTP/1.1 202 Accepted\r\n")) == 0);
+    assert_non_null(second);
+    assert_string_equal(body_of(second), "GET /echo h=- q=- len=0 body=-");
+    assert_int_equal(f.http.requests, 7);
+    fixture_free(&f);
+}
+
 static int quiet(void **state)
 {
     /* libmicrohttpd's bind failure is logged; keep it out of the output. */
@@ -323,6 +424,7 @@ int main(void)
         cmocka_unit_test(test_keep_alive_and_pipelining),
         cmocka_unit_test(test_close_drops_idle_connection),
         cmocka_unit_test(test_port_in_use_and_bad_input),
+        cmocka_unit_test(test_api_handler),
     };
     return cmocka_run_group_tests(tests, quiet, NULL);
 }

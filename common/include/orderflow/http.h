@@ -1,4 +1,4 @@
-/* http.h: a small HTTP server on the libuv loop, for health checks and metrics.
+/* http.h: a small HTTP server on the libuv loop: health checks and metrics, and an API.
  *
  * libmicrohttpd parses HTTP. It runs without threads of its own, in external
  * polling mode with epoll (MHD_USE_EPOLL): its epoll descriptor is watched by
@@ -11,6 +11,14 @@
  * HEAD are served (HEAD without the body); other methods get 405, unknown
  * paths 404. A route fills an of_http_response: the status (200 unless it
  * says otherwise), the content type, and the body written to a memory stream.
+ *
+ * An API handler (of_http_set_handler, http_api.c) takes every request no
+ * route matches, any method, with its body read first (up to a limit; a
+ * longer one is answered 413). It answers with of_http_answer(), at once or
+ * later from the loop: until then the connection is suspended, so a handler
+ * may wait for a Kafka delivery or a database query. With access_log set,
+ * every API request is logged when answered (method, path, status, bytes,
+ * milliseconds).
  *
  * Ownership: the caller owns the of_http struct (it must stay in place until
  * close_cb) and each route's arg; paths are copied. The body stream belongs
@@ -53,6 +61,10 @@ typedef struct of_http_route {
 
 struct MHD_Daemon;
 typedef struct of_http of_http;
+typedef struct of_http_request of_http_request;
+
+/* Takes one API request; answers it now or later with of_http_answer(). */
+typedef void (*of_http_handler_fn)(void *arg, of_http_request *req);
 
 struct of_http {
     uv_loop_t *loop;                          /* loop the server runs on */
@@ -67,6 +79,16 @@ struct of_http {
     int pending_closes;                       /* handles still closing */
     void (*close_cb)(of_http *h);             /* called once everything is released */
     uint64_t requests;                        /* requests answered, any status (metrics) */
+    /* Set before of_http_start(): */
+    unsigned int max_connections; /* concurrent connections (0: 64) */
+    unsigned int idle_timeout_s;  /* idle connections closed after this (0: 10 s) */
+    bool access_log;              /* log every API request when it is answered */
+    /* The API handler (of_http_set_handler) and its requests: */
+    of_http_handler_fn handler; /* or NULL */
+    void *handler_arg;          /* its argument */
+    size_t body_limit;          /* bytes of a request body at most */
+    of_http_request *pending;   /* API requests not answered yet (a list) */
+    uv_timer_t resume_timer;    /* runs the daemon after a late answer */
 };
 
 /* Prepares h on loop; nothing is bound yet. */
@@ -75,6 +97,30 @@ void of_http_init(of_http *h, uv_loop_t *loop);
  * Returns 0 or OF_EINVAL. */
 int of_http_add_route(of_http *h, const char *path, of_http_route_fn fn, void *arg)
     __attribute__((warn_unused_result));
+/* Sends every request no route matches to fn (see above), bodies of at most
+ * body_limit bytes. Before start. Returns 0 or OF_EINVAL. */
+int of_http_set_handler(of_http *h, of_http_handler_fn fn, void *arg, size_t body_limit)
+    __attribute__((warn_unused_result));
+
+/* The request's method, path (without the query), a header (name in any
+ * case), a query parameter (decoded), and its body (NUL-terminated; NULL
+ * with len 0 when there is none). Valid until the request is answered. */
+const char *of_http_req_method(const of_http_request *req);
+const char *of_http_req_path(const of_http_request *req);
+const char *of_http_req_header(const of_http_request *req, const char *name);
+const char *of_http_req_query(const of_http_request *req, const char *name);
+const char *of_http_req_body(const of_http_request *req, size_t *len);
+/* Data of the handler's own for the request (NULL until set). */
+void of_http_req_set_data(of_http_request *req, void *data);
+void *of_http_req_data(const of_http_request *req);
+
+/* Answers req: status, content type (NULL: application/json), body[0..len)
+ * (copied), extra headers as name, value pairs ending with NULL (may be
+ * NULL). req must not be used afterwards. Returns 0, or OF_ENOMEM (the
+ * request is then answered 500 all the same). */
+int of_http_answer(of_http_request *req, int status, const char *content_type, const char *body,
+                   size_t len, const char *const *headers);
+
 /* Binds address (IPv4 or IPv6 literal) and port (0: any free port, see
  * h->port) and starts serving on the loop. Returns 0 or a negative code
  * (OF_HTTP_* or UV_E*); started or not, the server is released with
