@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ------------------------------------------------------------------------ */
@@ -190,4 +191,48 @@ int of_contract_decode(const of_event *ev, of_contract_data *out, of_event_error
         return of_event_error_set(err, OF_EVENT_ERR_UNKNOWN_TYPE, "unknown event type \"%s\"",
                                   type);
     return of_event_error_set(err, OF_EVENT_ERR_UNKNOWN_TYPE, "unknown event type");
+}
+
+int of_contract_build(of_message *out, const char *topic, const char *base_topic, const char *key,
+                      const of_event_attrs *attrs, const cJSON *data, of_event_error *err)
+{
+    of_header_view *hv = NULL;
+    of_contract_data *d = NULL;
+    of_event ev;
+    int rc = of_event_build(out, topic, key, attrs, data, err);
+
+    memset(&ev, 0, sizeof ev);
+    if (rc != 0)
+        return rc;
+    hv = calloc(out->n_headers + 1, sizeof *hv);
+    d = malloc(sizeof *d);
+    if (hv == NULL || d == NULL) {
+        rc = of_event_error_set(err, OF_EVENT_ERR_NO_MEMORY,
+                                "could not check the event: out of "
+                                "memory");
+        goto out;
+    }
+    for (size_t i = 0; i < out->n_headers; i++)
+        hv[i] = (of_header_view){out->headers[i].name, out->headers[i].value, out->headers[i].len};
+    of_record_view rec = {.topic = out->topic,
+                          .partition = -1,
+                          .offset = -1,
+                          .key = out->key,
+                          .key_len = out->key_len,
+                          .value = out->value,
+                          .value_len = out->value_len,
+                          .headers = hv,
+                          .n_headers = out->n_headers};
+    rc = of_event_parse(&rec, &ev, err);
+    if (rc == 0)
+        rc = of_contract_check_type(base_topic, ev.type, err);
+    if (rc == 0)
+        rc = of_contract_decode(&ev, d, err);
+out:
+    of_event_free(&ev);
+    free(d);
+    free(hv);
+    if (rc != 0)
+        of_message_free(out);
+    return rc;
 }

@@ -11,6 +11,8 @@
  * EX_DATAERR (65). */
 #include "orderctl.h"
 
+#include "domain/views.h"
+
 #include "orderflow/event.h"
 #include "orderflow/uuid.h"
 
@@ -100,19 +102,9 @@ static int resolve_order(PGconn *conn, const char *arg, char id[OF_UUID_STRLEN +
         return EX_DATAERR;
     }
     /* Ids first; a ce_id only when nothing has that id (both may be UUIDs). */
-    code = orderctl_db_query(conn,
-                             of_uuid_valid(arg)
-                                 ? "select id from orders where id = $1::text::uuid union all"
-                                   " select order_id from returns where id = $1::text::uuid"
-                                   " union all"
-                                   " select id from orders where source_event_id = $1::text"
-                                   " union all"
-                                   " select order_id from returns where source_event_id = $1::text"
-                                   " limit 1"
-                                 : "select id from orders where source_event_id = $1 union all"
-                                   " select order_id from returns where source_event_id = $1"
-                                   " limit 1",
-                             1, vals, &r);
+    code = orderctl_db_query(
+        conn, of_uuid_valid(arg) ? of_view_resolve_uuid_sql : of_view_resolve_text_sql, 1, vals,
+        &r);
     if (code != EX_OK)
         return code;
     if (PQntuples(r) == 0) {
@@ -134,73 +126,23 @@ static const char describe_summary[] =
     "correlation id (the ce_id of its order.created, what orderctl submit prints), or the id or\n"
     "correlation id of one of its returns. Exit 66 if it is unknown.";
 
-/* clang-format off */
-static const char sql_order[] =
-    "select v.order_id, v.status, v.version, v.status_reason as reason, v.customer_id,"
-    " v.total_cents, v.currency, v.correlation_id, o.source_event_id,"
-    " " ORDERCTL_TS("v.created_at") " as created_at,"
-    " " ORDERCTL_TS("v.updated_at") " as updated_at,"
-    " " ORDERCTL_TS("v.confirmed_at") " as confirmed_at,"
-    " " ORDERCTL_TS("v.delivered_at") " as delivered_at,"
-    " v.order_process, v.order_update, round(v.ms_to_confirm)::bigint as ms_to_confirm,"
-    " v.rejected_updates"
-    " from order_overview v join orders o on o.id = v.order_id where v.order_id = $1::uuid";
-
-static const char sql_items[] =
-    "select i.line, i.product_id, i.quantity, i.unit_price_cents,"
-    " i.quantity * i.unit_price_cents as line_total_cents, i.reserved,"
-    " (select coalesce(sum(ri.quantity), 0) from return_items ri join returns r"
-    " on r.id = ri.return_id where r.order_id = i.order_id and ri.product_id = i.product_id"
-    " and r.status <> 'REJECTED')::integer as returned"
-    " from order_items i where i.order_id = $1::uuid order by i.line";
-
-static const char sql_executions[] =
-    "select machine, status, current_state,"
-    " " ORDERCTL_TS("started_at") " as started_at,"
-    " " ORDERCTL_TS("stopped_at") " as stopped_at, return_id, error, id"
-    " from executions where order_id = $1::uuid order by started_at, id";
-
-/* Returns: items as "product:qty" text for people, as a JSON array for programs. */
+/* Returns: items as "product:qty" text for people (JSON: the view's array). */
 static const char sql_returns_text[] =
     "select r.id, r.status, r.version, r.refund_cents, r.reason, r.status_reason,"
     " (select string_agg(product_id || ':' || quantity, ' ' order by product_id)"
     " from return_items where return_id = r.id) as items,"
-    " " ORDERCTL_TS("r.created_at") " as created_at"
-    " from returns r where r.order_id = $1::uuid order by r.created_at, r.id";
-static const char sql_returns_json[] =
-    "select r.id, r.status, r.version, r.refund_cents, r.reason, r.status_reason,"
-    " coalesce((select json_agg(json_build_object('product_id', product_id, 'quantity',"
-    " quantity, 'unit_price_cents', unit_price_cents) order by product_id)"
-    " from return_items where return_id = r.id), '[]'::json) as items, r.correlation_id,"
-    " " ORDERCTL_TS("r.created_at") " as created_at,"
-    " " ORDERCTL_TS("r.updated_at") " as updated_at"
-    " from returns r where r.order_id = $1::uuid order by r.created_at, r.id";
-
-static const char sql_refunds[] =
-    "select id, cause, amount_cents, return_id,"
-    " " ORDERCTL_TS("created_at") " as created_at"
-    " from refunds where order_id = $1::uuid order by created_at, id";
-
-static const char sql_deadlines[] =
-    "select kind, " ORDERCTL_TS("due_at") " as due_at,"
-    " " ORDERCTL_TS("fired_at") " as fired_at,"
-    " " ORDERCTL_TS("cancelled_at") " as cancelled_at"
-    " from deadlines where order_id = $1::uuid order by due_at";
+    " " OF_DB_TS(
+        "r.created_at") " as created_at"
+                        " from returns r where r.order_id = $1::uuid order by r.created_at, r.id";
 /* clang-format on */
 
-/* The parts of describe after the order row, in output order. */
-static const struct {
-    const char *name;     /* section title and JSON member */
-    const char *sql_text; /* query for text output */
-    const char *sql_json; /* query for JSON output */
-} sections[] = {
-    {"items", sql_items, sql_items},
-    {"executions", sql_executions, sql_executions},
-    {"returns", sql_returns_text, sql_returns_json},
-    {"refunds", sql_refunds, sql_refunds},
-    {"deadlines", sql_deadlines, sql_deadlines},
-};
-#define N_SECTIONS (sizeof sections / sizeof sections[0])
+/* The view's parts after the order row (views.h), in output order; text
+ * output shows a return's items as text. */
+static const char *part_sql(size_t i, bool json)
+{
+    return !json && strcmp(of_view_part_names[i], "returns") == 0 ? sql_returns_text
+                                                                  : of_view_order_sql[i];
+}
 
 /* A column of the order row by name, "-" for NULL. */
 static const char *col(const PGresult *r, const char *name)
@@ -231,7 +173,6 @@ int orderctl_describe(int argc, char **argv)
 {
     describe_settings s;
     PGconn *conn = NULL;
-    PGresult *o = NULL, *r = NULL;
     cJSON *obj = NULL;
     char id[OF_UUID_STRLEN + 1];
     int rest = 0, code = EX_OK;
@@ -245,53 +186,32 @@ int orderctl_describe(int argc, char **argv)
     if (code != EX_OK)
         goto out;
     const char *vals[1] = {id};
-    code = orderctl_db_query(conn, sql_order, 1, vals, &o);
-    if (code != EX_OK)
-        goto out;
-    if (PQntuples(o) == 0) { /* deleted between the two queries */
+    PGresult *parts[OF_VIEW_ORDER_PARTS] = {NULL};
+    for (size_t i = 0; i < OF_VIEW_ORDER_PARTS && code == EX_OK; i++)
+        code = orderctl_db_query(conn, part_sql(i, s.json), 1, vals, &parts[i]);
+    if (code == EX_OK && PQntuples(parts[0]) == 0) { /* deleted since it was found */
         fprintf(stderr, "orderctl: order \"%s\" not found\n", id);
         code = EX_NOINPUT;
-        goto out;
     }
-    if (s.json) {
-        obj = orderctl_row_json(o, 0);
-        if (obj == NULL) {
-            code = orderctl_print_json(NULL);
-            goto out;
-        }
-    } else {
-        print_order_text(o);
-    }
-    for (size_t i = 0; i < N_SECTIONS; i++) {
-        code = orderctl_db_query(conn, s.json ? sections[i].sql_json : sections[i].sql_text, 1,
-                                 vals, &r);
-        if (code != EX_OK)
-            goto out;
-        if (s.json) {
-            cJSON *rows = orderctl_rows_json(r);
-            if (rows == NULL || !cJSON_AddItemToObject(obj, sections[i].name, rows)) {
-                cJSON_Delete(rows);
-                code = orderctl_print_json(NULL);
-                goto out;
-            }
-        } else {
-            printf("\n%s\n", sections[i].name);
-            if (PQntuples(r) == 0)
-                printf("  (none)\n");
-            else
-                orderctl_print_table(stdout, r, "  ", 60);
-        }
-        PQclear(r);
-        r = NULL;
-    }
-    if (s.json) {
+    if (code == EX_OK && s.json) {
+        int missing = 0;
+        obj = of_view_order_json((const PGresult *const *)parts, &missing);
         code = orderctl_print_json(obj);
         obj = NULL;
+    } else if (code == EX_OK) {
+        print_order_text(parts[0]);
+        for (size_t i = 1; i < OF_VIEW_ORDER_PARTS; i++) {
+            printf("\n%s\n", of_view_part_names[i]);
+            if (PQntuples(parts[i]) == 0)
+                printf("  (none)\n");
+            else
+                orderctl_print_table(stdout, parts[i], "  ", 60);
+        }
     }
+    for (size_t i = 0; i < OF_VIEW_ORDER_PARTS; i++)
+        PQclear(parts[i]);
 out:
     cJSON_Delete(obj);
-    PQclear(r);
-    PQclear(o);
     PQfinish(conn);
     of_config_free(describe_items, N_DESCRIBE_ITEMS, &s);
     return code;
@@ -318,18 +238,13 @@ static const char history_summary[] =
     " and e.return_id is not distinct from t.return_id), t.seq"
 
 static const char sql_history_text[] =
-    "select " ORDERCTL_TS("t.at") " as time,"
+    "select " OF_DB_TS("t.at") " as time,"
     " t.machine || coalesce('(' || right(t.return_id::text, 12) || ')', '') as machine, t.step,"
     " coalesce(t.from_state, '(none)') || ' -> '"
     " || coalesce(t.to_state, t.detail->>'trigger', '?') as transition, t.outcome,"
     " t.topic || '/' || coalesce(t.partition::text, '?') || '@'"
     " || coalesce(t.\"offset\"::text, '?') as caused_by,"
     " t.event_id as ce_id, nullif(t.detail::text, '{}') as detail"
-    " from order_timeline t" HISTORY_WHERE_ORDER;
-static const char sql_history_json[] =
-    "select " ORDERCTL_TS("t.at") " as at, t.machine, t.execution_status, t.return_id, t.seq,"
-    " t.step, t.from_state, t.to_state, t.outcome, t.topic, t.partition, t.\"offset\","
-    " t.event_id as ce_id, t.detail"
     " from order_timeline t" HISTORY_WHERE_ORDER;
 /* clang-format on */
 
@@ -350,11 +265,11 @@ int orderctl_history(int argc, char **argv)
     if (code != EX_OK)
         goto out;
     const char *vals[1] = {id};
-    code = orderctl_db_query(conn, s.json ? sql_history_json : sql_history_text, 1, vals, &r);
+    code = orderctl_db_query(conn, s.json ? of_view_history_sql : sql_history_text, 1, vals, &r);
     if (code != EX_OK)
         goto out;
     if (s.json)
-        code = orderctl_print_json(orderctl_rows_json(r));
+        code = orderctl_print_json(of_db_rows_json(r));
     else if (PQntuples(r) == 0)
         printf("order %s has no history yet\n", id);
     else
@@ -390,8 +305,8 @@ int orderctl_executions(int argc, char **argv)
     /* clang-format off */
     static const char sql[] =
         "select id, machine, order_id, return_id, status, current_state,"
-        " " ORDERCTL_TS("started_at") " as started_at,"
-        " " ORDERCTL_TS("stopped_at") " as stopped_at, error"
+        " " OF_DB_TS("started_at") " as started_at,"
+        " " OF_DB_TS("stopped_at") " as stopped_at, error"
         " from executions"
         " where ($1::text is null or machine = $1) and ($2::text is null or status = $2)"
         " and ($3::timestamptz is null or started_at >= $3::timestamptz)"
@@ -441,7 +356,7 @@ int orderctl_executions(int argc, char **argv)
     if (code != EX_OK)
         goto out;
     if (s.json)
-        code = orderctl_print_json(orderctl_rows_json(r));
+        code = orderctl_print_json(of_db_rows_json(r));
     else if (PQntuples(r) == 0)
         printf("no executions match\n");
     else

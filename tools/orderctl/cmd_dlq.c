@@ -93,14 +93,14 @@ static const char sql_show[] =
     " from dead_letters d where d.id = $1::bigint";
 /* The redrive runs, newest first, with how many records each sent. */
 static const char sql_history[] =
-    "select r.id as run, " ORDERCTL_TS("r.at") " as at, r.operator, r.db_user, r.predicate,"
+    "select r.id as run, " OF_DB_TS("r.at") " as at, r.operator, r.db_user, r.predicate,"
     " r.matched, (select count(*) from redrives x where x.run_id = r.id) as sent, r.note"
     " from redrive_runs r order by r.id desc limit $1::integer";
 /* Each redrive with what became of the record it republished: an inbox row
  * of the worker at that position means it took effect; a dead letter there
  * means it failed again; neither means it is pending or was a duplicate. */
 static const char sql_redrives[] =
-    "select r.id, r.run_id as run, " ORDERCTL_TS("r.at") " as at, r.topic, r.partition,"
+    "select r.id, r.run_id as run, " OF_DB_TS("r.at") " as at, r.topic, r.partition,"
     " r.\"offset\", r.note,"
     " case when exists (select 1 from inbox i where i.consumer = d.worker and i.ce_id = d.ce_id"
     "   and i.topic = r.topic and i.partition = r.partition and i.\"offset\" = r.\"offset\")"
@@ -239,7 +239,7 @@ static int dlq_list(const dlq_settings *s, PGconn *conn)
     if (code == EX_OK) {
         /* The table leaves "why" out: with no predicate it says little. */
         if (s->json)
-            code = orderctl_print_json(orderctl_rows_json(r));
+            code = orderctl_print_json(of_db_rows_json(r));
         else if (PQntuples(r) == 0)
             printf("no dead letters%s%s\n", s->where != NULL ? " where " : "",
                    s->where != NULL ? w.text : "");
@@ -265,7 +265,7 @@ static int dlq_history(const dlq_settings *s, PGconn *conn)
     if (code != EX_OK)
         return code;
     if (s->json)
-        code = orderctl_print_json(orderctl_rows_json(r));
+        code = orderctl_print_json(of_db_rows_json(r));
     else if (PQntuples(r) == 0)
         printf("no redrive runs\n");
     else
@@ -311,8 +311,8 @@ static int dlq_show(const dlq_settings *s, PGconn *conn, const char *arg)
     }
     if (s->json) {
         cJSON *headers = cJSON_Parse(PQgetvalue(r, 0, ch));
-        cJSON *redrives = orderctl_rows_json(rd);
-        obj = orderctl_row_json(r, 0);
+        cJSON *redrives = of_db_rows_json(rd);
+        obj = of_db_row_json(r, 0);
         if (obj != NULL) {
             cJSON_DeleteItemFromObjectCaseSensitive(obj, "key");
             cJSON_DeleteItemFromObjectCaseSensitive(obj, "payload");

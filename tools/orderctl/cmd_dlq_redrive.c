@@ -245,7 +245,7 @@ static int select_ids(PGconn *conn, int n_args, char **args, bool again, PGresul
         conn,
         "select u.id::text, 'named by id; ' || case when d.redriven_at is null then 'never redriven'"
         " else 'redriven ' || d.redrive_count || ' time(s), last ' || "
-        ORDERCTL_TS("d.redriven_at") " end as why,"
+        OF_DB_TS("d.redriven_at") " end as why,"
         " d.redriven_at is not null as redriven, d.id is not null as found"
         " from (select distinct id from unnest($1::bigint[]) as u(id)) u"
         " left join dead_letters d on d.id = u.id order by u.id",

@@ -55,12 +55,12 @@ static const char sql_why[] =
     "      then 'reason \"' || left(d.reason, 60)"
     "           || case when length(d.reason) > 60 then '...' else '' end || '\"' end,"
     " case when $7::timestamptz is not null or $8::timestamptz is not null"
-    "      then 'created ' || " ORDERCTL_TS("d.created_at") " end,"
+    "      then 'created ' || " OF_DB_TS("d.created_at") " end,"
     " case when $9::text is not null then 'type ' || coalesce(d.ce_type, '-') end,"
     " case when $10::text is not null then 'key of order ' || $10 end,"
     " case when d.redriven_at is null then 'never redriven'"
     "      else 'redriven ' || d.redrive_count || ' time(s), last ' || "
-    ORDERCTL_TS("d.redriven_at") " end) as why";
+    OF_DB_TS("d.redriven_at") " end) as why";
 /* clang-format on */
 
 typedef enum term_key {

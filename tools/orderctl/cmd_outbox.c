@@ -81,8 +81,8 @@ static const char summary[] =
     " or (y.dead_at is null and not y.held))))"
 
 static const char sql_list[] =
-    "select o.seq, o.id, o.topic, encode(o.key, 'escape') as key, " ORDERCTL_TS("o.created_at")
-    " as created_at, o.held, o.attempts, o.failures, " ORDERCTL_TS("o.dead_at") " as dead_at,"
+    "select o.seq, o.id, o.topic, encode(o.key, 'escape') as key, " OF_DB_TS("o.created_at")
+    " as created_at, o.held, o.attempts, o.failures, " OF_DB_TS("o.dead_at") " as dead_at,"
     " o.last_error from outbox o"
     " where o.published_at is null and (not $1::boolean or o.dead_at is not null)"
     " and ($2::text is null or o.topic = $2 or o.topic = $3)"
@@ -115,7 +115,7 @@ static int outbox_list(const outbox_settings *s, PGconn *conn, const char *prefi
     if (code != EX_OK)
         return code;
     if (s->json)
-        code = orderctl_print_json(orderctl_rows_json(r));
+        code = orderctl_print_json(of_db_rows_json(r));
     else if (PQntuples(r) == 0)
         printf(s->dead ? "no dead outbox rows\n" : "no unpublished outbox rows\n");
     else

@@ -55,14 +55,14 @@ static int poll_outcome(PGconn *conn, wait_kind kind, const char *ce_id, const c
             PQclear(r);
             return -1;
         }
-        *result = orderctl_row_json(r, 0);
+        *result = of_db_row_json(r, 0);
         if (!json)
             printf("dead-lettered by %s as dead letter %s: %s: %s\n", PQgetvalue(r, 0, 3),
                    PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2));
         PQclear(r);
         return EX_DATAERR;
     }
-    *result = orderctl_row_json(r, 0);
+    *result = of_db_row_json(r, 0);
     int rc_col = PQfnumber(r, "reason");
     const char *reason = rc_col < 0 || PQgetisnull(r, 0, rc_col) ? "" : PQgetvalue(r, 0, rc_col);
     const char *sep = reason[0] != '\0' ? " " : "";

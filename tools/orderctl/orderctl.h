@@ -30,6 +30,7 @@
 #define ORDERCTL_H
 
 #include "orderflow/config.h"
+#include "orderflow/db.h"
 #include "orderflow/event.h"
 #include "orderflow/message.h"
 
@@ -167,18 +168,8 @@ int orderctl_db_query(PGconn *conn, const char *sql, int n, const char *const *v
 /* Runs a statement without rows (BEGIN, COMMIT, ...); same codes. */
 int orderctl_db_exec(PGconn *conn, const char *sql) __attribute__((warn_unused_result));
 
-/* SQL for a timestamptz column as RFC 3339 UTC text with milliseconds. */
-#define ORDERCTL_TS(col)                                                                           \
-    "to_char((" col ") at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-
 /* --- output ---------------------------------------------------------------- */
 
-/* Row row of r as a JSON object named by the columns: integers and numerics
- * as numbers, booleans, json/jsonb parsed, NULL as null, the rest as strings.
- * Returns NULL when out of memory. */
-cJSON *orderctl_row_json(const PGresult *r, int row);
-/* Every row of r as an array of such objects, or NULL when out of memory. */
-cJSON *orderctl_rows_json(const PGresult *r);
 /* Prints json (formatted) and a newline on stdout and deletes it. Returns
  * EX_OK, or EX_SOFTWARE when json is NULL (out of memory). */
 int orderctl_print_json(cJSON *json);

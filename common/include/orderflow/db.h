@@ -16,6 +16,7 @@
 #ifndef ORDERFLOW_DB_H
 #define ORDERFLOW_DB_H
 
+#include <cjson/cJSON.h>
 #include <libpq-fe.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -218,5 +219,15 @@ void of_db_rows_free(of_db_rows *r);
 /* Lower-case hex of len bytes (for a bytea column: decode(x, 'hex')), a heap
  * string, or NULL without memory. */
 char *of_db_hex(const void *bytes, size_t len);
+
+/* SQL for a timestamptz column as RFC 3339 UTC text with milliseconds. */
+#define OF_DB_TS(col) "to_char((" col ") at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+
+/* Row row of r as a JSON object named by the columns: integers and numerics
+ * as numbers, booleans, json/jsonb parsed, NULL as null, the rest as strings.
+ * Returns NULL when out of memory. */
+cJSON *of_db_row_json(const PGresult *r, int row);
+/* Every row of r as an array of such objects, or NULL when out of memory. */
+cJSON *of_db_rows_json(const PGresult *r);
 
 #endif

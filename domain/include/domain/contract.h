@@ -255,4 +255,16 @@ size_t of_contract_data_size(const char *type);
 int of_contract_decode(const of_event *ev, of_contract_data *out, of_event_error *err)
     __attribute__((warn_unused_result));
 
+/* An upstream event as a client publishes it (orderctl, the gateway): builds
+ * the binary-mode record of data into out (zeroed by the caller; the topic
+ * is prefixed, base_topic is the contract's name) with of_event_build(),
+ * then reads it back exactly as the consuming worker will (envelope, the
+ * type on its topic, the type's decoder), so nothing goes out that the
+ * worker would dead-letter for its shape. Returns 0 (out then holds the
+ * record; of_message_free() it) or the event error with err filled and out
+ * released. */
+int of_contract_build(of_message *out, const char *topic, const char *base_topic, const char *key,
+                      const of_event_attrs *attrs, const cJSON *data, of_event_error *err)
+    __attribute__((warn_unused_result));
+
 #endif
