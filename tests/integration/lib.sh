@@ -129,6 +129,16 @@ check() { # check <description> <expected> <actual>
     fi
 }
 
+check_match() { # check_match <description> <extended regex> <actual>
+    if [[ "$3" =~ $2 ]]; then
+        OF_PASSED=$((OF_PASSED + 1))
+        echo "ok - $1"
+    else
+        OF_FAILED=$((OF_FAILED + 1))
+        echo "not ok - $1: '$3' does not match /$2/"
+    fi
+}
+
 # SQL predicate: outbox row ALIAS holds an event its consumer applies in a
 # transaction, which leaves an inbox row. A status event that drives no step
 # (order CONFIRMED, REJECTED, PAID..., return REJECTED, REFUND_COMPLETED) is
@@ -166,8 +176,8 @@ of_process_start() { # of_process_start NAME PROGRAM [VAR=value...]
     local name=$1 bin=$2
     shift 2
     local shown=() arg
-    for arg in "$@"; do # a URL may hold a password: its value is not written down
-        case $arg in *_URL=*) shown+=("${arg%%=*}=(set)") ;; *) shown+=("$arg") ;; esac
+    for arg in "$@"; do # a URL may hold a password, a token is one: their values are not written down
+        case $arg in *_URL=* | *_TOKEN=* | *PASSWORD*=*) shown+=("${arg%%=*}=(set)") ;; *) shown+=("$arg") ;; esac
     done
     printf '=== %s: start %s %s\n' "$(date -u +%T.%3N)" "$(basename "$bin")" "${shown[*]}" >>"$OF_WORK/$name.log"
     env DATABASE_URL="$OF_URL" KAFKA_BOOTSTRAP_SERVERS="$KAFKA_BOOTSTRAP_SERVERS" \

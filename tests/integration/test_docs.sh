@@ -83,7 +83,7 @@ done
 
 # --- 2. regenerate a copy and compare -------------------------------------------
 mapfile -t files < <(cd "$REPO" && grep -rlE --include='*.md' '^<!-- BEGIN GENERATED: ' \
-    docs workers common tools 2>/dev/null | sort)
+    docs workers common tools gateway 2>/dev/null | sort)
 if ((${#files[@]} == 0)); then
     not_ok "no generated blocks found in the repository"
     exit 1
@@ -119,8 +119,11 @@ for bin in "${workers[@]}"; do
     name="$(basename -- "$bin")"
     flags="$("$bin" --help | awk '/^  --/ && $1 != "--help" {print $1}')"
     missing=""
+    # The workers' settings are in docs/operations.md, the gateway's in its README.
+    table="$work/tree/docs/operations.md"
+    [[ "$name" == orderflow-gateway ]] && table="$work/tree/gateway/README.md"
     for flag in $flags; do
-        grep -qF "| \`$flag\` |" "$work/tree/docs/operations.md" || missing+=" $flag"
+        grep -qF "| \`$flag\` |" "$table" || missing+=" $flag"
     done
     if [[ -n "$flags" && -z "$missing" ]]; then
         ok "the regenerated settings table has every flag of $name ($(wc -w <<<"$flags"))"
