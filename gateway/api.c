@@ -249,6 +249,14 @@ static void write_event(call *c)
         answer_error(c, 503, "UNAVAILABLE", "not accepting events now", retry);
         return;
     }
+    if (gw_overloaded(g)) {
+        static const char *const retry[] = {"Retry-After", "5", NULL};
+        answer_error(c, 503, "OVERLOADED",
+                     "the pipeline behind the gateway is over its limits (events are not reaching "
+                     "Kafka fast enough); retry later with the same Idempotency-Key",
+                     retry);
+        return;
+    }
     if (c->r != R_CREATE && !of_uuid_valid(c->id)) {
         answer_error(c, 400, "INVALID_ID", "the order id in the path is not a UUID", NULL);
         return;

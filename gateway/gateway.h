@@ -26,6 +26,7 @@ typedef struct gw_settings {
     int64_t max_connections; /* concurrent connections */
     int64_t wait_max;        /* ms a GET ?wait= may take at most */
     int64_t grace_period;    /* ms allowed for a graceful shutdown */
+    int64_t refuse_backlog;  /* unpublished outbox rows above which writes get 503 (0: off) */
 } gw_settings;
 
 typedef struct gateway {
@@ -37,6 +38,11 @@ typedef struct gateway {
     of_metrics metrics;         /* /metrics */
     of_metric *requests;        /* orderflow_gateway_requests_total{route,status} */
     of_metric *published;       /* orderflow_gateway_published_total{topic} */
+    of_metric *overloaded;      /* orderflow_gateway_overloaded */
+    uv_timer_t backlog_timer;   /* measures the outbox backlog every 2 s */
+    of_db_pipeline backlog_p;   /* its query */
+    bool backlog_in_flight;     /* the query runs */
+    double backlog;             /* unpublished outbox rows, last measured */
     uv_signal_t sigterm;        /* shutdown */
     uv_signal_t sigint;         /* shutdown */
     uv_timer_t shutdown_timer;  /* waits for requests in progress */
@@ -45,6 +51,9 @@ typedef struct gateway {
     int in_progress;            /* API requests not answered yet */
     int exit_code;              /* process exit code */
 } gateway;
+
+/* main.c: true while writes are refused (refuse-above-backlog). */
+bool gw_overloaded(const gateway *g);
 
 /* api.c: the handler of every request no route takes. */
 void gw_api(void *arg, of_http_request *req);

@@ -51,6 +51,11 @@ static const of_config_item items[] = {
     {"wait-max", "ORDERFLOW_GATEWAY_WAIT_MAX", "wait-max", OF_CFG_MS, "30s",
      "longest GET ?wait= (a longer timeout= is cut to it)", offsetof(gw_settings, wait_max), 0,
      600000},
+    {"refuse-above-backlog", "ORDERFLOW_GATEWAY_REFUSE_ABOVE_BACKLOG", "refuse-above-backlog",
+     OF_CFG_INT, "20000",
+     "unpublished outbox rows (measured every 2 s) above which writes get 503 with Retry-After "
+     "(0 turns it off)",
+     offsetof(gw_settings, refuse_backlog), 0, 100000000},
     {"grace-period", "ORDERFLOW_GRACE_PERIOD", "grace-period", OF_CFG_MS, "25s",
      "time allowed to answer the requests in progress and exit on SIGTERM",
      offsetof(gw_settings, grace_period), 1000, 3600000},
@@ -88,6 +93,47 @@ static void on_metrics(void *arg, of_http_response *res)
         res->status = 500;
 }
 
+/* --- overload ---------------------------------------------------------------- */
+
+/* The pipeline behind the gateway is over its limits when the events it
+ * committed are not reaching Kafka: the same measure the workers hold on
+ * (backpressure.c). Writes are then refused with 503 and Retry-After. */
+static void on_backlog(of_db *db, of_db_pipeline *p, int status, void *arg)
+{
+    gateway *g = arg;
+    const PGresult *r = of_db_pipeline_result(p, 0);
+    (void)db;
+    g->backlog_in_flight = false;
+    if (status == OF_OK && r != NULL && PQntuples(r) == 1) {
+        bool was = gw_overloaded(g);
+        g->backlog = strtod(PQgetvalue(r, 0, 0), NULL);
+        of_metric_set(g->overloaded, NULL, gw_overloaded(g) ? 1 : 0);
+        if (gw_overloaded(g) != was)
+            of_log_warn("gateway: %.0f unpublished outbox rows: %s", g->backlog,
+                        gw_overloaded(g) ? "refusing writes (503)" : "accepting writes again");
+    }
+    of_db_pipeline_reset(p);
+}
+
+static void on_backlog_timer(uv_timer_t *t)
+{
+    gateway *g = t->data;
+    if (g->cfg.refuse_backlog <= 0 || g->backlog_in_flight || !of_db_ready(&g->db))
+        return;
+    of_db_pipeline_reset(&g->backlog_p);
+    if (of_db_pipeline_add_sql(&g->backlog_p,
+                               "select count(*) from outbox where published_at is null"
+                               " and dead_at is null",
+                               0, NULL) == 0 &&
+        of_db_submit(&g->db, &g->backlog_p, on_backlog, g) == 0)
+        g->backlog_in_flight = true;
+}
+
+bool gw_overloaded(const gateway *g)
+{
+    return g->cfg.refuse_backlog > 0 && g->backlog > (double)g->cfg.refuse_backlog;
+}
+
 /* --- shutdown ---------------------------------------------------------------- */
 
 static void on_closed_handle(uv_handle_t *h)
@@ -101,6 +147,7 @@ static void on_db_closed(of_db *db)
     uv_close((uv_handle_t *)&g->sigterm, on_closed_handle);
     uv_close((uv_handle_t *)&g->sigint, on_closed_handle);
     uv_close((uv_handle_t *)&g->shutdown_timer, on_closed_handle);
+    uv_close((uv_handle_t *)&g->backlog_timer, on_closed_handle);
 }
 
 static void on_producer_closed(of_producer *p)
@@ -144,6 +191,7 @@ static void on_signal(uv_signal_t *s, int signum)
                 g->cfg.grace_period);
     uv_signal_stop(&g->sigterm);
     uv_signal_stop(&g->sigint);
+    uv_timer_stop(&g->backlog_timer);
     g->shutdown_deadline = uv_now(g->loop) + (uint64_t)g->cfg.grace_period;
     uv_timer_start(&g->shutdown_timer, on_shutdown_timer, 0, 50);
 }
@@ -198,7 +246,11 @@ int main(int argc, char **argv)
                                      l_topic, 1);
     rd_kafka_conf_t *conf =
         of_kafka_conf_new(g.cfg.kafka_bootstrap, "gateway", errstr, sizeof errstr);
-    if (g.requests == NULL || g.published == NULL || conf == NULL) {
+    g.overloaded = of_metrics_gauge(&g.metrics, "orderflow_gateway_overloaded",
+                                    "1 while writes are refused (503): more unpublished outbox "
+                                    "rows than refuse-above-backlog.",
+                                    NULL, 0);
+    if (g.requests == NULL || g.published == NULL || g.overloaded == NULL || conf == NULL) {
         of_log_error("could not start: %s", conf == NULL ? errstr : "out of memory");
         return conf == NULL ? EX_CONFIG : EX_SOFTWARE;
     }
@@ -236,6 +288,10 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_UNBLOCK, &stop_signals, NULL);
     uv_timer_init(&loop, &g.shutdown_timer);
     g.shutdown_timer.data = &g;
+    of_db_pipeline_init(&g.backlog_p);
+    uv_timer_init(&loop, &g.backlog_timer);
+    g.backlog_timer.data = &g;
+    uv_timer_start(&g.backlog_timer, on_backlog_timer, 0, 2000);
     of_log_info("started: http on %s:%u, topics prefixed \"%s\"", g.http.address, g.http.port,
                 g.cfg.topic_prefix ? g.cfg.topic_prefix : "");
 
@@ -246,6 +302,7 @@ int main(int argc, char **argv)
         of_log_error("handles left open at exit");
         result = EX_SOFTWARE;
     }
+    of_db_pipeline_free(&g.backlog_p);
     of_metrics_free(&g.metrics);
     of_config_free(items, N_ITEMS, &g.cfg);
     return result;

@@ -12,6 +12,8 @@
 #     reached and timed out; unknown ids (404), a bad wait= (400);
 #     /orders/{id}/history;
 #   405 with Allow, 404 for other paths, /readyz, /metrics, the access log;
+#   over refuse-above-backlog unpublished outbox rows: writes 503 OVERLOADED
+#   with Retry-After, reads still served, 202 again once the backlog is gone;
 #   a gateway with a token: 401 without it, 202 with it; SIGTERM: exit 0;
 #   every exchange checked against gateway/openapi.json (check_openapi.py).
 set -euo pipefail
@@ -140,7 +142,36 @@ check_match "/metrics counts what was published" "orderflow_gateway_published_to
     "$(curl -s "$URL/metrics")"
 check_match "the access log has every request" '"msg":"http POST /orders 202 [0-9]+ bytes' "$(cat "$OF_WORK/gw.log")"
 
-# 7. A gateway with a token.
+# 7. Over its limits: a gateway refusing writes above 30 unpublished outbox rows.
+P3=$((PORT + 80))
+of_process_start gw3 "$GW" ORDERFLOW_GATEWAY_PORT=$P3 ORDERFLOW_GATEWAY_REFUSE_ABOVE_BACKLOG=30
+for ((i = 0; i < 100; i++)); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P3/readyz")" = 200 ] && break
+    sleep 0.1
+done
+URL="http://127.0.0.1:$P3"
+check "under the limit: 202" 202 "$(status "$(req POST /orders "$good")")"
+sql "insert into outbox (id, topic, key, payload, headers)
+     select gen_random_uuid(), '${OF_PREFIX}gw.nowhere', null, convert_to('{}', 'UTF8'), '[]'
+     from generate_series(1, 40)"
+for ((i = 0; i < 50; i++)); do
+    r=$(req POST /orders "$good")
+    [ "$(status "$r")" = 503 ] && break
+    sleep 0.2
+done
+check "40 unpublished rows: 503 OVERLOADED, Retry-After 5" "503 OVERLOADED 5" \
+    "$(status "$r") $(json "$r" .error) $(header Retry-After)"
+check_match "orderflow_gateway_overloaded 1" 'orderflow_gateway_overloaded 1' "$(curl -s "$URL/metrics")"
+check "reads still answer" 200 "$(status "$(req GET "/orders/$order")")"
+sql "update outbox set published_at = now() where topic = '${OF_PREFIX}gw.nowhere'"
+for ((i = 0; i < 50; i++)); do
+    r=$(req POST /orders "$good")
+    [ "$(status "$r")" = 202 ] && break
+    sleep 0.2
+done
+check "the backlog gone: 202 again" 202 "$(status "$r")"
+
+# 8. A gateway with a token.
 P2=$((PORT + 40))
 of_process_start gw2 "$GW" ORDERFLOW_GATEWAY_PORT=$P2 ORDERFLOW_GATEWAY_TOKEN=s3cret
 for ((i = 0; i < 100; i++)); do
@@ -157,7 +188,7 @@ check "the token: 202" 202 "$(status "$r")"
 check "reads need no token" 200 "$(status "$(req GET "/orders/$order")")"
 check "the token is in no log line" 0 "$(grep -c s3cret "$OF_WORK/gw2.log" || true)"
 
-# 8. Every exchange above as gateway/openapi.json documents it.
+# 9. Every exchange above as gateway/openapi.json documents it.
 out=$(python3 "$ORDERFLOW_SOURCE_DIR/tests/integration/check_openapi.py" \
     "$ORDERFLOW_SOURCE_DIR/gateway/openapi.json" "$OF_WORK/exchanges.jsonl" 2>&1) || true
 check "every route, status and body as openapi.json documents them, every operation exercised" \
