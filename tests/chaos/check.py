@@ -120,7 +120,7 @@ def main():
     print("|---|---|---|")
     for name, n, example in rows:
         total += int(n)
-        print("| %s | %s | %s |" % (name, n, example[:160]))
+        print("| %s | %s | %s |" % (name, n, example[:400]))
     print("| **total** | **%d** | |" % total)
     print("check: %s" % ("every invariant holds" if total == 0 else
                           "%d invariant violation(s)" % total), flush=True)

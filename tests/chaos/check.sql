@@ -72,7 +72,17 @@ from (select 'order ' || o.id || ' version ' || o.version || ' but ' || count(h.
       union all
       select 'order ' || o.id || ': ' || coalesce(c.n, 0) || ' distinct version(s) on the topic, '
              || coalesce(c.ids, 0) || ' ce_id(s), max ' || coalesce(c.top, 0) || ', version '
-             || o.version
+             || o.version || coalesce(', missing ' || (
+                 select string_agg(v::text || ' (' || coalesce((
+                            select h.step || ' ' || coalesce(h.from_state, '') || '->' || h.to_state
+                                   || ' by ' || coalesce(h.topic, '?') || ' ' || coalesce(h.event_id, '?')
+                              from execution_history h join executions e on e.id = h.execution_id
+                             where e.order_id = o.id and h.outcome = 'applied'
+                               and h.to_state is not null and h.step <> 'Start'
+                             order by h.at, h.seq offset v - 1 limit 1), '?') || ')', ', ')
+                   from generate_series(1, o.version) v
+                  where not exists (select 1 from chaos_changed c2 where c2.key = o.id::text
+                                      and (c2.d->>'version')::int = v)), '')
         from orders o
         left join (select key, count(distinct (d->>'version')::int) n, count(distinct ce_id) ids,
                           max((d->>'version')::int) top

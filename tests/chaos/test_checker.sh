@@ -36,16 +36,16 @@ else
 fi
 
 n=0
-# seeded <invariant name (a prefix of its row)> <SQL that breaks it>
+# seeded <invariant name (a prefix of its row)> <SQL that breaks it> [regex the row must match]
 seeded() {
-    local name=$1 breaker=$2 copy rc=0 row
+    local name=$1 breaker=$2 want=${3:-} copy rc=0 row
     n=$((n + 1))
     copy="ofchk_${n}_$$"
     createdb -T "$db" "$copy"
     psql -XAtq -v ON_ERROR_STOP=1 -d "$copy" -c "$breaker" >/dev/null
     python3 "$here/check.py" --db "$copy" --no-load --payment-deadline 5 >"$work/check.$n" || rc=$?
     row=$(grep -F "| $name" "$work/check.$n" | head -n 1 || true)
-    if [ "$rc" -eq 1 ] && [[ "$row" =~ \|\ [1-9][0-9]*\ \| ]]; then
+    if [ "$rc" -eq 1 ] && [[ "$row" =~ \|\ [1-9][0-9]*\ \| ]] && [[ -z "$want" || "$row" =~ $want ]]; then
         echo "ok - seeded violation caught: $name"
         passed=$((passed + 1))
     else
@@ -66,6 +66,13 @@ seeded "every applied transition legal" \
        (select execution_id, seq from execution_history where step = 'RecordPayment' and outcome = 'applied' limit 1)"
 seeded "versions +1 per transition" \
     "update orders set version = version + 1 where id = (select min(id::text)::uuid from orders where status = 'DELIVERED')"
+# An order.status.changed lost on its way to the topic: the row names the
+# missing version and the transition that should have published it.
+seeded "versions +1 per transition" \
+    "delete from chaos_records where ctid = (select ctid from chaos_records
+       where base = 'order.status' and not dlq and headers like '%ce_type=order.status.changed%'
+         and value like '%\"version\":2%' limit 1)" \
+    'missing 2 \([A-Za-z]+ [A-Z_]+->[A-Z_]+ by [a-z0-9._]*order\.(created|status) [A-Za-z0-9._:-]+\)'
 seeded "stock never negative and conserved" \
     "update products set stock = stock + 1 where id = 'p-1'"
 seeded "compensation once per cancellation" \
