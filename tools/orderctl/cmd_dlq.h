@@ -30,10 +30,10 @@ typedef struct dlq_settings {
 
 /* The columns list and show have in common (dead_letters d). */
 #define DL_COLUMNS                                                                                 \
-    "d.id, " OF_DB_TS("d.created_at") " as created_at, d.worker, d.topic, d.partition,"         \
-                                         " d.\"offset\", d.ce_id, d.ce_type, d.error_code, "       \
-                                         "d.reason, d.redrive_count,"                              \
-                                         " " OF_DB_TS("d.redriven_at") " as redriven_at"
+    "d.id, " OF_DB_TS("d.created_at") " as created_at, d.worker, d.topic, d.partition,"            \
+                                      " d.\"offset\", d.ce_id, d.ce_type, d.error_code, "          \
+                                      "d.reason, d.redrive_count,"                                 \
+                                      " " OF_DB_TS("d.redriven_at") " as redriven_at"
 
 /* A selection of dead letters: --where's terms, ANDed. Parsed by
  * dlq_where_parse(); the strings point into buf. */
