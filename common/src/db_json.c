@@ -1,7 +1,9 @@
-/* db_json.c: query results as JSON (rows as objects named by their columns). */
+/* db_json.c: query results as JSON (rows as objects named by their columns), and bytea columns
+ * as bytes. */
 #include "orderflow/db.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 /* PostgreSQL type OIDs (pg_type.dat) the JSON conversion distinguishes. */
 #define OID_BOOL    16
@@ -72,4 +74,28 @@ cJSON *of_db_rows_json(const PGresult *r)
         }
     }
     return arr;
+}
+
+/* A bytea column, unescaped into a NUL-terminated heap copy (free()). Sets
+ * *null for SQL NULL. Returns 0 or -1 when out of memory. */
+int of_db_bytea_col(const PGresult *r, int row, int c, char **out, size_t *len, bool *null)
+{
+    size_t n = 0;
+    unsigned char *raw;
+    *out = NULL;
+    *len = 0;
+    *null = PQgetisnull(r, row, c);
+    if (*null)
+        return 0;
+    raw = PQunescapeBytea((const unsigned char *)PQgetvalue(r, row, c), &n);
+    if (raw == NULL)
+        return -1;
+    *out = malloc(n + 1);
+    if (*out != NULL) {
+        memcpy(*out, raw, n);
+        (*out)[n] = '\0';
+        *len = n;
+    }
+    PQfreemem(raw);
+    return *out != NULL ? 0 : -1;
 }

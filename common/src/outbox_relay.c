@@ -301,35 +301,18 @@ void of_outbox_relay_delivered(of_outbox_relay *r, void *opaque, rd_kafka_resp_e
 }
 
 /* Turns one claimed row into a message and sends it. */
-/* A bytea column as a NUL-terminated heap copy (free()). Returns 0, or -1
- * when out of memory. */
-static int bytea_copy(const PGresult *res, int row, int col, char **out, size_t *len)
-{
-    size_t n = 0;
-    unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(res, row, col), &n);
-    if (raw == NULL)
-        return -1;
-    *out = malloc(n + 1);
-    if (*out != NULL) {
-        memcpy(*out, raw, n);
-        (*out)[n] = '\0';
-        *len = n;
-    }
-    PQfreemem(raw);
-    return *out != NULL ? 0 : -1;
-}
-
 static void send_row(of_outbox_relay *r, const PGresult *res, int row)
 {
     of_message m = {0};
+    bool null = false; /* key: NULL for none; payload is never NULL */
 
     m.id = strdup(PQgetvalue(res, row, 0));
     m.topic = strdup(PQgetvalue(res, row, 1));
     if (m.id == NULL || m.topic == NULL)
         goto out;
-    if (!PQgetisnull(res, row, 2) && bytea_copy(res, row, 2, &m.key, &m.key_len) != 0)
+    if (of_db_bytea_col(res, row, 2, &m.key, &m.key_len, &null) != 0)
         goto out;
-    if (bytea_copy(res, row, 3, &m.value, &m.value_len) != 0 ||
+    if (of_db_bytea_col(res, row, 3, &m.value, &m.value_len, &null) != 0 ||
         of_outbox_headers_parse(PQgetvalue(res, row, 4), &m) != 0) {
         of_log_error("could not decode outbox row \"%s\"", m.id);
         goto out;

@@ -121,30 +121,6 @@ static bool is_text(const char *bytes, size_t len)
     return of_text_storable(bytes, len);
 }
 
-/* A bytea column, unescaped into a NUL-terminated heap copy (free()). Sets
- * *null for SQL NULL. Returns 0 or -1 when out of memory. */
-int dlq_bytea_col(const PGresult *r, int row, int c, char **out, size_t *len, bool *null)
-{
-    size_t n = 0;
-    unsigned char *raw;
-    *out = NULL;
-    *len = 0;
-    *null = PQgetisnull(r, row, c);
-    if (*null)
-        return 0;
-    raw = PQunescapeBytea((const unsigned char *)PQgetvalue(r, row, c), &n);
-    if (raw == NULL)
-        return -1;
-    *out = malloc(n + 1);
-    if (*out != NULL) {
-        memcpy(*out, raw, n);
-        (*out)[n] = '\0';
-        *len = n;
-    }
-    PQfreemem(raw);
-    return *out != NULL ? 0 : -1;
-}
-
 /* Adds name (text or base64) and name_encoding to obj. Returns 0 or -1. */
 int dlq_add_bytes_json(cJSON *obj, const char *name, const char *bytes, size_t len, bool null)
 {
@@ -304,8 +280,8 @@ static int dlq_show(const dlq_settings *s, PGconn *conn, const char *arg)
     if (code != EX_OK)
         goto out;
     int ck = PQfnumber(r, "key"), cp = PQfnumber(r, "payload"), ch = PQfnumber(r, "headers");
-    if (dlq_bytea_col(r, 0, ck, &key, &key_len, &key_null) != 0 ||
-        dlq_bytea_col(r, 0, cp, &payload, &payload_len, &payload_null) != 0) {
+    if (of_db_bytea_col(r, 0, ck, &key, &key_len, &key_null) != 0 ||
+        of_db_bytea_col(r, 0, cp, &payload, &payload_len, &payload_null) != 0) {
         code = orderctl_print_json(NULL);
         goto out;
     }

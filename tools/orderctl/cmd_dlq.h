@@ -69,7 +69,6 @@ int dlq_where_query(PGconn *conn, const dlq_where *w, const char *columns, int64
                     bool newest_first, PGresult **out);
 
 /* Helpers of cmd_dlq.c that redrive uses too. */
-int dlq_bytea_col(const PGresult *r, int row, int c, char **out, size_t *len, bool *null);
 int dlq_add_bytes_json(cJSON *obj, const char *name, const char *bytes, size_t len, bool null);
 void dlq_print_bytes(const char *label, const char *bytes, size_t len, bool null);
 void dlq_print_headers(const char *json, const char *indent);

@@ -41,8 +41,8 @@ static int load_original(PGconn *conn, const char *id, of_message *m, char **ce_
     /* A record whose envelope could not be parsed has no ce_id. */
     *ce_id = PQgetisnull(r, 0, 4) ? NULL : strdup(PQgetvalue(r, 0, 4));
     if (m->topic == NULL || *headers == NULL || (*ce_id == NULL && !PQgetisnull(r, 0, 4)) ||
-        dlq_bytea_col(r, 0, 1, &m->key, &m->key_len, &null) != 0 ||
-        dlq_bytea_col(r, 0, 2, &m->value, &m->value_len, &null) != 0) {
+        of_db_bytea_col(r, 0, 1, &m->key, &m->key_len, &null) != 0 ||
+        of_db_bytea_col(r, 0, 2, &m->value, &m->value_len, &null) != 0) {
         fprintf(stderr, "orderctl: could not load dead letter %s: out of memory\n", id);
         code = EX_SOFTWARE;
         goto out;

@@ -229,5 +229,8 @@ char *of_db_hex(const void *bytes, size_t len);
 cJSON *of_db_row_json(const PGresult *r, int row);
 /* Every row of r as an array of such objects, or NULL when out of memory. */
 cJSON *of_db_rows_json(const PGresult *r);
+/* A bytea column (text format), unescaped into a NUL-terminated heap copy
+ * (free()); *null set for SQL NULL. Returns 0, or -1 when out of memory. */
+int of_db_bytea_col(const PGresult *r, int row, int c, char **out, size_t *len, bool *null);
 
 #endif
