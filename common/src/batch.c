@@ -226,7 +226,7 @@ static void settle(of_worker *w, const of_db_pipeline *p)
         else if (o->cmd < 0)
             found = of_outbox_result_find(rows, o->m.id, &hint);
         if (found == OF_OUTBOX_SEND)
-            of_outbox_relay_publish(&w->relay, &o->m, 1);
+            of_outbox_relay_publish(&w->relay, &o->m, 1, b->ticket);
         else if (found == OF_OUTBOX_HELD)
             of_outbox_relay_hold(&w->relay, &o->m);
         else
@@ -338,6 +338,7 @@ static void on_loaded(of_db *db, of_db_pipeline *p, int status, void *arg)
         rc = of_db_rows_flush(&w->inbox_rows, wp);
     if (rc == OF_OK)
         rc = of_db_pipeline_add_sql(wp, "commit", 0, NULL);
+    w->batch.ticket = of_outbox_relay_ticket(&w->relay);
     if (rc == OF_OK)
         rc = of_db_submit(&w->db, wp, on_committed, w);
     if (rc != OF_OK)

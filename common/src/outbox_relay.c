@@ -5,6 +5,7 @@
 
 #include "orderflow/failpoint.h"
 #include "orderflow/log.h"
+#include "orderflow/uuid.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -22,6 +23,8 @@
  * Marking soon matters: a row not yet marked is pending, and a younger row
  * of its key written meanwhile is held behind it. */
 #define MARK_DELAY_MS 0
+/* A failure record that did not commit is tried again after this. */
+#define FAIL_RETRY_MS 1000
 
 /* A failed delivery waiting to be recorded (of_outbox_fail). */
 typedef struct of_outbox_failure {
@@ -54,13 +57,10 @@ static bool permanent_error(rd_kafka_resp_err_t err)
 
 static void on_fail_timer(uv_timer_t *t);
 
-/* Remembers a failed delivery of row id (taken over) to record it soon. */
-static void note_failure(of_outbox_relay *r, char *id, rd_kafka_resp_err_t err)
+/* Queues row id (taken over) to be recorded held, with err as its last
+ * error; perm counts towards max_failures. */
+static void queue_held(of_outbox_relay *r, char *id, bool perm, const char *err)
 {
-    bool perm = permanent_error(err);
-    r->failed_total++;
-    if (!perm && err != RD_KAFKA_RESP_ERR__PURGE_QUEUE && err != RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)
-        r->purge = true;
     if (r->n_failed == r->cap_failed) {
         size_t cap = r->cap_failed ? r->cap_failed * 2 : 64;
         of_outbox_failure *f = realloc(r->failed, cap * sizeof *f);
@@ -75,10 +75,23 @@ static void note_failure(of_outbox_relay *r, char *id, rd_kafka_resp_err_t err)
     of_outbox_failure *f = &r->failed[r->n_failed++];
     f->id = id;
     f->perm = perm;
-    snprintf(f->err, sizeof f->err, "%s", rd_kafka_err2str(err));
+    snprintf(f->err, sizeof f->err, "%s", err);
     if (!r->stopping && !uv_is_active((uv_handle_t *)&r->fail_timer) &&
         !uv_is_closing((uv_handle_t *)&r->fail_timer))
         uv_timer_start(&r->fail_timer, on_fail_timer, 0, 0);
+}
+
+/* Remembers a failed delivery of row id (taken over) to record it soon.
+ * Until it is recorded, transactions that cannot see it held publish
+ * nothing directly (of_outbox_relay_publish); what is queued in the
+ * producer behind it is purged (failing with _PURGE_QUEUE, held in turn). */
+static void note_failure(of_outbox_relay *r, char *id, rd_kafka_resp_err_t err)
+{
+    r->failed_total++;
+    r->noted++;
+    if (err != RD_KAFKA_RESP_ERR__PURGE_QUEUE && err != RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)
+        r->purge = true;
+    queue_held(r, id, permanent_error(err), rd_kafka_err2str(err));
 }
 
 static void relay_send(of_outbox_relay *r, of_message *m)
@@ -131,12 +144,22 @@ static void on_fail_done(of_db *db, of_db_pipeline *p, int status, void *arg)
 {
     of_outbox_relay *r = arg;
     PGresult *res = of_db_pipeline_result(p, 0);
+    uint64_t retry_ms = 0;
     r->fail_in_flight = false;
     if (status != OF_OK || res == NULL) {
-        of_log_warn("could not record failed outbox deliveries: %s (the sweep resends them "
-                    "after the grace period)",
+        /* Kept, and tried again: until they are recorded, rows written
+         * meanwhile are held rather than sent past them. */
+        of_log_warn("could not record %zu failed outbox deliveries: %s (trying again)", r->n_sub,
                     p->error);
+        retry_ms = FAIL_RETRY_MS;
     } else {
+        for (size_t i = 0; i < r->n_sub; i++)
+            free(r->failed[i].id);
+        memmove(r->failed, r->failed + r->n_sub, (r->n_failed - r->n_sub) * sizeof *r->failed);
+        r->n_failed -= r->n_sub;
+        /* With nothing left, a failure noted since but dropped (no memory)
+         * has no record to wait for. */
+        r->recorded = r->n_failed == 0 ? r->noted : r->fail_noted;
         for (int i = 0; i < PQntuples(res); i++) {
             r->dead_total++;
             of_log_error("outbox row \"%s\" for \"%s\" is dead after %u permanent delivery "
@@ -146,9 +169,10 @@ static void on_fail_done(of_db *db, of_db_pipeline *p, int status, void *arg)
                          PQgetvalue(res, i, 2));
         }
     }
+    r->n_sub = 0;
     of_db_pipeline_reset(p);
     if (r->n_failed > 0 && !r->stopping)
-        uv_timer_start(&r->fail_timer, on_fail_timer, 0, 0);
+        uv_timer_start(&r->fail_timer, on_fail_timer, retry_ms, 0);
 }
 
 static void on_fail_timer(uv_timer_t *t)
@@ -160,7 +184,15 @@ static void on_fail_timer(uv_timer_t *t)
         r->purge = false;
         rd_kafka_purge(r->producer->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_NON_BLOCKING);
     }
-    if (r->fail_in_flight || r->n_failed == 0 || !of_db_ready(r->db))
+    if (r->fail_in_flight)
+        return;
+    if (r->n_failed == 0) {
+        /* Nothing to record (a failure dropped for want of memory): its row
+         * is held by age (OF_OUTBOX_HOLD_AFTER) rather than by its record. */
+        r->recorded = r->noted;
+        return;
+    }
+    if (!of_db_ready(r->db))
         return;
     const char **ids = calloc(r->n_failed, sizeof *ids);
     const char **perms = calloc(r->n_failed, sizeof *perms);
@@ -185,9 +217,8 @@ static void on_fail_timer(uv_timer_t *t)
             rc = of_db_submit(r->db, &r->fail, on_fail_done, r);
     }
     if (rc == OF_OK) {
-        for (size_t i = 0; i < r->n_failed; i++)
-            free(r->failed[i].id);
-        r->n_failed = 0;
+        r->n_sub = r->n_failed;
+        r->fail_noted = r->noted;
         r->fail_in_flight = true;
     } else {
         of_db_pipeline_reset(&r->fail);
@@ -200,10 +231,29 @@ static void on_fail_timer(uv_timer_t *t)
     free(a_errs);
 }
 
-void of_outbox_relay_publish(of_outbox_relay *r, of_message *msgs, size_t n)
+void of_outbox_relay_session(const of_outbox_relay *r, of_db *db)
+{
+    snprintf(db->session_set, sizeof db->session_set, "SET " OF_OUTBOX_SENDER_SETTING " = '%s'",
+             r->sender);
+}
+
+uint64_t of_outbox_relay_ticket(const of_outbox_relay *r)
+{
+    return r->recorded;
+}
+
+void of_outbox_relay_publish(of_outbox_relay *r, of_message *msgs, size_t n, uint64_t ticket)
 {
     for (size_t i = 0; i < n; i++) {
-        relay_send(r, &msgs[i]);
+        /* relay_send may note a failure: the rows after it are held. */
+        if (ticket == r->noted) {
+            relay_send(r, &msgs[i]);
+        } else {
+            char *id = strdup(msgs[i].id);
+            r->held_total++;
+            if (id != NULL)
+                queue_held(r, id, false, "held behind a failed delivery of this process");
+        }
         of_message_free(&msgs[i]);
     }
 }
@@ -323,6 +373,18 @@ out:
     of_message_free(&m);
 }
 
+/* True when claimed row has the topic and key of one of rows[0..n). */
+static bool key_among(const PGresult *res, int row, const int *rows, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (PQgetisnull(res, row, 2) == PQgetisnull(res, rows[i], 2) &&
+            strcmp(PQgetvalue(res, row, 1), PQgetvalue(res, rows[i], 1)) == 0 &&
+            strcmp(PQgetvalue(res, row, 2), PQgetvalue(res, rows[i], 2)) == 0)
+            return true;
+    }
+    return false;
+}
+
 static int cmp_seq(const void *a, const void *b)
 {
     int64_t x = ((const int64_t *)a)[0], y = ((const int64_t *)b)[0];
@@ -356,8 +418,24 @@ static void on_sweep_done(of_db *db, of_db_pipeline *p, int status, void *arg)
                 by_seq[i][1] = i;
             }
             qsort(by_seq, (size_t)rows, sizeof *by_seq, cmp_seq);
-            for (int i = 0; i < rows; i++)
-                send_row(r, res, (int)by_seq[i][1]);
+            /* Once a row fails as it is enqueued, the rest of its key are
+             * held again (their lease dropped) and go out after it, in order. */
+            int *failed = calloc((size_t)rows, sizeof *failed);
+            int n_failed = 0;
+            for (int i = 0; failed != NULL && i < rows; i++) {
+                int row = (int)by_seq[i][1];
+                if (key_among(res, row, failed, n_failed)) {
+                    char *id = strdup(PQgetvalue(res, row, 0));
+                    if (id != NULL)
+                        queue_held(r, id, false, "held behind a failed delivery of its key");
+                    continue;
+                }
+                uint64_t noted = r->noted;
+                send_row(r, res, row);
+                if (r->noted != noted)
+                    failed[n_failed++] = row;
+            }
+            free(failed);
             free(by_seq);
         }
         of_log_info("outbox sweep republished %d row(s)", rows);
@@ -407,6 +485,8 @@ int of_outbox_relay_init(of_outbox_relay *r, uv_loop_t *loop, of_db *db, of_prod
     }
     r->sweep_limit = SWEEP_LIMIT;
     r->max_failures = 5;
+    if (of_uuid_v4(r->sender) != 0)
+        return OF_ESTART;
     of_db_pipeline_init(&r->mark);
     of_db_pipeline_init(&r->sweep);
     of_db_pipeline_init(&r->fail);

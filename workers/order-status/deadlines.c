@@ -64,7 +64,7 @@ static void on_written(of_db *db, of_db_pipeline *p, int status, void *arg)
                 OF_OUTBOX_HELD)
                 of_outbox_relay_hold(&s->w->relay, &s->msgs[i]);
             else
-                of_outbox_relay_publish(&s->w->relay, &s->msgs[i], 1);
+                of_outbox_relay_publish(&s->w->relay, &s->msgs[i], 1, s->ticket);
         }
     } else if (status != OF_ECANCELED) {
         of_log_warn("could not fire deadlines: %s", p->error);
@@ -138,6 +138,7 @@ static void on_claimed(of_db *db, of_db_pipeline *p, int status, void *arg)
         rc = of_db_pipeline_add_sql(&s->write, "rollback", 0, NULL);
     }
     s->write.session = of_db_session(&s->db);
+    s->ticket = of_outbox_relay_ticket(&s->w->relay);
     if (rc != 0 || of_db_submit(&s->db, &s->write, on_written, s) != 0) {
         free_msgs(s);
         s->busy = false;
@@ -170,6 +171,7 @@ int deadline_scanner_start(deadline_scanner *s, of_worker *w, uint64_t interval_
     if (of_db_init(&s->db, w->loop, w->cfg.database_url, "deadlines", of_outbox_stmts,
                    of_outbox_n_stmts, NULL, NULL) != 0)
         return OF_ENOMEM;
+    of_outbox_relay_session(&w->relay, &s->db);
     if (of_db_start(&s->db) != 0 || uv_timer_init(w->loop, &s->timer) != 0)
         return OF_ESTART;
     s->timer.data = s;

@@ -31,6 +31,7 @@ typedef struct deadline_scanner {
     of_message *msgs;     /* events of the scan in progress (owned until published) */
     size_t n_msgs;        /* count */
     uint64_t fired_total; /* deadlines fired by this process (metrics) */
+    uint64_t ticket;      /* the relay's ticket when the write was submitted */
 } deadline_scanner;
 
 /* Connects and starts scanning every interval_ms. Returns 0 or a negative of_err. */

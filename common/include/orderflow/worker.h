@@ -140,6 +140,7 @@ typedef struct of_worker_batch {
     size_t first_load; /* index of the handler's first load command in the load pipeline */
     long fault;        /* item whose step failed permanently, or -1 */
     int wave;          /* current wave of the transaction (apply.c) */
+    uint64_t ticket;   /* the relay's ticket when the transaction was submitted */
 } of_worker_batch;
 
 /* A row set of the worker's steps (db.h): a statement whose parameters are
