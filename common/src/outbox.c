@@ -32,7 +32,7 @@ const of_db_stmt of_outbox_stmts[] = {
      " as t(id, topic, key, payload, headers, n)),"
      /* The newest consumed event of each key: it and older rows of its key
       * are on Kafka (primary key lookups, a batch's worth). */
-     " known as materialized (select topic, key, max(seq) s from outbox where id = any($6::uuid[])"
+     " known as (select topic, key, max(seq) s from outbox where id = any($6::uuid[])"
      " group by topic, key),"
      " ins as (insert into outbox (id, topic, key, payload, headers, held)"
      " select t.id, t.topic, t.k, t.v, t.h, t.k is not null and " OF_OUTBOX_HOLD_IF(
