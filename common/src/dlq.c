@@ -21,7 +21,7 @@ const of_db_stmt of_dlq_stmts[] = {
      " , ins as (insert into outbox (id, topic, key, payload, headers, held)"
      " select $12::uuid, $13::text, $5, $6, $14::jsonb, $5::bytea is not null "
      "and " OF_OUTBOX_HOLD_IF("$13::text", "$5::bytea",
-                              "null::bigint") " from dl returning id, held)"
+                              "null::text[]") " from dl returning id, held)"
                                               " select id, held from ins",
      true},
 };

@@ -23,25 +23,17 @@ const of_db_stmt of_outbox_stmts[] = {
      "with ins as (insert into outbox (id, topic, key, payload, headers, held)"
      " select $1::uuid, $2::text, $3::bytea, $4::bytea, $5::jsonb,"
      " $3::bytea is not null and " OF_OUTBOX_HOLD_IF(
-         "$2::text", "$3::bytea", "null::bigint") " returning id, held) select id, held from ins",
+         "$2::text", "$3::bytea", "null::text[]") " returning id, held) select id, held from ins",
      true},
     {"of_outbox_insert_rows",
      "with t as (select t.id, t.topic, decode(t.key, 'hex') k, decode(t.payload, 'hex') v,"
      " t.headers::jsonb h, t.n"
      " from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[]) with ordinality"
      " as t(id, topic, key, payload, headers, n)),"
-     /* The newest consumed event of each key: it and older rows of its key
-      * are on Kafka (primary key lookups, a batch's worth). */
-     " known as (select topic, key, max(seq) s from outbox where id = any($6::uuid[])"
-     " group by topic, key),"
      " ins as (insert into outbox (id, topic, key, payload, headers, held)"
      " select t.id, t.topic, t.k, t.v, t.h, t.k is not null and " OF_OUTBOX_HOLD_IF(
-         "t.topic", "t.k",
-         "(select k.s from known k where k.topic = t.topic and k.key = t.k)") " from t order by "
-                                                                              "t.n returning id, "
-                                                                              "held)"
-                                                                              " select id, held "
-                                                                              "from ins",
+         "t.topic", "t.k", "$6::text[]") " from t order by t.n returning id, held)"
+                                         " select id, held from ins",
      true},
     {"of_outbox_mark",
      /* Also says whether held rows of the marked keys wait: then the relay
