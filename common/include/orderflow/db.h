@@ -215,10 +215,6 @@ int of_db_rows_add(of_db_rows *r, const char *const *values) __attribute__((warn
 /* Appends r's statement to p when r has rows, then empties r (also on failure).
  * Returns 0 or a negative of_err. */
 int of_db_rows_flush(of_db_rows *r, of_db_pipeline *p) __attribute__((warn_unused_result));
-/* The same with, when with is true, one more parameter after the columns
- * ($n_cols+1): extra, or SQL NULL when extra is NULL. */
-int of_db_rows_flush_with(of_db_rows *r, of_db_pipeline *p, bool with, const char *extra)
-    __attribute__((warn_unused_result));
 /* Drops r's rows. */
 void of_db_rows_clear(of_db_rows *r);
 void of_db_rows_free(of_db_rows *r);

@@ -39,22 +39,20 @@
 #define OF_OUTBOX_SENDER_SETTING "orderflow.sender"
 
 /* SQL condition, true when a new outbox row of this topic and key must be
- * held: an older row of the key is pending (neither published nor dead), is
- * not one of the rows in delivered (an SQL text[] of outbox ids known to be
- * on Kafka: the events the writing transaction consumed, whose marks may lag;
- * NULL for none), and is at risk: held itself, waiting more than
- * OF_OUTBOX_HOLD_AFTER for its delivery (its delivery is failing), or written
- * by another sender (or none). A younger pending row of this sender is taken
- * to be on its way: this process's producer keeps the sequence of its own
- * queue (never of another's: a replica that had the partition before a
- * rebalance, a process that died after its commit), and one of its rows that
- * fails is held, purges what is queued behind it, and makes the relay hold
- * what was written meanwhile (of_outbox_relay_ticket). */
+ * held: an older row of the key is pending (neither published nor dead) and
+ * at risk: held itself, waiting more than OF_OUTBOX_HOLD_AFTER for its
+ * delivery (its delivery is failing), or written by another sender (or none).
+ * A younger pending row of this sender is taken to be on its way: this
+ * process's producer keeps the sequence of its own queue (never of another's:
+ * a replica that had the partition before a rebalance, a process that died
+ * after its commit), and one of its rows that fails is held, purges what is
+ * queued behind it, and makes the relay hold what was written meanwhile
+ * (of_outbox_relay_ticket). */
 #define OF_OUTBOX_HOLD_AFTER "2 seconds"
-#define OF_OUTBOX_HOLD_IF(topic, key, delivered)                                                   \
+#define OF_OUTBOX_HOLD_IF(topic, key)                                                              \
     "exists (select 1 from outbox p where p.topic = " topic " and p.key = " key                    \
-    " and p.published_at is null and p.dead_at is null and (p.id::text = any(" delivered           \
-    ")) is not true and (p.held or p.created_at < now() - interval '" OF_OUTBOX_HOLD_AFTER         \
+    " and p.published_at is null and p.dead_at is null and (p.held or p.created_at < now()"        \
+    " - interval '" OF_OUTBOX_HOLD_AFTER                                                           \
     "' or (p.sender = nullif(current_setting('" OF_OUTBOX_SENDER_SETTING                           \
     "', true), '')::uuid) is not true))"
 
@@ -68,10 +66,8 @@ extern const size_t of_outbox_n_stmts;
 int of_outbox_add(of_db_pipeline *p, const of_message *m) __attribute__((warn_unused_result));
 
 /* The row set of outbox inserts (statement "of_outbox_insert_rows", 5
- * columns, then one more parameter: the outbox ids known delivered, as for
- * OF_OUTBOX_HOLD_IF; see of_db_rows_flush_with): outbox.seq follows the rows
- * as they were added. Its result is (id, held) per row, as for
- * of_outbox_add. */
+ * columns): outbox.seq follows the rows as they were added. Its result is
+ * (id, held) per row, as for of_outbox_add. */
 #define OF_OUTBOX_ROWS_STMT "of_outbox_insert_rows"
 #define OF_OUTBOX_ROWS_COLS 5
 /* Adds m's row to r. Returns 0 or OF_ENOMEM. */
