@@ -117,8 +117,6 @@ struct of_db {
     uint64_t session;            /* incremented each time a connection becomes ready */
     bool async_commit;           /* SET synchronous_commit = off on the session: for work
                                     that is redone when a commit is lost in a crash */
-    char session_set[128];       /* one more SET for every session (set before it
-                                    connects), "" for none */
     void (*close_cb)(of_db *db); /* called once everything is released */
     int pending_closes;          /* handles still closing */
 };
