@@ -203,18 +203,11 @@ def k8s_cross(overlay, docs, external):
     deployments = by_kind.get("Deployment", {})
     db_users = {}
     images = set()
-    for w, topic in WORKERS.items():
-        name = f"orderflow-{w}"
-        d = deployments.get(name)
-        if d is None:
-            fail(overlay, f"no Deployment {name}")
-            continue
+    def check_process(w, name, d):
+        """What a worker and the gateway share: pod hardening, command, port,
+        probes, and a DATABASE_URL of their own role's member."""
         where = f"Deployment/{name}"
-        tpl = d["spec"]["template"]
-        spec = tpl["spec"]
-        labels = tpl["metadata"].get("labels", {})
-        if "replicas" in d["spec"]:
-            fail(where, "spec.replicas is set: the ScaledObject owns the replica count")
+        spec = d["spec"]["template"]["spec"]
         check_pod(where, spec, grace_required=True)
         c = spec["containers"][0]
         images.add(c.get("image"))
@@ -245,6 +238,31 @@ def k8s_cross(overlay, docs, external):
                 if user != want:
                     fail(where, f"DATABASE_URL connects as \"{user}\", want a member of "
                                 f"orderflow_{w.replace('-', '_')} such as \"{want}\"")
+        return ports, env
+
+    def check_egress(nw, n):
+        egress = {(p.get("protocol", "TCP"), p.get("port"))
+                  for r in n["spec"].get("egress", []) for p in r.get("ports", [])}
+        for want in [("TCP", 5432), ("UDP", 53)] + [("TCP", p) for p in host_ports(bootstrap)]:
+            if want not in egress:
+                fail(nw, f"egress does not allow {want[0]} {want[1]}")
+        extra = egress - {("TCP", 5432), ("UDP", 53), ("TCP", 53)} - \
+            {("TCP", p) for p in host_ports(bootstrap)}
+        if extra:
+            fail(nw, f"egress allows more than PostgreSQL, Kafka and DNS: {sorted(extra)}")
+
+    for w, topic in WORKERS.items():
+        name = f"orderflow-{w}"
+        d = deployments.get(name)
+        if d is None:
+            fail(overlay, f"no Deployment {name}")
+            continue
+        where = f"Deployment/{name}"
+        tpl = d["spec"]["template"]
+        labels = tpl["metadata"].get("labels", {})
+        if "replicas" in d["spec"]:
+            fail(where, "spec.replicas is set: the ScaledObject owns the replica count")
+        check_process(w, name, d)
 
         # Autoscaling on lag
         so = [s for s in by_kind.get("ScaledObject", {}).values()
@@ -302,18 +320,54 @@ def k8s_cross(overlay, docs, external):
                         fail(nw, f"ingress from {peer}: only the monitoring namespace may connect")
                 if [p.get("port") for p in rule.get("ports", [])] != [http_port]:
                     fail(nw, f"ingress ports {rule.get('ports')}: want only {http_port}")
-            egress = {(p.get("protocol", "TCP"), p.get("port"))
-                      for r in n["spec"].get("egress", []) for p in r.get("ports", [])}
-            for want in [("TCP", 5432), ("UDP", 53)] + [("TCP", p) for p in host_ports(bootstrap)]:
-                if want not in egress:
-                    fail(nw, f"egress does not allow {want[0]} {want[1]}")
-            extra = egress - {("TCP", 5432), ("UDP", 53), ("TCP", 53)} - \
-                {("TCP", p) for p in host_ports(bootstrap)}
-            if extra:
-                fail(nw, f"egress allows more than PostgreSQL, Kafka and DNS: {sorted(extra)}")
+            check_egress(nw, n)
+
+    # The gateway: a fixed replica count, a Service, a budget, and a policy
+    # that lets clients in on the API port only.
+    gw = deployments.get("orderflow-gateway")
+    if gw is None:
+        fail(overlay, "no Deployment orderflow-gateway")
+    else:
+        where = "Deployment/orderflow-gateway"
+        labels = gw["spec"]["template"]["metadata"].get("labels", {})
+        ports, env = check_process("gateway", "orderflow-gateway", gw)
+        if gw["spec"].get("replicas", 1) < 2:
+            fail(where, "fewer than 2 replicas: a rollout or a node drain would stop the API")
+        if env.get("ORDERFLOW_GATEWAY_PORT", {}).get("value") != str(http_port):
+            fail(where, f"ORDERFLOW_GATEWAY_PORT is not {http_port}: the API and its probes "
+                        "would not be on the container port")
+        if not env.get("ORDERFLOW_GATEWAY_TOKEN", {}).get("valueFrom", {}).get("secretKeyRef"):
+            fail(where, "ORDERFLOW_GATEWAY_TOKEN does not come from a secret: writes would be open")
+        svcs = [v for v in by_kind.get("Service", {}).values()
+                if selects({"matchLabels": v["spec"].get("selector", {})}, labels)]
+        if len(svcs) != 1:
+            fail(where, f"{len(svcs)} Services select its pods, want 1")
+        for v in svcs:
+            for p in v["spec"].get("ports", []):
+                if ports.get(p.get("targetPort"), p.get("targetPort")) != http_port:
+                    fail(f"Service/{v['metadata']['name']}",
+                         f"targetPort {p.get('targetPort')} is not the API port {http_port}")
+        if len([p for p in by_kind.get("PodDisruptionBudget", {}).values()
+                if selects(p["spec"].get("selector"), labels)]) != 1:
+            fail(where, "want exactly one PodDisruptionBudget")
+        nps = [n for n in by_kind.get("NetworkPolicy", {}).values()
+               if selects(n["spec"].get("podSelector"), labels)]
+        if not nps:
+            fail(where, "no NetworkPolicy selects its pods")
+        for n in nps:
+            nw = f"NetworkPolicy/{n['metadata']['name']}"
+            if set(n["spec"].get("policyTypes", [])) != {"Ingress", "Egress"}:
+                fail(nw, "policyTypes must be Ingress and Egress")
+            for rule in n["spec"].get("ingress", []):
+                if [p.get("port") for p in rule.get("ports", [])] != [http_port]:
+                    fail(nw, f"ingress ports {rule.get('ports')}: want only {http_port}")
+                for peer in rule.get("from", [{}]):
+                    if "ipBlock" in peer or not peer.get("namespaceSelector", {}).get("matchLabels"):
+                        fail(nw, f"ingress from {peer}: only labelled namespaces may connect")
+            check_egress(nw, n)
 
     if len(set(db_users.values())) != len(db_users):
-        fail(overlay, f"workers share a database secret: {db_users}")
+        fail(overlay, f"processes share a database secret: {db_users}")
 
     # The migration Job
     jobs = [j for j in by_kind.get("Job", {}).values()
@@ -351,8 +405,8 @@ def k8s_cross(overlay, docs, external):
                     fail(f"KafkaTopic/{t['metadata']['name']}",
                          f"min.insync.replicas {isr} > replicas {t['spec']['replicas']}")
     if len(failures) == n0:
-        ok(f"{overlay}: {len(deployments)} workers, probes, security, grace period, secrets, "
-           "autoscaling, budgets, network policy, migration job and topics agree")
+        ok(f"{overlay}: {len(WORKERS)} workers and the gateway: probes, security, grace period, "
+           "secrets, autoscaling, service, budgets, network policy, migration job and topics agree")
 
 
 def cmd_k8s(args):
@@ -401,7 +455,8 @@ def cmd_compose(args):
         if (init.get("depends_on") or {}).get(dep, {}).get("condition") != cond:
             fail("service init", f"must wait for {dep} with condition {cond}")
     users = {}
-    for w in WORKERS:
+    # The gateway runs like a worker: its own role's member, the same checks.
+    for w in list(WORKERS) + ["gateway"]:
         s = services.get(w)
         if s is None:
             fail("compose", f"no service {w}")

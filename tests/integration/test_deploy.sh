@@ -82,6 +82,15 @@ breaks compose-missing-dependency docker-compose.yml \
 breaks compose-shared-role docker-compose.yml \
   's#orderflow_order_status_login:order-status-dev@#orderflow:orderflow-dev@#' \
   compose 'want its own role'"'"'s member "orderflow_order_status_login"'
+breaks compose-gateway-role docker-compose.yml \
+  's#orderflow_gateway_login:gateway-dev@#orderflow_orderctl_login:orderctl-dev@#' \
+  compose 'want its own role'"'"'s member "orderflow_gateway_login"'
+breaks k8s-gateway-one-replica ops/k8s/base/deployment-gateway.yaml \
+  's/^  replicas: 2$/  replicas: 1/' \
+  k8s 'fewer than 2 replicas'
+breaks k8s-gateway-open-ingress ops/k8s/base/networkpolicy.yaml \
+  's#orderflow.io/gateway-client: "true"#{}#' \
+  k8s 'only labelled namespaces may connect'
 breaks compose-kafka-version docker-compose.yml \
   's#apache/kafka:3.9.1#apache/kafka:3.8.0#' \
   compose 'want apache/kafka:3.9.1'

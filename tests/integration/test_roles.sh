@@ -3,7 +3,7 @@
 # let each worker run every statement it really sends, and refuse what lies
 # outside their grants.
 #
-# usage: test_roles.sh ORDERCTL ORDER_CREATED ORDER_STATUS RETURN_REQUESTED
+# usage: test_roles.sh ORDERCTL ORDER_CREATED ORDER_STATUS RETURN_REQUESTED GATEWAY
 #
 # It needs no stack: it starts its own throwaway PostgreSQL 15 cluster (unix
 # socket only, in a temporary directory it deletes at exit) whose server log
@@ -19,16 +19,18 @@
 #      parameters: the executor checks table and column privileges when a
 #      plan starts, EXPLAIN included, so a missing grant fails here even for
 #      statements the idle worker never executed;
-#   5. runs a few writes for real (identity columns, the worker runtime);
+#   5. runs a few writes for real (identity columns, the worker runtime), and
+#      the gateway (migration 0013) as its member over an order, so that it
+#      sends every query of its views; checks those as in 4;
 #   6. checks that actions outside the grants fail with "permission denied".
 set -euo pipefail
 
-if [[ $# -ne 4 ]]; then
-  echo "usage: $0 ORDERCTL ORDER_CREATED ORDER_STATUS RETURN_REQUESTED" >&2
+if [[ $# -ne 5 ]]; then
+  echo "usage: $0 ORDERCTL ORDER_CREATED ORDER_STATUS RETURN_REQUESTED GATEWAY" >&2
   exit 64
 fi
 ORDERCTL="$1"
-declare -A BIN=([order-created]="$2" [order-status]="$3" [return-requested]="$4")
+declare -A BIN=([order-created]="$2" [order-status]="$3" [return-requested]="$4" [gateway]="$5")
 WORKERS=(order-created order-status return-requested)
 HERE="$(CDPATH='' cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
 REPO="$(CDPATH='' cd -- "$HERE/../.." && pwd -P)"
@@ -116,9 +118,10 @@ if ! out="$(cd "$REPO" && DATABASE_URL="$(url orderflow)" ORDERFLOW_MIGRATIONS_D
   exit 1
 fi
 pass
-groups=(orderflow_order_created orderflow_order_status orderflow_return_requested orderflow_orderctl)
-n="$(sql orderflow -At -c "select count(*) from pg_roles where rolname in ('${groups[0]}', '${groups[1]}', '${groups[2]}', '${groups[3]}') and not rolcanlogin")"
-if [[ "$n" == 4 ]]; then pass; else fail "expected 4 NOLOGIN group roles, found $n"; fi
+groups=(orderflow_order_created orderflow_order_status orderflow_return_requested orderflow_orderctl
+  orderflow_gateway)
+n="$(sql orderflow -At -c "select count(*) from pg_roles where rolname in ('${groups[0]}', '${groups[1]}', '${groups[2]}', '${groups[3]}', '${groups[4]}') and not rolcanlogin")"
+if [[ "$n" == 5 ]]; then pass; else fail "expected 5 NOLOGIN group roles, found $n"; fi
 
 # --- 2. LOGIN members, as docker-compose.yml and ops/k8s/README.md create them ---------
 for g in "${groups[@]}"; do
@@ -198,14 +201,14 @@ harvest() {
     END { flush() }
   ' "$LOG" | awk -F'\t' 'tolower($2) ~ /^[[:space:]]*(select|insert|update|delete|with)[[:space:]]/' | sort -u
 }
-declare -A MIN_STMTS=([order-created]=14 [order-status]=22 [return-requested]=21)
-for w in "${WORKERS[@]}"; do
-  user="orderflow_${w//-/_}_login"
+# check_stmts NAME USER MIN: every statement USER parsed, prepared and planned as USER.
+check_stmts() {
+  local w="$1" user="$2" min="$3" count script k out plans name text
   harvest "$user" >"$TMP/$w.stmts"
   count="$(wc -l <"$TMP/$w.stmts")"
-  if ((count < MIN_STMTS[$w])); then
-    fail "$w: only $count statements captured from the server log (expected at least ${MIN_STMTS[$w]})"
-    continue
+  if ((count < min)); then
+    fail "$w: only $count statements captured from the server log (expected at least $min)"
+    return
   fi
   script="$TMP/$w.check.sql"
   : >"$script"
@@ -229,6 +232,10 @@ for w in "${WORKERS[@]}"; do
     pass
     printf 'ok: %s: %d statements planned as %s\n' "$w" "$count" "$user"
   fi
+}
+declare -A MIN_STMTS=([order-created]=14 [order-status]=22 [return-requested]=21)
+for w in "${WORKERS[@]}"; do
+  check_stmts "$w" "orderflow_${w//-/_}_login" "${MIN_STMTS[$w]}"
 done
 
 # --- 5. real writes: identity columns and the runtime's tables ------------------------------
@@ -244,6 +251,45 @@ insert into dead_letters (worker, topic, partition, "offset", payload, error_cod
 insert into redrives (dead_letter_id, topic, partition, "offset")
   select id, 'order.created', 0, 9 from dead_letters where worker = 'pruned';
 EOF
+
+# The gateway as its member: Kafka is unreachable, but the reads of the order
+# view and the backlog gauge need only PostgreSQL.
+gw_port="$(free_port)"
+DATABASE_URL="$(url orderflow_gateway_login)" KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9 LOG_LEVEL=error \
+  ORDERFLOW_GATEWAY_ADDRESS=127.0.0.1 ORDERFLOW_GATEWAY_PORT="$gw_port" \
+  "${BIN[gateway]}" >"$TMP/gateway.log" 2>&1 &
+PIDS[gateway]=$!
+gw_order=00000000-0000-7000-8000-000000000001
+for ((i = 0; i < 100; i++)); do
+  curl -fsS -o /dev/null "http://127.0.0.1:$gw_port/healthz" 2>/dev/null && break
+  sleep 0.1
+done
+gw_codes="$(for path in "orders/$gw_order" "orders/$gw_order/history" "orders/evt-1"; do
+  curl -sS -o /dev/null -w '%{http_code} ' "http://127.0.0.1:$gw_port/$path" || true
+done)"
+if [[ "$gw_codes" == "200 200 200 " ]]; then
+  pass
+else
+  fail "gateway as orderflow_gateway_login: GET view, history, view by source event: $gw_codes (its log: $(tail -c 600 "$TMP/gateway.log"))"
+fi
+for ((i = 0; i < 50; i++)); do
+  logged orderflow_gateway_login "from outbox where published_at is null" && break
+  sleep 0.1
+done
+if logged orderflow_gateway_login "from outbox where published_at is null"; then
+  pass
+else
+  fail "gateway: no backlog query within 5 s"
+fi
+kill -TERM "${PIDS[gateway]}" 2>/dev/null || true
+wait "${PIDS[gateway]}" 2>/dev/null || true
+unset "PIDS[gateway]"
+if grep -E '^@@orderflow_gateway_login@@ (ERROR|FATAL)' "$LOG" >&2; then
+  fail "the gateway hit errors in PostgreSQL (above)"
+else
+  pass
+fi
+check_stmts gateway orderflow_gateway_login 9
 # positive CHECK: as USER, SQL must succeed
 positive() {
   local user="$1" what="$2" text="$3" out
@@ -302,6 +348,13 @@ negative orderflow_orderctl_login "delete outbox rows" "delete from outbox"
 negative orderflow_orderctl_login "write the outbox" \
   "insert into outbox (id, topic, payload) values (gen_random_uuid(), 't', 'x')"
 negative orderflow_orderctl_login "change a dead letter's payload" "update dead_letters set payload = null"
+positive orderflow_gateway_login "read the overview" "select count(*) from order_overview"
+negative orderflow_gateway_login "read customers" "select email from customers"
+negative orderflow_gateway_login "read the outbox's payloads" "select payload from outbox"
+negative orderflow_gateway_login "read dead letters" "select reason from dead_letters"
+negative orderflow_gateway_login "change an order" "update orders set status = 'CANCELLED'"
+negative orderflow_gateway_login "write the outbox" \
+  "insert into outbox (id, topic, payload) values (gen_random_uuid(), 't', 'x')"
 
 # orderctl's read and redrive commands, when this build has them: whatever
 # they fail on, it must not be a privilege (the Kafka part cannot run here).
@@ -328,7 +381,7 @@ if out="$(cd "$REPO" && DATABASE_URL="$(url orderflow)" ORDERFLOW_MIGRATIONS_DIR
   "$ORDERCTL" migrate down --to "$before" 2>&1)"; then
   left="$(sql orderflow -At -c "select count(*) from information_schema.role_table_grants where grantee like 'orderflow\_%' and grantee <> 'orderflow'")"
   kept="$(sql orderflow -At -c "select count(*) from pg_roles where rolname like 'orderflow\_%' and not rolcanlogin")"
-  if [[ "$left" == 0 && "$kept" == 4 ]]; then pass; else fail "after down: $left grants left, $kept group roles (want 0 and 4)"; fi
+  if [[ "$left" == 0 && "$kept" == 5 ]]; then pass; else fail "after down: $left grants left, $kept group roles (want 0 and 5)"; fi
   # Without members the roles go too, and up recreates them.
   for g in "${groups[@]}"; do sql orderflow -c "drop role ${g}_login" >/dev/null; done
   (cd "$REPO" && DATABASE_URL="$(url orderflow)" ORDERFLOW_MIGRATIONS_DIR="$MIGRATIONS" "$ORDERCTL" migrate up >/dev/null 2>&1 &&
