@@ -251,6 +251,30 @@ def k8s_cross(overlay, docs, external):
         if extra:
             fail(nw, f"egress allows more than PostgreSQL, Kafka and DNS: {sorted(extra)}")
 
+    def check_exposure(where, labels, peer_ok, peer_rule):
+        """One PodDisruptionBudget, and NetworkPolicies (both directions) that
+        let in only peers peer_ok accepts, on the HTTP port, and let out only
+        PostgreSQL, Kafka and DNS."""
+        pdbs = [p for p in by_kind.get("PodDisruptionBudget", {}).values()
+                if selects(p["spec"].get("selector"), labels)]
+        if len(pdbs) != 1:
+            fail(where, f"{len(pdbs)} PodDisruptionBudgets select its pods, want 1")
+        nps = [n for n in by_kind.get("NetworkPolicy", {}).values()
+               if selects(n["spec"].get("podSelector"), labels)]
+        if not nps:
+            fail(where, "no NetworkPolicy selects its pods")
+        for n in nps:
+            nw = f"NetworkPolicy/{n['metadata']['name']}"
+            if set(n["spec"].get("policyTypes", [])) != {"Ingress", "Egress"}:
+                fail(nw, "policyTypes must be Ingress and Egress")
+            for rule in n["spec"].get("ingress", []):
+                for peer in rule.get("from", [{}]):
+                    if not peer_ok(peer):
+                        fail(nw, f"ingress from {peer}: {peer_rule}")
+                if [p.get("port") for p in rule.get("ports", [])] != [http_port]:
+                    fail(nw, f"ingress ports {rule.get('ports')}: want only {http_port}")
+            check_egress(nw, n)
+
     for w, topic in WORKERS.items():
         name = f"orderflow-{w}"
         d = deployments.get(name)
@@ -298,29 +322,11 @@ def k8s_cross(overlay, docs, external):
                 if protocol.endswith("SSL") and md.get("tls") != "enable":
                     fail(sw, f"KAFKA_SECURITY_PROTOCOL is {protocol} but the trigger has no tls: enable")
 
-        # Disruption budget
-        pdbs = [p for p in by_kind.get("PodDisruptionBudget", {}).values()
-                if selects(p["spec"].get("selector"), labels)]
-        if len(pdbs) != 1:
-            fail(where, f"{len(pdbs)} PodDisruptionBudgets select its pods, want 1")
-
-        # Network policy
-        nps = [n for n in by_kind.get("NetworkPolicy", {}).values()
-               if selects(n["spec"].get("podSelector"), labels)]
-        if not nps:
-            fail(where, "no NetworkPolicy selects its pods")
-        for n in nps:
-            nw = f"NetworkPolicy/{n['metadata']['name']}"
-            if set(n["spec"].get("policyTypes", [])) != {"Ingress", "Egress"}:
-                fail(nw, "policyTypes must be Ingress and Egress")
-            for rule in n["spec"].get("ingress", []):
-                for peer in rule.get("from", [{}]):
-                    ns = peer.get("namespaceSelector", {}).get("matchLabels", {})
-                    if ns.get("kubernetes.io/metadata.name") != "monitoring" or "ipBlock" in peer:
-                        fail(nw, f"ingress from {peer}: only the monitoring namespace may connect")
-                if [p.get("port") for p in rule.get("ports", [])] != [http_port]:
-                    fail(nw, f"ingress ports {rule.get('ports')}: want only {http_port}")
-            check_egress(nw, n)
+        # Disruption budget and network policy: only monitoring comes in.
+        check_exposure(where, labels, lambda peer: "ipBlock" not in peer and peer.get(
+            "namespaceSelector", {}).get("matchLabels", {}).get(
+            "kubernetes.io/metadata.name") == "monitoring",
+            "only the monitoring namespace may connect")
 
     # The gateway: a fixed replica count, a Service, a budget, and a policy
     # that lets clients in on the API port only.
@@ -347,24 +353,10 @@ def k8s_cross(overlay, docs, external):
                 if ports.get(p.get("targetPort"), p.get("targetPort")) != http_port:
                     fail(f"Service/{v['metadata']['name']}",
                          f"targetPort {p.get('targetPort')} is not the API port {http_port}")
-        if len([p for p in by_kind.get("PodDisruptionBudget", {}).values()
-                if selects(p["spec"].get("selector"), labels)]) != 1:
-            fail(where, "want exactly one PodDisruptionBudget")
-        nps = [n for n in by_kind.get("NetworkPolicy", {}).values()
-               if selects(n["spec"].get("podSelector"), labels)]
-        if not nps:
-            fail(where, "no NetworkPolicy selects its pods")
-        for n in nps:
-            nw = f"NetworkPolicy/{n['metadata']['name']}"
-            if set(n["spec"].get("policyTypes", [])) != {"Ingress", "Egress"}:
-                fail(nw, "policyTypes must be Ingress and Egress")
-            for rule in n["spec"].get("ingress", []):
-                if [p.get("port") for p in rule.get("ports", [])] != [http_port]:
-                    fail(nw, f"ingress ports {rule.get('ports')}: want only {http_port}")
-                for peer in rule.get("from", [{}]):
-                    if "ipBlock" in peer or not peer.get("namespaceSelector", {}).get("matchLabels"):
-                        fail(nw, f"ingress from {peer}: only labelled namespaces may connect")
-            check_egress(nw, n)
+        # Clients come in from namespaces picked by label (and monitoring).
+        check_exposure(where, labels, lambda peer: "ipBlock" not in peer and bool(
+            peer.get("namespaceSelector", {}).get("matchLabels")),
+            "only labelled namespaces may connect")
 
     if len(set(db_users.values())) != len(db_users):
         fail(overlay, f"processes share a database secret: {db_users}")
