@@ -27,6 +27,7 @@
 #   of_process_start NAME PROGRAM [VAR=value...]
 #                                      the same for any program (test workers)
 #   of_worker_stop NAME                SIGTERM, wait (60 s), check that it exited 0
+#   of_http_wait_ready URL [SECONDS]   waits (10 s) until URL/readyz answers 200
 #   of_worker_kill NAME                SIGKILL, wait
 #   of_worker_partitions NAME          partitions NAME holds now, from its log
 #   of_publish TOPIC KEY CE_ID CE_TYPE JSON [kcat args...]
@@ -158,6 +159,16 @@ wait_for() { # wait_for <sql returning t> <seconds>
         sleep 0.2
     done
     echo "# gave up after $2 s waiting for: $1"
+    return 1
+}
+
+of_http_wait_ready() { # of_http_wait_ready BASE_URL [SECONDS]: until BASE_URL/readyz answers 200
+    local i
+    for ((i = 0; i < ${2:-10} * 10; i++)); do
+        [ "$(curl -s -o /dev/null -w '%{http_code}' "$1/readyz")" = 200 ] && return 0
+        sleep 0.1
+    done
+    echo "# gave up after ${2:-10} s waiting for $1/readyz"
     return 1
 }
 

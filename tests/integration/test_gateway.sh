@@ -31,10 +31,7 @@ PORT=$((28450 + $$ % 40))
 GW="$ORDERFLOW_BUILD_DIR/gateway/orderflow-gateway"
 of_process_start gw "$GW" ORDERFLOW_GATEWAY_PORT=$PORT ORDERFLOW_GATEWAY_MAX_BODY=2048
 URL="http://127.0.0.1:$PORT"
-for ((i = 0; i < 100; i++)); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/readyz")" = 200 ] && break
-    sleep 0.1
-done
+of_http_wait_ready "$URL" || true
 check "/readyz: 200" 200 "$(curl -s -o /dev/null -w '%{http_code}' "$URL/readyz")"
 
 # req METHOD PATH [BODY [curl args...]]: prints "STATUS BODY"; headers in $OF_WORK/h
@@ -145,10 +142,7 @@ check_match "the access log has every request" '"msg":"http POST /orders 202 [0-
 # 7. Over its limits: a gateway refusing writes above 30 unpublished outbox rows.
 P3=$((PORT + 80))
 of_process_start gw3 "$GW" ORDERFLOW_GATEWAY_PORT=$P3 ORDERFLOW_GATEWAY_REFUSE_ABOVE_BACKLOG=30
-for ((i = 0; i < 100; i++)); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P3/readyz")" = 200 ] && break
-    sleep 0.1
-done
+of_http_wait_ready "http://127.0.0.1:$P3" || true
 URL="http://127.0.0.1:$P3"
 check "under the limit: 202" 202 "$(status "$(req POST /orders "$good")")"
 sql "insert into outbox (id, topic, key, payload, headers)
@@ -174,10 +168,7 @@ check "the backlog gone: 202 again" 202 "$(status "$r")"
 # 8. A gateway with a token.
 P2=$((PORT + 40))
 of_process_start gw2 "$GW" ORDERFLOW_GATEWAY_PORT=$P2 ORDERFLOW_GATEWAY_TOKEN=s3cret
-for ((i = 0; i < 100; i++)); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P2/readyz")" = 200 ] && break
-    sleep 0.1
-done
+of_http_wait_ready "http://127.0.0.1:$P2" || true
 URL="http://127.0.0.1:$P2"
 r=$(req POST /orders "$good")
 check "token set, none given: 401, WWW-Authenticate: Bearer" "401 UNAUTHORIZED Bearer" "$(status "$r") $(json "$r" .error) $(header WWW-Authenticate)"
