@@ -80,6 +80,14 @@ static void queue_held(of_outbox_relay *r, char *id, bool perm, const char *err)
         uv_timer_start(&r->fail_timer, on_fail_timer, 0, 0);
 }
 
+/* Queues a copy of row id to be recorded held again (no failure counted). */
+static void hold_copy(of_outbox_relay *r, const char *id, const char *why)
+{
+    char *copy = strdup(id);
+    if (copy != NULL)
+        queue_held(r, copy, false, why);
+}
+
 /* Remembers a failed delivery of row id (taken over) to record it soon.
  * Until it is recorded, transactions that cannot see it held publish
  * nothing directly (of_outbox_relay_publish); what is queued in the
@@ -242,10 +250,8 @@ void of_outbox_relay_publish(of_outbox_relay *r, of_message *msgs, size_t n, uin
         if (ticket == r->noted) {
             relay_send(r, &msgs[i]);
         } else {
-            char *id = strdup(msgs[i].id);
             r->held_total++;
-            if (id != NULL)
-                queue_held(r, id, false, "held behind a failed delivery of this process");
+            hold_copy(r, msgs[i].id, "held behind a failed delivery of this process");
         }
         of_message_free(&msgs[i]);
     }
@@ -418,9 +424,8 @@ static void on_sweep_done(of_db *db, of_db_pipeline *p, int status, void *arg)
             for (int i = 0; failed != NULL && i < rows; i++) {
                 int row = (int)by_seq[i][1];
                 if (key_among(res, row, failed, n_failed)) {
-                    char *id = strdup(PQgetvalue(res, row, 0));
-                    if (id != NULL)
-                        queue_held(r, id, false, "held behind a failed delivery of its key");
+                    hold_copy(r, PQgetvalue(res, row, 0),
+                              "held behind a failed delivery of its key");
                     continue;
                 }
                 uint64_t noted = r->noted;
