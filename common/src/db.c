@@ -3,6 +3,8 @@
 
 #include "orderflow/log.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -355,9 +357,14 @@ static int build_setup(of_db *db)
     /* No plan_cache_mode here: of_db_stmt says which statements run on
      * cached plans; the server's setting stays the DBA's. */
     static const char *const session_sql =
-        "SET application_name = 'orderflow'; SET statement_timeout = '30s'; "
+        "SET application_name = 'orderflow'; "
         "SET lock_timeout = '10s'; SET idle_in_transaction_session_timeout = '60s'";
+    char timeout[64];
+    snprintf(timeout, sizeof timeout, "SET statement_timeout = '%" PRIu64 "ms'",
+             db->statement_timeout_ms != 0 ? db->statement_timeout_ms : 30000);
     of_db_pipeline_reset(&db->setup);
+    if (of_db__add_cmd(&db->setup, NULL, timeout, 0, NULL, NULL, NULL) != 0)
+        return OF_ENOMEM;
     /* Pipeline mode allows no multi-statement strings, so one SET each. */
     const char *p = session_sql;
     while (*p != '\0') {

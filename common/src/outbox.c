@@ -40,17 +40,21 @@ const of_db_stmt of_outbox_stmts[] = {
       * sweeps at once instead of at its next interval. (A lateral "oldest
       * pending row of each key" probe was tried instead: prepared while the
       * table was small, its cached plan scanned the outbox once per marked
-      * row, and a mark took 22 s in a burst.) */
+      * row, and a mark took 22 s in a burst.) "h.held is not false" (held is
+     * never null) keeps outbox_held_idx, whose predicate it does not imply,
+     * out of the probe: only outbox_pending_key_idx answers it by key. */
      "with m as (update outbox set published_at = now() where id = any($1::uuid[])"
      " and published_at is null returning topic, key)"
      " select exists (select 1 from m join outbox h on h.topic = m.topic and h.key = m.key"
-     " where h.held and h.published_at is null and h.dead_at is null"
+     " where h.held is not false and h.published_at is null and h.dead_at is null"
      " and h.id <> all($1::uuid[]))",
      false},
     {"of_outbox_claim",
-     /* Candidates from two small indexes (held rows; rows past the grace
-      * period), each claimed only when no older pending row of its key is
-      * left behind; only while this session holds the sweep lock. */
+     /* Candidates from two small indexes (held rows, outbox_held_idx; rows
+      * past the grace period, outbox_aged_idx), each claimed only when no
+      * older pending row of its key is left behind (a probe that only
+      * outbox_pending_key_idx can answer: migration 0014); only while this
+      * session holds the sweep lock. */
      "update outbox o set attempts = o.attempts + 1, claimed_until = now()"
      " + make_interval(secs => $3::double precision / 1000)"
      " where o.published_at is null and o.id in (select c.id from ("

@@ -15,6 +15,12 @@
  * before another sweep may take it: until then its delivery report may come. */
 #define SWEEP_LEASE_MARGIN_MS 10000
 #define SWEEP_LIMIT           500
+/* A sweep that hits the statement timeout claims half as many rows the next
+ * time, down to this; one that took under a quarter of the timeout claims
+ * twice as many, up to SWEEP_LIMIT. So a claim the planner makes slow (stale
+ * statistics, a bloated index) still moves the backlog. */
+#define SWEEP_LIMIT_MIN 8
+#define SQLSTATE_CANCELED "57014"
 /* Delivered ids are marked on the next loop turn, all that arrived meanwhile
  * in one UPDATE, one mark in flight at a time (so under load marks batch
  * themselves), committed without waiting for the WAL flush (the relay
@@ -390,20 +396,52 @@ static int cmp_seq(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* The next sweep at once (then every interval again). */
+static void sweep_soon(of_outbox_relay *r)
+{
+    if (!r->stopping)
+        uv_timer_start(&r->sweep_timer, on_sweep_timer, 0, r->sweep_interval_ms);
+}
+
+/* The statement timeout of the relay's connection, in ms. */
+static uint64_t statement_timeout_ms(const of_outbox_relay *r)
+{
+    return r->db->statement_timeout_ms != 0 ? r->db->statement_timeout_ms : 30000;
+}
+
 static void on_sweep_done(of_db *db, of_db_pipeline *p, int status, void *arg)
 {
     of_outbox_relay *r = arg;
     PGresult *res = of_db_pipeline_result(p, 1);
+    uint64_t took = uv_now(r->sweep_timer.loop) - r->sweep_started_ms;
+    size_t limit = r->sweep_limit;
     r->sweep_in_flight = false;
-    if (r->sweep_again && !r->stopping) {
+    if (r->sweep_again) {
         /* A mark freed held rows while this sweep ran: the next one now. */
         r->sweep_again = false;
-        uv_timer_start(&r->sweep_timer, on_sweep_timer, 0, r->sweep_interval_ms);
+        sweep_soon(r);
     }
     if (status != OF_OK || res == NULL) {
-        of_log_warn("outbox sweep failed: %s", p->error);
+        if (strcmp(p->sqlstate, SQLSTATE_CANCELED) == 0) {
+            r->sweep_timeouts++;
+            if (r->sweep_limit > SWEEP_LIMIT_MIN)
+                r->sweep_limit = r->sweep_limit / 2 > SWEEP_LIMIT_MIN ? r->sweep_limit / 2
+                                                                       : SWEEP_LIMIT_MIN;
+            of_log_warn("outbox sweep: claiming %zu row(s) was cancelled after %" PRIu64
+                        " ms (statement timeout); claiming %zu per sweep from now on",
+                        limit, took, r->sweep_limit);
+            sweep_soon(r);
+        } else {
+            of_log_warn("outbox sweep failed: %s", p->error);
+        }
         of_db_pipeline_reset(p);
         return;
+    }
+    if (r->sweep_limit < SWEEP_LIMIT && took * 4 < statement_timeout_ms(r)) {
+        r->sweep_limit = r->sweep_limit * 2 < SWEEP_LIMIT ? r->sweep_limit * 2 : SWEEP_LIMIT;
+        of_log_info("outbox sweep: claiming %zu row(s) took %" PRIu64
+                    " ms; claiming %zu per sweep from now on",
+                    limit, took, r->sweep_limit);
     }
     int rows = PQntuples(res);
     if (rows > 0)
@@ -433,6 +471,11 @@ static void on_sweep_done(of_db *db, of_db_pipeline *p, int status, void *arg)
                 if (r->noted != noted)
                     failed[n_failed++] = row;
             }
+            /* A full claim that all went out: more rows wait, the next
+             * sweep now. (Not after a failure: the failed rows would be
+             * claimed again at once while the producer still refuses.) */
+            if ((size_t)rows >= limit && n_failed == 0)
+                sweep_soon(r);
             free(failed);
             free(by_seq);
         }
@@ -463,6 +506,7 @@ static void on_sweep_timer(uv_timer_t *t)
         return;
     }
     r->sweep_in_flight = true;
+    r->sweep_started_ms = uv_now(t->loop);
 }
 
 int of_outbox_relay_init(of_outbox_relay *r, uv_loop_t *loop, of_db *db, of_producer *producer,

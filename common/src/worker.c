@@ -372,6 +372,8 @@ int of_worker_run(const of_worker_handler *h, of_worker_settings *cfg)
      * a crash loses their commit (a row sent again, a batch pruned again):
      * they need not wait for the WAL flush. */
     w->aux.async_commit = true;
+    w->db.statement_timeout_ms = (uint64_t)w->cfg.statement_timeout;
+    w->aux.statement_timeout_ms = (uint64_t)w->cfg.statement_timeout;
     pconf = of_kafka_conf_new(w->cfg.kafka_bootstrap, h->name, errstr, sizeof errstr);
     cconf = of_kafka_conf_new(w->cfg.kafka_bootstrap, h->name, errstr, sizeof errstr);
     if (pconf == NULL || cconf == NULL || of_obs_kafka_conf(w, cconf, errstr, sizeof errstr) != 0) {

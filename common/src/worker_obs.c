@@ -23,8 +23,15 @@
 #define MAX_GAUGE_QUERIES    8
 
 static const char outbox_stats_sql[] =
-    "select count(*), coalesce(extract(epoch from now() - min(created_at)), 0)"
-    " from outbox where published_at is null and dead_at is null";
+    /* The count from outbox_pending_key_idx; the oldest is the oldest row
+     * that is not held (outbox_aged_idx) or the first held one in seq order
+     * (outbox_held_idx). */
+    "select (select count(*) from outbox where published_at is null and dead_at is null),"
+    " coalesce(extract(epoch from now() - least("
+    "(select min(created_at) from outbox where not held and published_at is null"
+    " and dead_at is null),"
+    " (select created_at from outbox where held and published_at is null and dead_at is null"
+    " order by seq limit 1))), 0)";
 
 /* A gauge set from a query. */
 typedef struct gauge_query {
@@ -47,6 +54,8 @@ struct of_worker_obs {
     of_metric *swept;        /* orderflow_outbox_swept_total */
     of_metric *held;         /* orderflow_outbox_held_total */
     of_metric *out_dead;     /* orderflow_outbox_dead_total */
+    of_metric *sweep_limit;  /* orderflow_outbox_sweep_limit */
+    of_metric *sweep_tmo;    /* orderflow_outbox_sweep_timeouts_total */
     of_metric *backlog;      /* orderflow_outbox_backlog */
     of_metric *oldest;       /* orderflow_outbox_oldest_unpublished_age_seconds */
     of_metric *lag;          /* orderflow_consumer_lag{topic,partition} */
@@ -183,6 +192,8 @@ static void collect(void *arg, of_metrics *m)
     of_metric_set(o->swept, NULL, (double)w->relay.swept_total);
     of_metric_set(o->held, NULL, (double)w->relay.held_total);
     of_metric_set(o->out_dead, NULL, (double)w->relay.dead_total);
+    of_metric_set(o->sweep_limit, NULL, (double)w->relay.sweep_limit);
+    of_metric_set(o->sweep_tmo, NULL, (double)w->relay.sweep_timeouts);
     /* Literal names: during shutdown of_db_close() may have released db->name. */
     of_metric_set(o->reconnects, (const char *const[]){"batch"}, (double)w->db.reconnects);
     of_metric_set(o->reconnects, (const char *const[]){"relay"}, (double)w->aux.reconnects);
@@ -442,6 +453,13 @@ int of_obs_init(of_worker *w)
         "Outbox rows given up after outbox-max-failures permanent delivery errors "
         "(outbox.dead_at).",
         NULL, 0);
+    o->sweep_limit = of_metrics_gauge(
+        m, "orderflow_outbox_sweep_limit",
+        "Rows this worker's sweep claims at a time (halved after a sweep cancelled by the "
+        "statement timeout, doubled back after quick ones).",
+        NULL, 0);
+    o->sweep_tmo = of_metrics_counter(m, "orderflow_outbox_sweep_timeouts_total",
+                                      "Sweeps cancelled by the statement timeout.", NULL, 0);
     o->backlog =
         of_metrics_gauge(m, "orderflow_outbox_backlog",
                          "Unpublished outbox rows (all workers), refreshed every 5 s.", NULL, 0);

@@ -117,6 +117,8 @@ struct of_db {
     uint64_t session;            /* incremented each time a connection becomes ready */
     bool async_commit;           /* SET synchronous_commit = off on the session: for work
                                     that is redone when a commit is lost in a crash */
+    uint64_t statement_timeout_ms; /* the session's statement_timeout (0: 30 s), set before
+                                      the first connection */
     void (*close_cb)(of_db *db); /* called once everything is released */
     int pending_closes;          /* handles still closing */
 };

@@ -80,7 +80,10 @@ typedef struct of_outbox_relay {
     uint64_t sweep_interval_ms; /* time between sweeps */
     uint64_t sweep_grace_ms;    /* rows younger than this are left to the live relay */
     uint64_t sweep_lease_ms;    /* a claimed row is not claimed again for this long */
-    size_t sweep_limit;         /* rows claimed per sweep */
+    size_t sweep_limit;         /* rows claimed per sweep: halved after a sweep that hit the
+                                   statement timeout, doubled back after quick ones */
+    uint64_t sweep_started_ms;  /* loop time the sweep in flight was submitted */
+    uint64_t sweep_timeouts;    /* sweeps cancelled by the statement timeout (metrics) */
     of_db_pipeline mark;        /* pipeline marking delivered rows */
     bool mark_in_flight;        /* mark is submitted */
     of_db_pipeline sweep;       /* pipeline claiming unpublished rows */

@@ -211,6 +211,7 @@ typedef struct of_worker_settings {
     int64_t outbox_max_failures; /* permanent delivery errors before an outbox row is dead */
     int64_t retry_max;           /* ms, cap of the retry backoff */
     int64_t retry_limit;     /* counted transient failures before isolation / RETRIES_EXHAUSTED */
+    int64_t statement_timeout; /* ms a statement may run on either connection */
     int64_t stall_timeout;   /* ms without a commit before /readyz says stalled */
     int64_t grace_period;    /* ms allowed for a graceful shutdown */
     int64_t pause_txn;       /* ms of a batch transaction above which no batch is taken (0: off) */
@@ -308,6 +309,10 @@ struct of_worker {
      "transient failures of one transaction (not counting a lost connection) before its events "   \
      "are isolated and a single event is dead-lettered as RETRIES_EXHAUSTED",                      \
      OF_WORKER_CFG_(type, member, retry_limit), 1, 1000},                                          \
+    {"statement-timeout", "ORDERFLOW_STATEMENT_TIMEOUT", "statement-timeout", OF_CFG_MS, "30s",    \
+     "longest a PostgreSQL statement may run (statement_timeout of both connections); a batch "    \
+     "that hits it is retried, a sweep that hits it claims half as many rows the next time",       \
+     OF_WORKER_CFG_(type, member, statement_timeout), 1000, 3600000},                              \
     {"stall-timeout", "ORDERFLOW_STALL_TIMEOUT", "stall-timeout", OF_CFG_MS, "2m",                 \
      "time a batch may go without a commit before /readyz reports the worker as stalled",          \
      OF_WORKER_CFG_(type, member, stall_timeout), 1000, 86400000},                                 \
