@@ -40,12 +40,16 @@
  * one that fails is held, purges what is queued behind it, and makes the
  * relay hold what was written meanwhile (of_outbox_relay_ticket). A younger
  * pending row of another process is not held behind (docs/architecture.md,
- * relay step 9, says why and what that leaves open). */
+ * relay step 9, says why and what that leaves open). A scalar subquery, not
+ * EXISTS: the planner may turn an EXISTS into one scan of every pending row
+ * per statement (a hashed subplan), and it did when its statistics said none
+ * was pending; this one is a probe of outbox_pending_key_idx by topic and key
+ * per row (tests/integration/outbox_plans.c). */
 #define OF_OUTBOX_HOLD_AFTER "2 seconds"
 #define OF_OUTBOX_HOLD_IF(topic, key)                                                              \
-    "exists (select 1 from outbox p where p.topic = " topic " and p.key = " key                    \
+    "coalesce((select true from outbox p where p.topic = " topic " and p.key = " key               \
     " and p.published_at is null and p.dead_at is null and (p.held or p.created_at < now()"        \
-    " - interval '" OF_OUTBOX_HOLD_AFTER "'))"
+    " - interval '" OF_OUTBOX_HOLD_AFTER "') limit 1), false)"
 
 /* Prepared statements the outbox needs on the connections that use it. */
 extern const of_db_stmt of_outbox_stmts[];
