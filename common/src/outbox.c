@@ -41,7 +41,7 @@ const of_db_stmt of_outbox_stmts[] = {
       * subquery per marked row, so its scan of outbox_pending_key_idx gets
       * the row's topic and key as index conditions: a join here was planned,
       * with statistics that said no row was pending, as a full scan of the
-      * index per marked row (20 s per mark in a 20,000-order burst). "h.held
+      * index per marked row (20 s per mark in a burst of 60,000 events). "h.held
       * is not false" (held is never null) keeps outbox_held_idx, whose
       * predicate it does not imply, out of it. */
      "with m as (update outbox set published_at = now() where id = any($1::uuid[])"
