@@ -13,6 +13,7 @@
 #include "orderflow/failpoint.h"
 #include "orderflow/inbox.h"
 #include "orderflow/log.h"
+#include "orderflow/uuid.h"
 
 #include <inttypes.h>
 #include <signal.h>
@@ -50,6 +51,24 @@ int of_worker_emit(of_worker_batch *b, of_message *m)
     if (rc != OF_OK)
         return rc;
     return keep_for_publish(b, m, -1);
+}
+
+/* The ce_ids of the parsed events of [lo, hi) that are UUIDs (as outbox ids
+ * are), as an SQL array literal. */
+static char *consumed_ids(const of_worker_batch *b)
+{
+    const char **ids = calloc(b->hi - b->lo + 1, sizeof *ids);
+    size_t n = 0;
+    char *array;
+    if (ids == NULL)
+        return NULL;
+    for (size_t i = b->lo; i < b->hi; i++) {
+        if (b->items[i].parsed && of_uuid_valid(b->items[i].ev.id))
+            ids[n++] = b->items[i].ev.id;
+    }
+    array = of_db_text_array(ids, n);
+    free(ids);
+    return array;
 }
 
 static of_log_ctx item_ctx(const of_worker_item *it)
@@ -332,8 +351,15 @@ static void on_loaded(of_db *db, of_db_pipeline *p, int status, void *arg)
             rc = add_dead_letter(w, it, wp);
     }
     w->outbox_rows_cmd = w->outbox_rows.n > 0 ? (long)wp->n : -1;
-    if (rc == OF_OK)
-        rc = of_db_rows_flush(&w->outbox_rows, wp);
+    if (rc == OF_OK && w->outbox_rows.n > 0) {
+        /* The events this transaction consumed are on Kafka, and so are the
+         * older rows of their keys: unmarked, they hold up nothing
+         * (OF_OUTBOX_HOLD_IF). */
+        char *consumed = consumed_ids(b);
+        rc = consumed != NULL ? of_db_rows_flush_with(&w->outbox_rows, wp, true, consumed)
+                              : OF_ENOMEM;
+        free(consumed);
+    }
     if (rc == OF_OK)
         rc = of_db_rows_flush(&w->inbox_rows, wp);
     if (rc == OF_OK)

@@ -381,6 +381,9 @@ static int build_setup(of_db *db)
     if (db->async_commit &&
         of_db__add_cmd(&db->setup, NULL, "SET synchronous_commit = off", 0, NULL, NULL, NULL) != 0)
         return OF_ENOMEM;
+    if (db->session_set[0] != '\0' &&
+        of_db__add_cmd(&db->setup, NULL, db->session_set, 0, NULL, NULL, NULL) != 0)
+        return OF_ENOMEM;
     return 0;
 }
 

@@ -82,11 +82,16 @@ void of_db_rows_clear(of_db_rows *r)
 
 int of_db_rows_flush(of_db_rows *r, of_db_pipeline *p)
 {
+    return of_db_rows_flush_with(r, p, false, NULL);
+}
+
+int of_db_rows_flush_with(of_db_rows *r, of_db_pipeline *p, bool with, const char *extra)
+{
     const char *values[64];
     int rc;
     if (r->n == 0)
         return OF_OK;
-    if (r->n_cols > (int)(sizeof values / sizeof values[0])) {
+    if (r->n_cols + 1 > (int)(sizeof values / sizeof values[0])) {
         of_db_rows_clear(r);
         return OF_EINVAL;
     }
@@ -96,7 +101,9 @@ int of_db_rows_flush(of_db_rows *r, of_db_pipeline *p)
         r->cols[i].s[r->cols[i].len + 1] = '\0';
         values[i] = r->cols[i].s;
     }
-    rc = of_db_pipeline_add(p, r->stmt, r->n_cols, values);
+    if (with)
+        values[r->n_cols] = extra;
+    rc = of_db_pipeline_add(p, r->stmt, r->n_cols + (with ? 1 : 0), values);
     of_db_rows_clear(r);
     return rc;
 }

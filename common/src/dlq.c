@@ -20,8 +20,9 @@ const of_db_stmt of_dlq_stmts[] = {
      " on conflict (worker, topic, partition, \"offset\", record_md5) do nothing returning id)"
      " , ins as (insert into outbox (id, topic, key, payload, headers, held)"
      " select $12::uuid, $13::text, $5, $6, $14::jsonb, $5::bytea is not null "
-     "and " OF_OUTBOX_HOLD_IF("$13::text", "$5::bytea") " from dl returning id, held)"
-                                                        " select id, held from ins",
+     "and " OF_OUTBOX_HOLD_IF("$13::text", "$5::bytea",
+                              "null::uuid[]") " from dl returning id, held)"
+                                              " select id, held from ins",
      true},
 };
 const size_t of_dlq_n_stmts = sizeof of_dlq_stmts / sizeof of_dlq_stmts[0];

@@ -23,7 +23,7 @@ const of_db_stmt of_outbox_stmts[] = {
      "with ins as (insert into outbox (id, topic, key, payload, headers, held)"
      " select $1::uuid, $2::text, $3::bytea, $4::bytea, $5::jsonb,"
      " $3::bytea is not null and " OF_OUTBOX_HOLD_IF(
-         "$2::text", "$3::bytea") " returning id, held) select id, held from ins",
+         "$2::text", "$3::bytea", "null::uuid[]") " returning id, held) select id, held from ins",
      true},
     {"of_outbox_insert_rows",
      "with t as (select t.id, t.topic, decode(t.key, 'hex') k, decode(t.payload, 'hex') v,"
@@ -32,8 +32,11 @@ const of_db_stmt of_outbox_stmts[] = {
      " as t(id, topic, key, payload, headers, n)),"
      " ins as (insert into outbox (id, topic, key, payload, headers, held)"
      " select t.id, t.topic, t.k, t.v, t.h, t.k is not null and " OF_OUTBOX_HOLD_IF(
-         "t.topic", "t.k") " from t order by t.n returning id, held)"
-                           " select id, held from ins",
+         "t.topic", "t.k", "$6::uuid[]") " from t order by "
+                                         "t.n returning id, "
+                                         "held)"
+                                         " select id, held "
+                                         "from ins",
      true},
     {"of_outbox_mark",
      /* Also says whether held rows of the marked keys wait: then the relay

@@ -5,6 +5,7 @@
 
 #include "orderflow/failpoint.h"
 #include "orderflow/log.h"
+#include "orderflow/uuid.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -242,6 +243,12 @@ static void on_fail_timer(uv_timer_t *t)
     free(a_ids);
     free(a_perms);
     free(a_errs);
+}
+
+void of_outbox_relay_session(const of_outbox_relay *r, of_db *db)
+{
+    snprintf(db->session_set, sizeof db->session_set, "SET " OF_OUTBOX_SENDER_SETTING " = '%s'",
+             r->sender);
 }
 
 uint64_t of_outbox_relay_ticket(const of_outbox_relay *r)
@@ -527,6 +534,8 @@ int of_outbox_relay_init(of_outbox_relay *r, uv_loop_t *loop, of_db *db, of_prod
     }
     r->sweep_limit = SWEEP_LIMIT;
     r->max_failures = 5;
+    if (of_uuid_v4(r->sender) != 0)
+        return OF_ESTART;
     of_db_pipeline_init(&r->mark);
     of_db_pipeline_init(&r->sweep);
     of_db_pipeline_init(&r->fail);

@@ -393,6 +393,8 @@ int of_worker_run(const of_worker_handler *h, of_worker_settings *cfg)
         goto out_loop;
     }
     w->relay.max_failures = (uint32_t)w->cfg.outbox_max_failures;
+    /* The batch connection writes the rows this process's producer sends. */
+    of_outbox_relay_session(&w->relay, &w->db);
     if (of_consumer_init(&w->consumer, &loop, cconf, w->cfg.group_id, topics, h->n_topics,
                          on_consumer_wakeup, NULL, w) != 0) {
         cconf = NULL;

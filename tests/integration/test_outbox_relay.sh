@@ -17,10 +17,14 @@
 #      and its delivery were failing) is held: not on the topic while that row
 #      is pending, sent by the sweep once it is published;
 #      orderflow_outbox_held_total counts it;
-#   4. a large and a small record of one key polled together: the large copy
+#   4. a row of a key whose older row was written a moment ago by another
+#      process (another sender: a replica that had the partition before a
+#      rebalance, or one that died after its commit) is held, though that row
+#      is neither held nor 2 s old: only a producer's own queue keeps order;
+#   5. a large and a small record of one key polled together: the large copy
 #      fails as it is enqueued, and the small one, written in the same
 #      transaction (which could not see the failure), is held, not sent past it;
-#   5. `orderctl outbox list --dead` shows the dead row and why; `outbox retry`
+#   6. `orderctl outbox list --dead` shows the dead row and why; `outbox retry`
 #      refuses an unknown id (66) and the dead row (65: the small copy of its
 #      key went out since), and with --force, once the worker runs without the
 #      size limit (the fix), the row goes out, after the small copy.
@@ -81,7 +85,33 @@ check "once it is published the sweep sends the held row" "1 $OF_TAG-behind" \
 check "nothing pending is left" 0 \
     "$(sql "select count(*) from outbox where published_at is null and dead_at is null")"
 
-# 4: a large and a small record of key k4, waiting together for the worker.
+# 4: an older row of key k3 written just now by another sender, not held and
+# not sent yet (created_at ahead: it never looks late to the sweep either).
+sql "insert into outbox (id, topic, key, payload, created_at, sender)
+     values ('00000000-0000-4000-8000-00000000000b', '$T.dlq', convert_to('$OF_TAG-k3', 'UTF8'),
+             convert_to('on its way elsewhere', 'UTF8'), now() + interval '1 hour',
+             '00000000-0000-4000-8000-0000000000cc')"
+bad "$OF_TAG-k3" "$OF_TAG-other" "other"
+wait_for "select count(*) = 1 from dead_letters where ce_id = '$OF_TAG-other'" 60 || true
+sleep 3 # three sweeps
+of_kafka_load order.created.dlq >/dev/null
+check "a row behind another sender's pending row of its key is held, not sent" "true 0" \
+    "$(sql "select bool_and(held) || ' ' || (select count(*) from kafka_records
+                                             where topic = '$T.dlq' and key = '$OF_TAG-k3')
+            from outbox where topic = '$T.dlq' and key = convert_to('$OF_TAG-k3', 'UTF8')
+             and id <> '00000000-0000-4000-8000-00000000000b'")"
+check "the worker's own rows carry its sender id" 1 \
+    "$(sql "select count(distinct sender) from outbox where topic = '$T.dlq'
+             and key = convert_to('$OF_TAG-k3', 'UTF8')
+             and id <> '00000000-0000-4000-8000-00000000000b'")"
+sql "update outbox set published_at = now() where id = '00000000-0000-4000-8000-00000000000b'"
+of_kafka_wait order.created.dlq "select count(*) = 1 from kafka_records
+                                 where topic = '$T.dlq' and key = '$OF_TAG-k3'" 60 || true
+check "once the other sender's row is published the held row goes out" "1 $OF_TAG-other" \
+    "$(sql "select count(*) || ' ' || min(headers->>'ce_id') from kafka_records
+            where topic = '$T.dlq' and key = '$OF_TAG-k3'")"
+
+# 5: a large and a small record of key k4, waiting together for the worker.
 of_worker_stop oc
 bad "$OF_TAG-k4" "$OF_TAG-big4" "$big"
 bad "$OF_TAG-k4" "$OF_TAG-small4" "small"
@@ -104,7 +134,7 @@ check "... and went out only once the large one was dead" t \
                  >= (select dead_at from outbox where topic = '$T.dlq' and dead_at is not null
                      and key = convert_to('$OF_TAG-k4', 'UTF8'))")"
 
-# 5: the operator's second chance for the dead row of k1.
+# 6: the operator's second chance for the dead row of k1.
 octl() { "$OF_ORDERCTL" outbox --database-url "$OF_URL" --topic-prefix "$OF_PREFIX" "$@"; }
 dead_id=$(sql "select id from outbox where topic = '$T.dlq' and dead_at is not null
                and key = convert_to('$OF_TAG-k1', 'UTF8')")

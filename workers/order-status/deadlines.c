@@ -171,6 +171,7 @@ int deadline_scanner_start(deadline_scanner *s, of_worker *w, uint64_t interval_
     if (of_db_init(&s->db, w->loop, w->cfg.database_url, "deadlines", of_outbox_stmts,
                    of_outbox_n_stmts, NULL, NULL) != 0)
         return OF_ENOMEM;
+    of_outbox_relay_session(&w->relay, &s->db);
     if (of_db_start(&s->db) != 0 || uv_timer_init(w->loop, &s->timer) != 0)
         return OF_ESTART;
     s->timer.data = s;

@@ -119,6 +119,8 @@ struct of_db {
                                     that is redone when a commit is lost in a crash */
     uint64_t statement_timeout_ms; /* the session's statement_timeout (0: 30 s), set before
                                       the first connection */
+    char session_set[128];       /* one more SET for every session (set before it
+                                    connects), "" for none */
     void (*close_cb)(of_db *db); /* called once everything is released */
     int pending_closes;          /* handles still closing */
 };
@@ -215,6 +217,10 @@ int of_db_rows_add(of_db_rows *r, const char *const *values) __attribute__((warn
 /* Appends r's statement to p when r has rows, then empties r (also on failure).
  * Returns 0 or a negative of_err. */
 int of_db_rows_flush(of_db_rows *r, of_db_pipeline *p) __attribute__((warn_unused_result));
+/* The same with, when with is true, one more parameter after the columns
+ * ($n_cols+1): extra, or SQL NULL when extra is NULL. */
+int of_db_rows_flush_with(of_db_rows *r, of_db_pipeline *p, bool with, const char *extra)
+    __attribute__((warn_unused_result));
 /* Drops r's rows. */
 void of_db_rows_clear(of_db_rows *r);
 void of_db_rows_free(of_db_rows *r);

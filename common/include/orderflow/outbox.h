@@ -32,24 +32,37 @@
 #include "orderflow/kafka.h"
 #include "orderflow/message.h"
 
+/* The session setting naming the process that writes (and then sends) outbox
+ * rows: outbox.sender takes it by default (migration 0015). Each worker
+ * process draws one at start (of_outbox_relay_init) and sets it on every
+ * connection that writes outbox rows (of_outbox_relay_session). */
+#define OF_OUTBOX_SENDER_SETTING "orderflow.sender"
+
 /* SQL condition, true when a new outbox row of this topic and key must be
- * held: an older row of the key is pending (neither published nor dead) and
- * at risk: held itself, or waiting more than OF_OUTBOX_HOLD_AFTER for its
- * delivery (its sender died, or its delivery is failing). A younger pending
- * row is taken to be on its way: its sender's producer keeps the sequence;
- * one that fails is held, purges what is queued behind it, and makes the
- * relay hold what was written meanwhile (of_outbox_relay_ticket). A younger
- * pending row of another process is not held behind (docs/architecture.md,
- * relay step 9, says why and what that leaves open). A scalar subquery, not
- * EXISTS: the planner may turn an EXISTS into one scan of every pending row
- * per statement (a hashed subplan), and it did when its statistics said none
- * was pending; this one is a probe of outbox_pending_key_idx by topic and key
- * per row (tests/integration/outbox_plans.c). */
+ * held: an older row of the key is pending (neither published nor dead), is
+ * not known to be on Kafka, and is at risk: held itself, waiting more than
+ * OF_OUTBOX_HOLD_AFTER for its delivery (its delivery is failing), or written
+ * by another sender (or none). Known on Kafka: it is one of consumed (an SQL
+ * uuid[] expression, NULL for none: the events the writing transaction
+ * consumed, whose marks may lag). Older rows of their keys are on Kafka too
+ * (a key's rows reach Kafka in seq order), but they hold a row up until their
+ * own marks come. A younger pending row of this sender is taken to be on its
+ * way: this process's producer keeps the sequence of its own queue (never of
+ * another's: a replica that had the partition before a rebalance, a process
+ * that died after its commit), and one of its rows that fails is held, purges
+ * what is queued behind it, and makes the relay hold what was written
+ * meanwhile (of_outbox_relay_ticket). A scalar subquery, not EXISTS: the
+ * planner may turn an EXISTS into one scan of every pending row per statement
+ * (a hashed subplan), and it did when its statistics said none was pending;
+ * this one is a probe of outbox_pending_key_idx by topic and key per row
+ * (tests/integration/outbox_plans.c). */
 #define OF_OUTBOX_HOLD_AFTER "2 seconds"
-#define OF_OUTBOX_HOLD_IF(topic, key)                                                              \
+#define OF_OUTBOX_HOLD_IF(topic, key, consumed)                                                    \
     "coalesce((select true from outbox p where p.topic = " topic " and p.key = " key               \
-    " and p.published_at is null and p.dead_at is null and (p.held or p.created_at < now()"        \
-    " - interval '" OF_OUTBOX_HOLD_AFTER "') limit 1), false)"
+    " and p.published_at is null and p.dead_at is null and (p.id = any(" consumed                  \
+    ")) is not true and (p.held or p.created_at < now() - interval '" OF_OUTBOX_HOLD_AFTER         \
+    "' or (p.sender = nullif(current_setting('" OF_OUTBOX_SENDER_SETTING                           \
+    "', true), '')::uuid) is not true) limit 1), false)"
 
 /* Prepared statements the outbox needs on the connections that use it. */
 extern const of_db_stmt of_outbox_stmts[];
@@ -61,8 +74,11 @@ extern const size_t of_outbox_n_stmts;
 int of_outbox_add(of_db_pipeline *p, const of_message *m) __attribute__((warn_unused_result));
 
 /* The row set of outbox inserts (statement "of_outbox_insert_rows", 5
- * columns): outbox.seq follows the rows as they were added. Its result is
- * (id, held) per row, as for of_outbox_add. */
+ * columns, then one more parameter: the ce_ids that are UUIDs of the events
+ * the transaction consumed, a uuid[] (of_db_rows_flush_with), for
+ * OF_OUTBOX_HOLD_IF's rows known on Kafka): outbox.seq follows the rows as
+ * they were added. Its result is (id, held) per row, as for
+ * of_outbox_add. */
 #define OF_OUTBOX_ROWS_STMT "of_outbox_insert_rows"
 #define OF_OUTBOX_ROWS_COLS 5
 /* Adds m's row to r. Returns 0 or OF_ENOMEM. */
@@ -111,6 +127,7 @@ typedef struct of_outbox_relay {
     bool purge;                       /* a delivery failed: purge the producer's queue */
     bool sweep_again;    /* a mark released held rows: sweep when the current one ends */
     bool stopping;       /* no more sweeps */
+    char sender[37];     /* this process's sender id (OF_OUTBOX_SENDER_SETTING) */
     uint64_t noted;      /* failed deliveries noted so far */
     uint64_t recorded;   /* of those, the ones recorded held (committed) */
     uint64_t fail_noted; /* noted when the failure record in flight was built */
@@ -128,6 +145,8 @@ int of_outbox_relay_init(of_outbox_relay *r, uv_loop_t *loop, of_db *db, of_prod
     __attribute__((warn_unused_result));
 /* Starts the periodic sweep (the first one runs at once). */
 void of_outbox_relay_start(of_outbox_relay *r);
+/* Sets db up to write outbox rows as this relay's sender (before it connects). */
+void of_outbox_relay_session(const of_outbox_relay *r, of_db *db);
 /* A ticket for a transaction that writes outbox rows, taken just before it is
  * submitted: how many of this relay's failed deliveries its inserts will see
  * recorded held. */
