@@ -352,9 +352,9 @@ static void on_loaded(of_db *db, of_db_pipeline *p, int status, void *arg)
     }
     w->outbox_rows_cmd = w->outbox_rows.n > 0 ? (long)wp->n : -1;
     if (rc == OF_OK && w->outbox_rows.n > 0) {
-        /* The events this transaction consumed are on Kafka, and so are the
-         * older rows of their keys: unmarked, they hold up nothing
-         * (OF_OUTBOX_HOLD_IF). */
+        /* The rows of the events this transaction consumed are on Kafka:
+         * unmarked, they hold up nothing (OF_OUTBOX_HOLD_IF). Older pending
+         * rows of their keys still do until their own marks come. */
         char *consumed = consumed_ids(b);
         rc = consumed != NULL ? of_db_rows_flush_with(&w->outbox_rows, wp, true, consumed)
                               : OF_ENOMEM;
