@@ -352,6 +352,11 @@ static void db_fail_connection(of_db *db, const char *why)
 
 /* Connection establishment. */
 
+uint64_t of_db_statement_timeout_ms(const of_db *db)
+{
+    return db->statement_timeout_ms != 0 ? db->statement_timeout_ms : 30000;
+}
+
 static int build_setup(of_db *db)
 {
     /* No plan_cache_mode here: of_db_stmt says which statements run on
@@ -361,7 +366,7 @@ static int build_setup(of_db *db)
         "SET lock_timeout = '10s'; SET idle_in_transaction_session_timeout = '60s'";
     char timeout[64];
     snprintf(timeout, sizeof timeout, "SET statement_timeout = '%" PRIu64 "ms'",
-             db->statement_timeout_ms != 0 ? db->statement_timeout_ms : 30000);
+             of_db_statement_timeout_ms(db));
     of_db_pipeline_reset(&db->setup);
     if (of_db__add_cmd(&db->setup, NULL, timeout, 0, NULL, NULL, NULL) != 0)
         return OF_ENOMEM;

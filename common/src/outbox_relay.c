@@ -20,7 +20,7 @@
  * time, down to this; one that took under a quarter of the timeout claims
  * twice as many, up to SWEEP_LIMIT. So a claim the planner makes slow (stale
  * statistics, a bloated index) still moves the backlog. */
-#define SWEEP_LIMIT_MIN 8
+#define SWEEP_LIMIT_MIN   8
 #define SQLSTATE_CANCELED "57014"
 /* Delivered ids are marked on the next loop turn, all that arrived meanwhile
  * in one UPDATE, one mark in flight at a time (so under load marks batch
@@ -410,12 +410,6 @@ static void sweep_soon(of_outbox_relay *r)
         uv_timer_start(&r->sweep_timer, on_sweep_timer, 0, r->sweep_interval_ms);
 }
 
-/* The statement timeout of the relay's connection, in ms. */
-static uint64_t statement_timeout_ms(const of_outbox_relay *r)
-{
-    return r->db->statement_timeout_ms != 0 ? r->db->statement_timeout_ms : 30000;
-}
-
 static void on_sweep_done(of_db *db, of_db_pipeline *p, int status, void *arg)
 {
     of_outbox_relay *r = arg;
@@ -432,8 +426,8 @@ static void on_sweep_done(of_db *db, of_db_pipeline *p, int status, void *arg)
         if (strcmp(p->sqlstate, SQLSTATE_CANCELED) == 0) {
             r->sweep_timeouts++;
             if (r->sweep_limit > SWEEP_LIMIT_MIN)
-                r->sweep_limit = r->sweep_limit / 2 > SWEEP_LIMIT_MIN ? r->sweep_limit / 2
-                                                                       : SWEEP_LIMIT_MIN;
+                r->sweep_limit =
+                    r->sweep_limit / 2 > SWEEP_LIMIT_MIN ? r->sweep_limit / 2 : SWEEP_LIMIT_MIN;
             of_log_warn("outbox sweep: claiming %zu row(s) was cancelled after %" PRIu64
                         " ms (statement timeout); claiming %zu per sweep from now on",
                         limit, took, r->sweep_limit);
@@ -444,7 +438,7 @@ static void on_sweep_done(of_db *db, of_db_pipeline *p, int status, void *arg)
         of_db_pipeline_reset(p);
         return;
     }
-    if (r->sweep_limit < SWEEP_LIMIT && took * 4 < statement_timeout_ms(r)) {
+    if (r->sweep_limit < SWEEP_LIMIT && took * 4 < of_db_statement_timeout_ms(r->db)) {
         r->sweep_limit = r->sweep_limit * 2 < SWEEP_LIMIT ? r->sweep_limit * 2 : SWEEP_LIMIT;
         of_log_info("outbox sweep: claiming %zu row(s) took %" PRIu64
                     " ms; claiming %zu per sweep from now on",

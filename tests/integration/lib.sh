@@ -28,6 +28,8 @@
 #                                      the same for any program (test workers)
 #   of_worker_stop NAME                SIGTERM, wait (60 s), check that it exited 0
 #   of_http_wait_ready URL [SECONDS]   waits (10 s) until URL/readyz answers 200
+#   of_metric PORT NAME{LABELS}        the value a process serves on PORT/metrics, or "-"
+#   of_metric_wait PORT NAME VALUE SECONDS  polls until it serves that value; 1 on timeout
 #   of_worker_kill NAME                SIGKILL, wait
 #   of_worker_partitions NAME          partitions NAME holds now, from its log
 #   of_publish TOPIC KEY CE_ID CE_TYPE JSON [kcat args...]
@@ -173,6 +175,21 @@ of_http_wait_ready() { # of_http_wait_ready BASE_URL [SECONDS]: until BASE_URL/r
 }
 
 # --- workers -------------------------------------------------------------------
+
+of_metric() { # of_metric PORT NAME{LABELS}: the value a process serves on PORT, or "-"
+    curl -fsS --max-time 5 "http://127.0.0.1:$1/metrics" 2>/dev/null |
+        awk -v n="$2" '$1 == n {v = $2} END {print (v == "" ? "-" : v)}'
+}
+
+of_metric_wait() { # of_metric_wait PORT NAME VALUE SECONDS: until it serves NAME = VALUE
+    local i
+    for ((i = 0; i < $4 * 5; i++)); do
+        [ "$(of_metric "$1" "$2")" = "$3" ] && return 0
+        sleep 0.2
+    done
+    echo "# timed out waiting for $2 = $3 (it is $(of_metric "$1" "$2"))"
+    return 1
+}
 
 of_worker_start() { # of_worker_start NAME WORKER [VAR=value...]
     local name=$1 worker=$2

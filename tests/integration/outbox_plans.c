@@ -35,11 +35,8 @@ static const struct {
     const char *name;
     const char *alias;
 } probes[] = {
-    {"of_outbox_insert", "p"},
-    {"of_outbox_insert_rows", "p"},
-    {"of_outbox_mark", "h"},
-    {"of_outbox_claim", "p"},
-    {"of_dlq_insert", "p"},
+    {"of_outbox_insert", "p"}, {"of_outbox_insert_rows", "p"}, {"of_outbox_mark", "h"},
+    {"of_outbox_claim", "p"},  {"of_dlq_insert", "p"},
 };
 
 static int failures;

@@ -31,19 +31,8 @@ PORT=$((28400 + $$ % 50))
 of_worker_start oc order-created ORDERFLOW_HTTP_PORT=$PORT ORDERFLOW_BATCH_SIZE=20 \
     ORDERFLOW_PAUSE_ABOVE_TXN=1s ORDERFLOW_PAUSE_ABOVE_BACKLOG=30 ORDERFLOW_OUTBOX_SWEEP_GRACE=1h
 
-metric() { # metric NAME{LABELS}: its value, or "-"
-    curl -fsS --max-time 5 "http://127.0.0.1:$PORT/metrics" 2>/dev/null |
-        awk -v n="$1" '$1 == n {v = $2} END {print (v == "" ? "-" : v)}'
-}
-wait_metric() { # wait_metric NAME VALUE SECONDS
-    local i
-    for ((i = 0; i < $3 * 5; i++)); do
-        [ "$(metric "$1")" = "$2" ] && return 0
-        sleep 0.2
-    done
-    echo "# timed out waiting for $1 = $2 (it is $(metric "$1"))"
-    return 1
-}
+metric() { of_metric "$PORT" "$1"; }
+wait_metric() { of_metric_wait "$PORT" "$@"; }
 publish() { # publish FROM TO
     local i
     for ((i = $1; i <= $2; i++)); do

@@ -48,7 +48,7 @@ sql "insert into outbox (id, topic, key, payload, headers, held)
      from generate_series(1, 600) i order by i"
 of_worker_start oc order-created ORDERFLOW_HTTP_PORT=$PORT ORDERFLOW_STATEMENT_TIMEOUT=3s \
     ORDERFLOW_OUTBOX_SWEEP_INTERVAL=1s
-metric() { curl -fsS "http://127.0.0.1:$PORT/metrics" | awk -v m="$1" '$1 == m {print $2 + 0}'; }
+metric() { of_metric "$PORT" "$1"; }
 
 wait_for "select count(*) = 0 from outbox where published_at is null and dead_at is null" 120 || true
 of_kafka_wait order.status "select count(*) >= 600 from kafka_records where topic = '$T'" 60 || true
@@ -67,16 +67,8 @@ check "the claim of 500 was cancelled by the statement timeout" 1 \
     "$(grep -c 'claiming 500 row(s) was cancelled after .* (statement timeout); claiming 250 per sweep' \
         "$OF_WORK/oc.log" || true)"
 check "orderflow_outbox_sweep_timeouts_total counts the cancelled claims" t \
-    "$(t=$(metric orderflow_outbox_sweep_timeouts_total); [ "${t:-0}" -ge 2 ] && echo t || echo "${t:-none}")"
-wait_for_metric() { # wait_for_metric NAME VALUE SECONDS
-    local i
-    for ((i = 0; i < $3 * 2; i++)); do
-        [ "$(metric "$1")" = "$2" ] && return 0
-        sleep 0.5
-    done
-    return 1
-}
-wait_for_metric orderflow_outbox_sweep_limit 500 20 || true
+    "$(t=$(metric orderflow_outbox_sweep_timeouts_total); [ "$t" != - ] && [ "$t" -ge 2 ] && echo t || echo "$t")"
+of_metric_wait "$PORT" orderflow_outbox_sweep_limit 500 20 || true
 check "once sweeps are quick the claim grows back to 500" 500 "$(metric orderflow_outbox_sweep_limit)"
 check "... as the log says" 1 \
     "$(grep -c 'took [0-9]* ms; claiming 500 per sweep from now on' "$OF_WORK/oc.log" || true)"

@@ -95,36 +95,39 @@ typedef void (*of_db_state_cb)(of_db *db, of_db_state state, void *arg);
 
 /* A connection and its queue; fields are private to db.c. */
 struct of_db {
-    uv_loop_t *loop;             /* loop that drives the connection */
-    char *conninfo;              /* libpq connection string or URI (copied) */
-    char *secret;                /* its password, scrubbed from every logged message, or NULL */
-    char *name;                  /* label for logs, e.g. "main" */
-    const of_db_stmt *stmts;     /* statements to prepare (caller's static array) */
-    size_t n_stmts;              /* number of statements */
-    PGconn *conn;                /* libpq connection or NULL */
-    struct of_db_poll *poll;     /* socket watcher (heap; freed in its close callback) */
-    int poll_fd;                 /* socket the watcher watches, or -1 */
-    uv_timer_t retry_timer;      /* reconnect backoff timer */
-    uint64_t backoff_ms;         /* next reconnect delay */
-    of_db_state state;           /* connection state */
-    of_db_pipeline *head, *tail; /* queued pipelines; head is in flight when sending */
-    bool in_flight;              /* head has been sent */
-    bool want_write;             /* PQflush returned 1 */
-    of_db_pipeline setup;        /* internal pipeline: session settings + prepares */
-    of_db_state_cb state_cb;     /* state change notification, or NULL */
-    void *state_arg;             /* argument for state_cb */
-    uint64_t reconnects;         /* connections lost or failed (metrics) */
-    uint64_t session;            /* incremented each time a connection becomes ready */
-    bool async_commit;           /* SET synchronous_commit = off on the session: for work
-                                    that is redone when a commit is lost in a crash */
+    uv_loop_t *loop;               /* loop that drives the connection */
+    char *conninfo;                /* libpq connection string or URI (copied) */
+    char *secret;                  /* its password, scrubbed from every logged message, or NULL */
+    char *name;                    /* label for logs, e.g. "main" */
+    const of_db_stmt *stmts;       /* statements to prepare (caller's static array) */
+    size_t n_stmts;                /* number of statements */
+    PGconn *conn;                  /* libpq connection or NULL */
+    struct of_db_poll *poll;       /* socket watcher (heap; freed in its close callback) */
+    int poll_fd;                   /* socket the watcher watches, or -1 */
+    uv_timer_t retry_timer;        /* reconnect backoff timer */
+    uint64_t backoff_ms;           /* next reconnect delay */
+    of_db_state state;             /* connection state */
+    of_db_pipeline *head, *tail;   /* queued pipelines; head is in flight when sending */
+    bool in_flight;                /* head has been sent */
+    bool want_write;               /* PQflush returned 1 */
+    of_db_pipeline setup;          /* internal pipeline: session settings + prepares */
+    of_db_state_cb state_cb;       /* state change notification, or NULL */
+    void *state_arg;               /* argument for state_cb */
+    uint64_t reconnects;           /* connections lost or failed (metrics) */
+    uint64_t session;              /* incremented each time a connection becomes ready */
+    bool async_commit;             /* SET synchronous_commit = off on the session: for work
+                                      that is redone when a commit is lost in a crash */
     uint64_t statement_timeout_ms; /* the session's statement_timeout (0: 30 s), set before
                                       the first connection */
-    char session_set[128];       /* one more SET for every session (set before it
-                                    connects), "" for none */
-    void (*close_cb)(of_db *db); /* called once everything is released */
-    int pending_closes;          /* handles still closing */
+    char session_set[128];         /* one more SET for every session (set before it
+                                      connects), "" for none */
+    void (*close_cb)(of_db *db);   /* called once everything is released */
+    int pending_closes;            /* handles still closing */
 };
 
+/* The statement_timeout db's sessions get, in ms (statement_timeout_ms, or
+ * 30 s when that is 0). */
+uint64_t of_db_statement_timeout_ms(const of_db *db);
 /* Checks that conninfo parses as a libpq connection string or URI. Returns
  * OF_OK (and, if password is not NULL, the password it holds as a heap string
  * or NULL) or OF_EINVAL. libpq's own parse message is never passed on: it

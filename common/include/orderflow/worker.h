@@ -210,10 +210,10 @@ typedef struct of_worker_settings {
     int64_t sweep_grace;         /* ms before the sweep considers a row stuck */
     int64_t outbox_max_failures; /* permanent delivery errors before an outbox row is dead */
     int64_t retry_max;           /* ms, cap of the retry backoff */
-    int64_t retry_limit;     /* counted transient failures before isolation / RETRIES_EXHAUSTED */
+    int64_t retry_limit;       /* counted transient failures before isolation / RETRIES_EXHAUSTED */
     int64_t statement_timeout; /* ms a statement may run on either connection */
-    int64_t stall_timeout;   /* ms without a commit before /readyz says stalled */
-    int64_t grace_period;    /* ms allowed for a graceful shutdown */
+    int64_t stall_timeout;     /* ms without a commit before /readyz says stalled */
+    int64_t grace_period;      /* ms allowed for a graceful shutdown */
     int64_t pause_txn;       /* ms of a batch transaction above which no batch is taken (0: off) */
     int64_t pause_backlog;   /* unpublished outbox rows above which no batch is taken (0: off) */
     char *http_address;      /* address of the health and metrics endpoint */
