@@ -58,6 +58,11 @@ void of_apply_prepare(of_worker *w, of_worker_item *it, rd_kafka_message_t *m)
         }
         it->rec.headers = it->headers;
     }
+    of_apply_classify(w, it);
+}
+
+void of_apply_classify(of_worker *w, of_worker_item *it)
+{
     it->state = OF_ITEM_DEAD;
     if (of_event_parse(&it->rec, &it->ev, &it->err) == 0) {
         it->parsed = true;
@@ -334,6 +339,15 @@ static int run_on_entity(of_worker *w, of_worker_batch *b, of_worker_item *it, o
         it->outcome = "ignored";
         return OF_OK;
     }
+    if (r->kind == OF_ROUTE_TRIGGER && r->has_expected_version &&
+        r->expected_version > e->version && of_park_allowed(w, it)) {
+        /* A version ahead of the entity's: the events between are still to
+         * come (e.g. its own steps' status events on this topic). */
+        of_park_item(w, it, "VERSION_GAP",
+                     "expects version %d of %s \"%s\", which is at version %d", r->expected_version,
+                     m->entity, e->id, e->version);
+        return OF_OK;
+    }
     rc = touch(w, wp, e);
     if (rc != OF_OK)
         return rc;
@@ -376,8 +390,16 @@ int of_apply_run(of_worker *w, of_worker_batch *b, const of_db_pipeline *lp, of_
         rc = h->prepare(h->ctx, b, lp, &state);
     for (size_t i = b->lo; rc == OF_OK && i < b->hi; i++) {
         of_worker_item *it = &b->items[i];
-        if (it->state != OF_ITEM_PENDING)
+        if (it->state != OF_ITEM_PENDING || of_park_held(w, it))
             continue;
+        if (h->park != NULL && of_park_allowed(w, it)) {
+            char why[sizeof it->err.reason];
+            const char *code = h->park(h->ctx, state, it, why, sizeof why);
+            if (code != NULL) {
+                of_park_item(w, it, code, "%s", why);
+                continue;
+            }
+        }
         if (it->route.kind == OF_ROUTE_CREATE)
             rc = run_create(w, b, it, wp, state);
         else

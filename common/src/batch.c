@@ -101,7 +101,11 @@ static void free_items(of_worker *w)
         if (it->parsed)
             of_event_free(&it->ev);
         free(it->headers);
-        rd_kafka_message_destroy(it->msg);
+        if (it->msg != NULL)
+            rd_kafka_message_destroy(it->msg);
+        if (it->own != NULL)
+            of_message_free(it->own);
+        free(it->own);
     }
     free(b->items);
     of_batch_free_outbox(b);
@@ -132,6 +136,21 @@ void of_batch_abandon(of_worker *w)
 bool of_batch_waiting(const of_worker *w)
 {
     return uv_is_active((const uv_handle_t *)&w->retry_timer);
+}
+
+/* The batch's items are ready: run them from the first. */
+static void run_items(of_worker *w)
+{
+    of_worker_batch *b = &w->batch;
+    b->lo = 0;
+    b->hi = b->n;
+    w->busy = true;
+    /* A batch that runs long (a slow or absent database) pauses fetching and
+     * keeps serving the group meanwhile (kafka.h). */
+    of_consumer_set_busy(&w->consumer, true);
+    w->attempts = 0;
+    w->progress_at = uv_now(w->loop);
+    w->n_batches++;
 }
 
 void of_batch_start(of_worker *w, rd_kafka_message_t **msgs, size_t n)
@@ -167,17 +186,25 @@ void of_batch_start(of_worker *w, rd_kafka_message_t **msgs, size_t n)
             }
         }
     }
-    b->lo = 0;
-    b->hi = n;
-    w->busy = true;
-    /* A batch that runs long (a slow or absent database) pauses fetching and
-     * keeps serving the group meanwhile (kafka.h). */
-    of_consumer_set_busy(&w->consumer, true);
-    w->attempts = 0;
-    w->progress_at = uv_now(w->loop);
-    w->n_batches++;
+    run_items(w);
     w->n_events += n;
     of_obs_polled(w);
+    of_batch_begin_txn(w);
+}
+
+void of_batch_start_replay(of_worker *w, of_worker_item *items, size_t n, bool final)
+{
+    of_worker_batch *b = &w->batch;
+    memset(b, 0, sizeof *b);
+    b->w = w;
+    b->fault = -1;
+    b->items = items;
+    b->n = n;
+    b->replay = true;
+    b->final = final;
+    for (size_t i = 0; i < n; i++)
+        of_apply_classify(w, &items[i]);
+    run_items(w);
     of_batch_begin_txn(w);
 }
 
@@ -197,7 +224,7 @@ static void settle(of_worker *w, const of_db_pipeline *p)
     for (size_t i = b->lo; i < b->hi; i++) {
         of_worker_item *it = &b->items[i];
         of_log_ctx ctx = item_ctx(it);
-        if (msgs != NULL)
+        if (msgs != NULL && it->msg != NULL)
             msgs[n++] = it->msg;
         switch (it->state) {
         case OF_ITEM_DONE:
@@ -217,15 +244,20 @@ static void settle(of_worker *w, const of_db_pipeline *p)
             of_log_write(OF_LOG_WARN, &ctx, "event dead-lettered: %s: %s", of_item_code(it),
                          it->err.reason);
             break;
+        case OF_ITEM_PARKED:
+            of_log_write(OF_LOG_INFO, &ctx, "event parked: %s: %s", it->dlq_code, it->err.reason);
+            break;
         case OF_ITEM_PENDING:
             of_log_write(OF_LOG_ERROR, &ctx, "event left pending by the handler");
             break;
         }
     }
     if (p != NULL)
+        of_park_committed(w);
+    if (p != NULL)
         of_failpoint_crash("crash-after-commit");
     /* Offsets only now: the transaction holding the effects is durable. */
-    if (msgs != NULL) {
+    if (msgs != NULL && n > 0) {
         if (of_consumer_store(&w->consumer, msgs, n) != 0)
             of_log_warn("could not store offsets for %zu event(s)", n);
         free(msgs);
@@ -325,6 +357,7 @@ static void on_loaded(of_db *db, of_db_pipeline *p, int status, void *arg)
             it->on_record = true;
         }
     }
+    of_park_read(w, p);
     of_db_pipeline_reset(wp);
     wp->session = of_db_session(&w->db);
     for (size_t i = b->lo; i < b->hi; i++) {
@@ -350,6 +383,8 @@ static void on_loaded(of_db *db, of_db_pipeline *p, int status, void *arg)
         else if (it->state == OF_ITEM_DEAD)
             rc = add_dead_letter(w, it, wp);
     }
+    if (rc == OF_OK)
+        rc = of_park_write(w, wp);
     w->outbox_rows_cmd = w->outbox_rows.n > 0 ? (long)wp->n : -1;
     if (rc == OF_OK && w->outbox_rows.n > 0) {
         /* The rows of the events this transaction consumed are on Kafka:
@@ -390,6 +425,8 @@ void of_batch_begin_txn(of_worker *w)
     b->applied.n = 0;
     b->fault = -1;
     b->entity_load = -1;
+    b->park_load = -1;
+    b->n_parked = 0;
     ids = calloc(b->hi - b->lo + 1, sizeof *ids);
     if (ids == NULL) {
         of_batch_recover(w, FAIL_TRANSIENT, NULL, "out of memory");
@@ -407,6 +444,10 @@ void of_batch_begin_txn(of_worker *w)
         rc = of_db_pipeline_add_list(lp, w->h->applied_stmt, ids, n_ids, NULL);
     }
     free(ids);
+    /* Parked keys before the entities: one lock order (parked_keys, then
+     * the machine's rows) for batches and replays. */
+    if (rc == OF_OK && n_ids > 0)
+        rc = of_park_load(w, lp);
     if (rc == OF_OK && n_ids > 0)
         rc = of_apply_load(w, b, lp);
     if (rc == OF_OK)

@@ -34,6 +34,9 @@ static void try_next_batch(of_worker *w)
      * through a Postgres outage, during which the batch waits to retry. */
     if (w->busy || w->stopping || of_bp_holding(w))
         return;
+    /* Once a second a parked key that is due is replayed before the next poll (park.c). */
+    if (of_park_claim(w))
+        return;
     msgs = calloc((size_t)w->cfg.batch_size, sizeof *msgs);
     if (msgs == NULL)
         return;
@@ -110,6 +113,7 @@ static void close_base_handles(of_worker *w)
     close_handle(w, (uv_handle_t *)&w->shutdown_timer);
     close_handle(w, (uv_handle_t *)&w->kick);
     close_handle(w, (uv_handle_t *)&w->pruner.timer);
+    close_handle(w, (uv_handle_t *)&w->park_timer);
     of_bp_close(w, close_handle);
     of_obs_close(w, close_handle);
 }
@@ -199,6 +203,7 @@ static void begin_shutdown(of_worker *w, int signum)
         w->h->stop(w->h->ctx, w);
     of_pruner_stop(&w->pruner);
     of_bp_stop(w);
+    uv_timer_stop(&w->park_timer);
     uv_idle_stop(&w->kick);
     uv_timer_start(&w->shutdown_timer, on_shutdown_timeout, (uint64_t)w->cfg.grace_period, 0);
     /* Leave 3 s of the grace period for the producer and the connections. */
@@ -277,10 +282,10 @@ static int setup_pruner(of_worker *w)
 
 static int build_statements(of_worker *w, size_t *n)
 {
-    const of_db_stmt *groups[] = {of_outbox_stmts, of_inbox_stmts, of_dlq_stmts,
-                                  w->h->machine->stmts, w->h->stmts};
-    size_t sizes[] = {of_outbox_n_stmts, of_inbox_n_stmts, of_dlq_n_stmts, OF_SQL_COUNT,
-                      w->h->n_stmts};
+    const of_db_stmt *groups[] = {of_outbox_stmts, of_inbox_stmts,       of_dlq_stmts,
+                                  of_park_stmts,   w->h->machine->stmts, w->h->stmts};
+    size_t sizes[] = {of_outbox_n_stmts, of_inbox_n_stmts, of_dlq_n_stmts,
+                      of_park_n_stmts,   OF_SQL_COUNT,     w->h->n_stmts};
     const size_t n_groups = sizeof sizes / sizeof sizes[0];
     size_t total = w->h->n_sets, k = 0;
     for (size_t g = 0; g < n_groups; g++)
@@ -416,6 +421,8 @@ int of_worker_run(const of_worker_handler *h, of_worker_settings *cfg)
     w->retry_timer.data = w->shutdown_timer.data = w;
     uv_idle_init(&loop, &w->kick);
     w->kick.data = w;
+    uv_timer_init(&loop, &w->park_timer);
+    of_db_pipeline_init(&w->park_claim);
     if (h->start != NULL && h->start(h->ctx, w) != 0) {
         of_log_error("could not start the worker's handler");
         raise(SIGTERM);
@@ -425,6 +432,7 @@ int of_worker_run(const of_worker_handler *h, of_worker_settings *cfg)
     of_outbox_relay_start(&w->relay);
     of_pruner_start(&w->pruner);
     of_obs_start(w);
+    of_park_start(w);
     of_log_info("started: group \"%s\", %zu topic(s) from \"%s\", batch size %" PRId64,
                 w->cfg.group_id, h->n_topics, topics[0], w->cfg.batch_size);
 
@@ -432,9 +440,9 @@ int of_worker_run(const of_worker_handler *h, of_worker_settings *cfg)
     result = w->exit_code;
     of_log_info("stopped: %" PRIu64 " batches, %" PRIu64 " events, %" PRIu64 " applied, %" PRIu64
                 " duplicates, %" PRIu64 " dead-lettered, %" PRIu64 " retries, %" PRIu64
-                " retries exhausted",
+                " retries exhausted, %" PRIu64 " parked, %" PRIu64 " unparked",
                 w->n_batches, w->n_events, w->n_applied, w->n_duplicates, w->n_dead, w->n_retries,
-                w->n_exhausted);
+                w->n_exhausted, w->n_parked, w->n_unparked);
     if (uv_loop_close(&loop) != 0) {
         of_log_error("handles left open at exit");
         result = EX_SOFTWARE;
@@ -454,6 +462,7 @@ out_free:
     of_obs_free(w);
     of_db_pipeline_free(&w->lp);
     of_db_pipeline_free(&w->wp);
+    of_db_pipeline_free(&w->park_claim);
     free(w->stmts);
     of_apply_rows_free(w);
     free(w->cfg.database_url);

@@ -45,6 +45,37 @@ void of_batch_pipeline_failed(of_worker *w, const of_db_pipeline *p);
 /* After the rollback (or the connection's loss): retry, isolate or dead-letter. */
 void of_batch_recover(of_worker *w, of_fail_class cls, const char *sqlstate, const char *why);
 
+/* Takes over items[0..n) (one parked key's events, read by park.c) and runs
+ * them as a batch of their own; final: nothing parks again. */
+void of_batch_start_replay(of_worker *w, of_worker_item *items, size_t n, bool final);
+
+/* park.c: parking a key instead of blocking its partition, and replaying it. */
+
+extern const of_db_stmt of_park_stmts[];
+extern const size_t of_park_n_stmts;
+/* True when it may be parked now: it has a key, and parking is on (and the
+ * batch is not its key's last replay). */
+bool of_park_allowed(const of_worker *w, const of_worker_item *it);
+/* Marks it PARKED with code and a reason. */
+void of_park_item(of_worker *w, of_worker_item *it, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Parks it when an earlier event of its key in the transaction parked;
+ * returns whether it did. */
+bool of_park_held(of_worker *w, of_worker_item *it);
+/* Appends the check of the transaction's keys (or a replay's key lock). */
+int of_park_load(of_worker *w, of_db_pipeline *lp) __attribute__((warn_unused_result));
+/* Parks the pending items whose keys the check found parked. */
+void of_park_read(of_worker *w, const of_db_pipeline *lp);
+/* Appends the parked items' rows (or a replay's deletes and key update). */
+int of_park_write(of_worker *w, of_db_pipeline *wp) __attribute__((warn_unused_result));
+/* The transaction committed: counters, and a replay stops at a key parked again. */
+void of_park_committed(of_worker *w);
+/* Starts the timer that looks for due keys. */
+void of_park_start(of_worker *w);
+/* Between batches: claims a due key when one may be due; true when a claim
+ * is in flight (the worker is busy until it ends). */
+bool of_park_claim(of_worker *w);
+
 /* worker.c */
 
 /* The batch ended (committed or abandoned): poll the next one, or go on with shutdown. */
@@ -55,6 +86,8 @@ void of_worker_batch_done(of_worker *w);
 /* Fills it from the Kafka message m (taken over), then parses, decodes and
  * routes it: PENDING, or DEAD with its reason. */
 void of_apply_prepare(of_worker *w, of_worker_item *it, rd_kafka_message_t *m);
+/* Parses, decodes and routes it, whose record view is filled. */
+void of_apply_classify(of_worker *w, of_worker_item *it);
 
 /* Appends the machine's entity load and the handler's loads for the pending items. */
 int of_apply_load(of_worker *w, of_worker_batch *b, of_db_pipeline *lp)

@@ -175,6 +175,9 @@ void of_obs_committed(of_worker *w, const of_db_pipeline *wp)
         case OF_ITEM_DEAD:
             of_metric_add(o->dead, (const char *const[]){topic, of_item_code(it)}, 1);
             break;
+        case OF_ITEM_PARKED:
+            of_metric_add(o->processed, (const char *const[]){topic, type_label(it), "parked"}, 1);
+            break;
         case OF_ITEM_PENDING:
             break;
         }

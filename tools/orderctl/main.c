@@ -27,6 +27,7 @@ static const orderctl_command commands[] = {
     {"history", orderctl_history, "show an order's timeline across its executions"},
     {"executions", orderctl_executions, "list executions, filtered by machine, status and age"},
     {"dlq", orderctl_dlq, "list, show and redrive dead letters"},
+    {"parked", orderctl_parked, "list the keys whose events wait (parked); release them"},
     {"outbox", orderctl_outbox, "list unpublished outbox rows; retry the ones the relay gave up"},
     {"graph", orderctl_graph, "print a machine's state diagram (Mermaid or Graphviz DOT)"},
     {"prune", orderctl_prune, "delete rows whose retention has passed (as the workers do)"},

@@ -74,6 +74,8 @@ int orderctl_executions(int argc, char **argv);
 int orderctl_dlq(int argc, char **argv);
 /* orderctl outbox list|retry: unpublished and dead outbox rows (cmd_outbox.c). */
 int orderctl_outbox(int argc, char **argv);
+/* orderctl parked list|show|release: keys whose events wait (cmd_parked.c). */
+int orderctl_parked(int argc, char **argv);
 /* orderctl prune: deletes rows whose retention has passed, as the workers do (cmd_prune.c). */
 int orderctl_prune(int argc, char **argv);
 

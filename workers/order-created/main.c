@@ -3,7 +3,9 @@
  * It validates the event, snapshots the customer's existence and each
  * product's price, and creates the order (with its items, its OrderProcess
  * execution and the first history row) as CREATED, or as REJECTED with
- * UNKNOWN_CUSTOMER / UNKNOWN_PRODUCT. Either way it publishes
+ * UNKNOWN_CUSTOMER / UNKNOWN_PRODUCT. An order naming a product that does
+ * not exist yet first waits, parked, for park-max-age (0: not at all) in
+ * case the product appears. Either way it publishes
  * order.status.changed, which the order-status worker picks up to reserve
  * inventory. Events that cannot be decoded go to order.created.dlq. */
 #include "domain/order_machine.h"
@@ -141,6 +143,26 @@ static int create_order(of_step_ctx *s)
     return s->input != NULL ? OF_OK : OF_ENOMEM;
 }
 
+/* A product the order names that is not there yet may be on its way (a
+ * catalogue published after the order): the order waits, parked, and is
+ * created when the product appears, or REJECTED as above once park-max-age
+ * has passed (worker.h: park). An unknown customer is rejected at once: a
+ * customer exists before it can order. */
+static const char *park(void *ctx, void *state, const of_worker_item *it, char *reason, size_t size)
+{
+    const lookups *lk = state;
+    const of_order_created *oc = &((const of_contract_data *)it->user)->u.order_created;
+    if (!has_row(lk->customers, oc->customer_id))
+        return NULL;
+    for (size_t i = 0; i < oc->n_items; i++) {
+        if (price_of(lk->products, oc->items[i].product_id) < 0) {
+            snprintf(reason, size, "product \"%s\" does not exist (yet)", oc->items[i].product_id);
+            return OF_REASON_UNKNOWN_PRODUCT;
+        }
+    }
+    return NULL;
+}
+
 static const of_step_impl steps[OF_ORDER_STEP_COUNT] = {
     [OF_ORDER_STEP_CREATE_ORDER] = {true, create_order},
 };
@@ -210,6 +232,7 @@ int main(int argc, char **argv)
         .route = route,
         .load = load,
         .prepare = prepare,
+        .park = park,
         .item_free = of_contract_item_free,
     };
     of_config_load_or_exit(items, sizeof items / sizeof items[0], &cfg, argc, argv, NULL,

@@ -68,6 +68,7 @@ typedef enum of_item_state {
     OF_ITEM_DUPLICATE, /* its ce_id was processed before: acknowledged, no effect */
     OF_ITEM_DEAD,      /* to be dead-lettered with err */
     OF_ITEM_DONE,      /* applied (or recorded as rejected/ignored) in this transaction */
+    OF_ITEM_PARKED,    /* kept in parked_events behind its key (park.c), to be replayed */
 } of_item_state;
 
 /* What an event asks of the worker's machine (the handler's route fills it). */
@@ -113,6 +114,8 @@ typedef struct of_worker_item {
     bool settled;            /* DONE without a transaction: an entity's status event that
                                 no step of this worker follows (ignored, no inbox row) */
     void *user;              /* handler's decoded payload */
+    int64_t park_id;         /* a replayed parked event: its parked_events.id, else 0 */
+    of_message *own;         /* a replayed parked event: the bytes rec points into */
 } of_worker_item;
 
 typedef struct of_worker of_worker;
@@ -141,6 +144,13 @@ typedef struct of_worker_batch {
     long fault;        /* item whose step failed permanently, or -1 */
     int wave;          /* current wave of the transaction (apply.c) */
     uint64_t ticket;   /* the relay's ticket when the transaction was submitted */
+    /* Parking (park.c). */
+    long park_load;      /* index of the parked-key check (or the replay's lock), or -1 */
+    size_t n_parked;     /* items of the transaction parked so far */
+    bool replay;         /* the items are one parked key's events, replayed */
+    bool final;          /* replay: the key is past park-max-age (or released --final):
+                            nothing parks again, every event takes its outcome */
+    bool replay_stopped; /* replay: an earlier transaction of the batch parked the key again */
 } of_worker_batch;
 
 /* A row set of the worker's steps (db.h): a statement whose parameters are
@@ -187,6 +197,13 @@ typedef struct of_worker_handler {
     /* Optional (needed for routes with a scope): the scope entity scope_id
      * in the batch state, or NULL when it does not exist. */
     void *(*find_scope)(void *state, const char *scope_id);
+    /* Optional: whether a pending event must wait (park its key) because a
+     * cause that may clear holds, e.g. a product it names does not exist yet.
+     * Called before its step with the batch state, except when the key is
+     * replayed for the last time. Returns the error code (static) and fills
+     * reason, or NULL when the event can take effect now. */
+    const char *(*park)(void *ctx, void *state, const of_worker_item *it, char *reason,
+                        size_t size);
     /* Optional: releases what prepare built. */
     void (*release)(void *ctx, void *state);
     /* Releases it->user; may be NULL. */
@@ -218,6 +235,8 @@ typedef struct of_worker_settings {
     int64_t pause_backlog;   /* unpublished outbox rows above which no batch is taken (0: off) */
     char *http_address;      /* address of the health and metrics endpoint */
     int64_t http_port;       /* its port; 0 disables it */
+    int64_t park_max_age;    /* ms a key stays parked before its events take their outcome */
+    int64_t park_retry_max;  /* ms, cap of the backoff between replays of a parked key */
     of_prune_settings prune; /* retention: what is pruned, how often, in batches of how many */
 } of_worker_settings;
 
@@ -261,8 +280,12 @@ struct of_worker {
     struct of_worker_obs *obs;      /* the runtime's metric families and probes (worker_obs.c) */
     struct of_worker_bp *bp;        /* backpressure state (backpressure.c) */
     of_pruner pruner;               /* retention, on the relay connection (prune.h) */
+    uv_timer_t park_timer;          /* looks for parked keys due for a replay (park.c) */
+    bool park_due;                  /* the next batch is a replay claim, not a poll */
+    of_db_pipeline park_claim;      /* the claim of a due parked key */
     /* counters (metrics) */
     uint64_t n_batches, n_events, n_applied, n_duplicates, n_dead, n_retries, n_exhausted;
+    uint64_t n_parked, n_unparked; /* events parked; parked events that took their outcome */
 };
 
 /* The common settings as of_config_item initialisers, for a worker whose
@@ -334,6 +357,13 @@ struct of_worker {
     {"http-port", "ORDERFLOW_HTTP_PORT", "http-port", OF_CFG_INT, "8080",                          \
      "port of the /healthz, /readyz and /metrics endpoint (0 disables it)",                        \
      OF_WORKER_CFG_(type, member, http_port), 0, 65535},                                           \
+    {"park-max-age", "ORDERFLOW_PARK_MAX_AGE", "park-max-age", OF_CFG_MS, "10m",                   \
+     "longest a key stays parked (an event waiting for a missing product or customer, or for "     \
+     "the version it expects) before its events take their final outcome (0: nothing parks)",     \
+     OF_WORKER_CFG_(type, member, park_max_age), 0, 604800000},                                    \
+    {"park-retry-max", "ORDERFLOW_PARK_RETRY_MAX", "park-retry-max", OF_CFG_MS, "30s",             \
+     "cap of the backoff between replays of a parked key (1 s, doubling)",                         \
+     OF_WORKER_CFG_(type, member, park_retry_max), 1000, 3600000},                                 \
     {"prune-interval", "ORDERFLOW_PRUNE_INTERVAL", "prune-interval", OF_CFG_MS, "60s",             \
      "time between prune cycles, which delete rows past their retention batch by batch "          \
      "(0 turns pruning off)",                                                                      \
