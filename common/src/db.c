@@ -1,15 +1,13 @@
-/* db.c: a non-blocking libpq connection in pipeline mode on a libuv loop. */
+/* db.c: a non-blocking libpq connection in pipeline mode on a libuv loop: the socket watcher, the
+ * queue of pipelines, sending them and reading their results, losing the connection, and closing;
+ * establishing it (connect, session setup, reconnect backoff) is db_connect.c. */
 #include "db_internal.h"
 
 #include "orderflow/log.h"
 
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define BACKOFF_MIN_MS 100
-#define BACKOFF_MAX_MS 10000
 
 /* The socket watcher lives on the heap so that a new one can be made when
  * libpq changes sockets while the old one is still closing. */
@@ -19,10 +17,9 @@ struct of_db_poll {
 };
 
 static void db_on_poll(uv_poll_t *handle, int status, int events);
-static void db_fail_connection(of_db *db, const char *why);
 static void db_send_head(of_db *db);
 
-static void set_state(of_db *db, of_db_state state)
+void of_db__set_state(of_db *db, of_db_state state)
 {
     if (db->state == state)
         return;
@@ -70,7 +67,7 @@ static void stop_poll(of_db *db)
 
 /* Watches the current libpq socket for events, re-creating the watcher when
  * libpq moved to another socket. */
-static int watch_socket(of_db *db, int events)
+int of_db__watch_socket(of_db *db, int events)
 {
     int fd = PQsocket(db->conn);
     if (fd < 0)
@@ -95,7 +92,7 @@ static int watch_socket(of_db *db, int events)
 
 /* Queue handling. */
 
-static void enqueue_front(of_db *db, of_db_pipeline *p)
+void of_db__enqueue_front(of_db *db, of_db_pipeline *p)
 {
     p->next = db->head;
     db->head = p;
@@ -126,9 +123,9 @@ static void complete_head(of_db *db, int status)
     p->elapsed_ns = uv_hrtime() - p->started_ns;
     if (p == &db->setup) {
         if (status == OF_OK) {
-            db->backoff_ms = BACKOFF_MIN_MS;
+            db->backoff_ms = OF_DB_BACKOFF_MIN_MS;
             db->session++;
-            set_state(db, OF_DB_READY);
+            of_db__set_state(db, OF_DB_READY);
             of_log_info("postgres connection \"%s\" ready", db->name);
         } else if (status == OF_ESQL && db->state != OF_DB_CLOSING) {
             /* Typically a statement that cannot be prepared because the
@@ -139,7 +136,7 @@ static void complete_head(of_db *db, int status)
                                    ? db->stmts[(size_t)p->failed_index - n_sets].name
                                    : "session settings";
             snprintf(why, sizeof why, "could not set up session (%s): %s", what, p->error);
-            db_fail_connection(db, why);
+            of_db__fail_connection(db, why);
         }
         return;
     }
@@ -213,29 +210,29 @@ static void db_send_head(of_db *db)
             ok = PQsendQueryPrepared(db->conn, c->stmt, c->nparams, (const char *const *)c->values,
                                      c->lengths, c->formats, 0);
         if (!ok) {
-            db_fail_connection(db, PQerrorMessage(db->conn));
+            of_db__fail_connection(db, PQerrorMessage(db->conn));
             return;
         }
     }
     if (!PQpipelineSync(db->conn)) {
-        db_fail_connection(db, PQerrorMessage(db->conn));
+        of_db__fail_connection(db, PQerrorMessage(db->conn));
         return;
     }
     int f = PQflush(db->conn);
     if (f < 0) {
-        db_fail_connection(db, PQerrorMessage(db->conn));
+        of_db__fail_connection(db, PQerrorMessage(db->conn));
         return;
     }
     db->want_write = f == 1;
-    if (watch_socket(db, UV_READABLE | (db->want_write ? UV_WRITABLE : 0)) != 0)
-        db_fail_connection(db, "could not watch socket");
+    if (of_db__watch_socket(db, UV_READABLE | (db->want_write ? UV_WRITABLE : 0)) != 0)
+        of_db__fail_connection(db, "could not watch socket");
 }
 
 /* Reads whatever results are available without blocking. */
 static void db_read_results(of_db *db)
 {
     if (!PQconsumeInput(db->conn)) {
-        db_fail_connection(db, PQerrorMessage(db->conn));
+        of_db__fail_connection(db, PQerrorMessage(db->conn));
         return;
     }
     while (db->conn != NULL && !PQisBusy(db->conn)) {
@@ -281,8 +278,6 @@ static void db_read_results(of_db *db)
         db_send_head(db);
 }
 
-static void schedule_reconnect(of_db *db);
-
 int of_db_conninfo_check(const char *conninfo, char **password)
 {
     char *err = NULL;
@@ -322,7 +317,7 @@ void of_db_scrub(char *text, const char *secret)
     }
 }
 
-static void db_fail_connection(of_db *db, const char *why)
+void of_db__fail_connection(of_db *db, const char *why)
 {
     char msg[512];
     snprintf(msg, sizeof msg, "%s", why ? why : "unknown error");
@@ -346,143 +341,8 @@ static void db_fail_connection(of_db *db, const char *why)
     db->in_flight = false;
     if (db->state == OF_DB_CLOSING)
         return;
-    set_state(db, OF_DB_DISCONNECTED);
-    schedule_reconnect(db);
-}
-
-/* Connection establishment. */
-
-uint64_t of_db_statement_timeout_ms(const of_db *db)
-{
-    return db->statement_timeout_ms != 0 ? db->statement_timeout_ms : 30000;
-}
-
-static int build_setup(of_db *db)
-{
-    /* No plan_cache_mode here: of_db_stmt says which statements run on
-     * cached plans; the server's setting stays the DBA's. */
-    static const char *const session_sql =
-        "SET application_name = 'orderflow'; "
-        "SET lock_timeout = '10s'; SET idle_in_transaction_session_timeout = '60s'";
-    char timeout[64];
-    snprintf(timeout, sizeof timeout, "SET statement_timeout = '%" PRIu64 "ms'",
-             of_db_statement_timeout_ms(db));
-    of_db_pipeline_reset(&db->setup);
-    if (of_db__add_cmd(&db->setup, NULL, timeout, 0, NULL, NULL, NULL) != 0)
-        return OF_ENOMEM;
-    /* Pipeline mode allows no multi-statement strings, so one SET each. */
-    const char *p = session_sql;
-    while (*p != '\0') {
-        const char *end = strchr(p, ';');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        char one[128];
-        snprintf(one, sizeof one, "%.*s", (int)len, p);
-        if (of_db__add_cmd(&db->setup, NULL, one, 0, NULL, NULL, NULL) != 0)
-            return OF_ENOMEM;
-        p += len;
-        while (*p == ';' || *p == ' ')
-            p++;
-    }
-    if (db->async_commit &&
-        of_db__add_cmd(&db->setup, NULL, "SET synchronous_commit = off", 0, NULL, NULL, NULL) != 0)
-        return OF_ENOMEM;
-    if (db->session_set[0] != '\0' &&
-        of_db__add_cmd(&db->setup, NULL, db->session_set, 0, NULL, NULL, NULL) != 0)
-        return OF_ENOMEM;
-    return 0;
-}
-
-static void send_prepares(of_db *db)
-{
-    for (size_t i = 0; i < db->n_stmts; i++) {
-        if (!PQsendPrepare(db->conn, db->stmts[i].name, db->stmts[i].sql, 0, NULL)) {
-            db_fail_connection(db, PQerrorMessage(db->conn));
-            return;
-        }
-    }
-}
-
-/* Connected: switch to non-blocking pipeline mode, then set up the session
- * and prepare the statements in one pipeline. Prepares are sent raw because
- * they are not of_db_cmd entries; their results are read like any other. */
-static void on_connected(of_db *db)
-{
-    PQsetNoticeProcessor(db->conn, of_log_pq_notice, NULL);
-    if (PQsetnonblocking(db->conn, 1) != 0 || !PQenterPipelineMode(db->conn)) {
-        db_fail_connection(db, PQerrorMessage(db->conn));
-        return;
-    }
-    set_state(db, OF_DB_PREPARING);
-    if (build_setup(db) != 0) {
-        db_fail_connection(db, "out of memory");
-        return;
-    }
-    /* The prepares are appended to setup as placeholders so that results line up. */
-    for (size_t i = 0; i < db->n_stmts; i++) {
-        if (of_db__add_cmd(&db->setup, "", NULL, 0, NULL, NULL, NULL) != 0) {
-            db_fail_connection(db, "out of memory");
-            return;
-        }
-    }
-    enqueue_front(db, &db->setup);
-    /* Send the SET commands, then the prepares, then one sync. */
-    of_db_pipeline *p = &db->setup;
-    size_t n_sets = p->n - db->n_stmts;
-    of_db__clear_results(p);
-    free(p->results);
-    p->results = calloc(p->n ? p->n : 1, sizeof *p->results);
-    if (p->results == NULL) {
-        db_fail_connection(db, "out of memory");
-        return;
-    }
-    p->cur = 0;
-    p->cur_has_result = false;
-    p->failed_index = -1;
-    p->started_ns = uv_hrtime();
-    db->in_flight = true; /* a failed send dequeues it (see db_send_head) */
-    for (size_t i = 0; i < n_sets; i++) {
-        if (!PQsendQueryParams(db->conn, p->cmds[i].sql, 0, NULL, NULL, NULL, NULL, 0)) {
-            db_fail_connection(db, PQerrorMessage(db->conn));
-            return;
-        }
-    }
-    send_prepares(db);
-    if (db->conn == NULL)
-        return;
-    if (!PQpipelineSync(db->conn)) {
-        db_fail_connection(db, PQerrorMessage(db->conn));
-        return;
-    }
-    int f = PQflush(db->conn);
-    if (f < 0) {
-        db_fail_connection(db, PQerrorMessage(db->conn));
-        return;
-    }
-    db->want_write = f == 1;
-    if (watch_socket(db, UV_READABLE | (db->want_write ? UV_WRITABLE : 0)) != 0)
-        db_fail_connection(db, "could not watch socket");
-}
-
-static void continue_connect(of_db *db)
-{
-    PostgresPollingStatusType st = PQconnectPoll(db->conn);
-    switch (st) {
-    case PGRES_POLLING_READING:
-        if (watch_socket(db, UV_READABLE) != 0)
-            db_fail_connection(db, "could not watch socket");
-        break;
-    case PGRES_POLLING_WRITING:
-        if (watch_socket(db, UV_WRITABLE) != 0)
-            db_fail_connection(db, "could not watch socket");
-        break;
-    case PGRES_POLLING_OK:
-        on_connected(db);
-        break;
-    case PGRES_POLLING_FAILED:
-    default:
-        db_fail_connection(db, PQerrorMessage(db->conn));
-        break;
-    }
+    of_db__set_state(db, OF_DB_DISCONNECTED);
+    of_db__schedule_reconnect(db);
 }
 
 static void db_on_poll(uv_poll_t *handle, int status, int events)
@@ -492,104 +352,27 @@ static void db_on_poll(uv_poll_t *handle, int status, int events)
     if (db == NULL || db->conn == NULL)
         return;
     if (status < 0) {
-        db_fail_connection(db, uv_strerror(status));
+        of_db__fail_connection(db, uv_strerror(status));
         return;
     }
     if (db->state == OF_DB_CONNECTING) {
-        continue_connect(db);
+        of_db__continue_connect(db);
         return;
     }
     if ((events & UV_WRITABLE) && db->want_write) {
         int f = PQflush(db->conn);
         if (f < 0) {
-            db_fail_connection(db, PQerrorMessage(db->conn));
+            of_db__fail_connection(db, PQerrorMessage(db->conn));
             return;
         }
         db->want_write = f == 1;
-        if (!db->want_write && watch_socket(db, UV_READABLE) != 0) {
-            db_fail_connection(db, "could not watch socket");
+        if (!db->want_write && of_db__watch_socket(db, UV_READABLE) != 0) {
+            of_db__fail_connection(db, "could not watch socket");
             return;
         }
     }
     if (events & UV_READABLE)
         db_read_results(db);
-}
-
-static void start_connect(of_db *db)
-{
-    if (db->state == OF_DB_CLOSING)
-        return;
-    db->conn = PQconnectStart(db->conninfo);
-    if (db->conn == NULL) {
-        db_fail_connection(db, "out of memory");
-        return;
-    }
-    if (PQstatus(db->conn) == CONNECTION_BAD) {
-        db_fail_connection(db, PQerrorMessage(db->conn));
-        return;
-    }
-    set_state(db, OF_DB_CONNECTING);
-    continue_connect(db);
-}
-
-static void on_retry_timer(uv_timer_t *t)
-{
-    start_connect(t->data);
-}
-
-static void schedule_reconnect(of_db *db)
-{
-    uint64_t delay = db->backoff_ms;
-    /* Jitter of up to a quarter spreads reconnects of many replicas. */
-    delay += (uint64_t)(rand() % (int)(delay / 4 + 1));
-    db->backoff_ms = db->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : db->backoff_ms * 2;
-    uv_timer_start(&db->retry_timer, on_retry_timer, delay, 0);
-}
-
-int of_db_init(of_db *db, uv_loop_t *loop, const char *conninfo, const char *name,
-               const of_db_stmt *stmts, size_t n_stmts, of_db_state_cb state_cb, void *state_arg)
-{
-    memset(db, 0, sizeof *db);
-    db->loop = loop;
-    db->stmts = stmts;
-    db->n_stmts = n_stmts;
-    db->poll_fd = -1;
-    db->backoff_ms = BACKOFF_MIN_MS;
-    db->state_cb = state_cb;
-    db->state_arg = state_arg;
-    db->state = OF_DB_DISCONNECTED;
-    of_db_pipeline_init(&db->setup);
-    if (of_db_conninfo_check(conninfo, &db->secret) != OF_OK) {
-        free(db->secret);
-        db->secret = NULL;
-        of_log_error("the database URL is not a valid libpq connection string or URI (libpq's "
-                     "message is withheld: it may quote the password)");
-        return OF_EINVAL;
-    }
-    db->conninfo = strdup(conninfo);
-    db->name = strdup(name ? name : "db");
-    if (db->conninfo == NULL || db->name == NULL) {
-        free(db->conninfo);
-        free(db->name);
-        free(db->secret);
-        return OF_ENOMEM;
-    }
-    if (uv_timer_init(loop, &db->retry_timer) != 0) {
-        free(db->conninfo);
-        free(db->name);
-        free(db->secret);
-        return OF_ESTATE;
-    }
-    db->retry_timer.data = db;
-    return OF_OK;
-}
-
-int of_db_start(of_db *db)
-{
-    if (db->state != OF_DB_DISCONNECTED)
-        return OF_ESTATE;
-    start_connect(db);
-    return OF_OK;
 }
 
 int of_db_submit(of_db *db, of_db_pipeline *p, of_db_pipeline_cb cb, void *arg)
@@ -639,7 +422,7 @@ void of_db_close(of_db *db, void (*close_cb)(of_db *db))
 {
     if (db->state == OF_DB_CLOSING)
         return;
-    set_state(db, OF_DB_CLOSING);
+    of_db__set_state(db, OF_DB_CLOSING);
     db->close_cb = close_cb;
     fail_all(db, OF_ECANCELED);
     stop_poll(db);

@@ -1,5 +1,6 @@
 /* test_event_build.c: unit tests of the CloudEvents builder (of_event_build, read back through
- * the parser) and the RFC 3339 helpers; the parser's own cases are test_event.c. */
+ * the parser) and the RFC 3339 helpers; the parser's own cases are test_event.c and
+ * test_event_fields.c. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>

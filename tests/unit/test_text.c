@@ -1,5 +1,5 @@
 /* test_text.c: unit tests of base64 (text.c); the UTF-8 checks and escapes are covered by
- * test_event.c and test_dlq.c. */
+ * test_event.c, test_event_fields.c and test_dlq.c. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

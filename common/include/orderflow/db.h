@@ -93,7 +93,7 @@ typedef enum of_db_state {
 
 typedef void (*of_db_state_cb)(of_db *db, of_db_state state, void *arg);
 
-/* A connection and its queue; fields are private to db.c. */
+/* A connection and its queue; fields are private to db.c and db_connect.c. */
 struct of_db {
     uv_loop_t *loop;               /* loop that drives the connection */
     char *conninfo;                /* libpq connection string or URI (copied) */
