@@ -253,7 +253,7 @@ static void settle(of_worker *w, const of_db_pipeline *p)
         }
     }
     if (p != NULL)
-        of_park_committed(w);
+        of_park_committed(w, p);
     if (p != NULL)
         of_failpoint_crash("crash-after-commit");
     /* Offsets only now: the transaction holding the effects is durable. */
@@ -417,7 +417,7 @@ void of_batch_begin_txn(of_worker *w)
     of_db_pipeline_reset(lp);
     of_db_pipeline_reset(&w->wp);
     of_apply_rows_clear(w);
-    if (!w->isolating && !needs_db(b)) {
+    if (!w->isolating && !b->replay && !needs_db(b)) {
         /* Only duplicates and events that cause nothing: no transaction. */
         settle(w, NULL);
         return;
@@ -426,6 +426,7 @@ void of_batch_begin_txn(of_worker *w)
     b->fault = -1;
     b->entity_load = -1;
     b->park_load = -1;
+    b->park_done = -1;
     b->n_parked = 0;
     ids = calloc(b->hi - b->lo + 1, sizeof *ids);
     if (ids == NULL) {

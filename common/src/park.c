@@ -3,17 +3,19 @@
  * An event that cannot take effect now for a cause that may clear (the
  * handler's park hook: a dependency not there yet; the runtime: an
  * expected_version ahead of the entity's) is parked: it and every later
- * event of its Kafka key on its topic go to parked_events in arrival order,
+ * event of its Kafka key on its topic go to parked_events as they arrived,
  * in the batch's transaction, and their offsets are stored with the rest of
  * the batch, so the partition moves on (migration 0016).
  *
  * Every batch checks its keys against parked_keys (one statement, locked
  * FOR SHARE so that a replay in progress finishes first); an event of a
  * parked key is parked behind it. A redelivered event keeps its first place
- * (unique ce_id).
+ * (unique ce_id). An entity's own status events (ADVANCE) are never held:
+ * they apply only at the state and version they announce, and they are
+ * what a version gap waits for; one that applies makes its key due now.
  *
  * Between batches, once a second, the worker claims one due key (its
- * next_try_at passed: the backoff, or `orderctl parked release`) and runs
+ * next_try_at passed: the backoff, or an operator's release) and runs
  * its events as a batch of their own: locked FOR UPDATE, applied through the
  * same routine as consumed events, deleted as they take effect; the first
  * that parks again stops the rest (backoff doubles up to park-retry-max).
@@ -25,6 +27,7 @@
 
 #include "orderflow/log.h"
 #include "orderflow/outbox.h"
+#include "orderflow/park.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -100,6 +103,67 @@ const of_db_stmt of_park_stmts[] = {
      true},
 };
 const size_t of_park_n_stmts = sizeof of_park_stmts / sizeof of_park_stmts[0];
+
+/* The lifecycle (park.h). */
+
+const of_park_transition of_park_lifecycle[OF_PARK_M_COUNT] = {
+    [OF_PARK_M_PARK] = {OF_PARK_NONE, OF_PARK_PARKED, "an event cannot take effect yet"},
+    [OF_PARK_M_HOLD] = {OF_PARK_PARKED, OF_PARK_PARKED, "a later event of the key waits behind"},
+    [OF_PARK_M_DUE] = {OF_PARK_PARKED, OF_PARK_REPLAYING, "next try due (backoff, nudge, release)"},
+    [OF_PARK_M_AGAIN] = {OF_PARK_REPLAYING, OF_PARK_PARKED, "head still waits, back off"},
+    [OF_PARK_M_MORE] = {OF_PARK_REPLAYING, OF_PARK_PARKED, "events remain, due again now"},
+    [OF_PARK_M_DONE] = {OF_PARK_REPLAYING, OF_PARK_NONE, "every event took effect"},
+    [OF_PARK_M_FINAL] =
+        {OF_PARK_REPLAYING, OF_PARK_NONE,
+         "last replay (park-max-age, release --final), every event took its outcome"},
+};
+
+const char *of_park_state_name(of_park_state s)
+{
+    switch (s) {
+    case OF_PARK_NONE:
+        return "(none)";
+    case OF_PARK_PARKED:
+        return "PARKED";
+    case OF_PARK_REPLAYING:
+        return "REPLAYING";
+    }
+    return "?";
+}
+
+void of_park_render(of_render_format format, FILE *out)
+{
+    if (format == OF_RENDER_DOT)
+        fprintf(out, "digraph parked_key {\n  rankdir=LR;\n  node [shape=box, style=rounded];\n"
+                     "  none [shape=point];\n");
+    else
+        fprintf(out, "stateDiagram-v2\n");
+    for (size_t i = 0; i < OF_PARK_M_COUNT; i++) {
+        const of_park_transition *t = &of_park_lifecycle[i];
+        const char *from = t->from == OF_PARK_NONE ? NULL : of_park_state_name(t->from);
+        const char *to = t->to == OF_PARK_NONE ? NULL : of_park_state_name(t->to);
+        if (format == OF_RENDER_DOT)
+            fprintf(out, "  %s -> %s [label=\"%s\"];\n", from ? from : "none", to ? to : "none",
+                    t->event);
+        else
+            fprintf(out, "    %s --> %s : %s\n", from ? from : "[*]", to ? to : "[*]", t->event);
+    }
+    if (format == OF_RENDER_DOT)
+        fprintf(out, "}\n");
+}
+
+/* Logs a move of the key of it by the table. */
+static void note(const of_worker_item *it, of_park_move move, const char *detail)
+{
+    const of_park_transition *t = &of_park_lifecycle[move];
+    bool text = it->rec.key_len < 200;
+    for (size_t i = 0; text && i < it->rec.key_len; i++)
+        text = ((const char *)it->rec.key)[i] >= 0x20 && ((const char *)it->rec.key)[i] < 0x7f;
+    of_log_info("parked key %.*s%s on %s: %s -> %s: %s%s%s", text ? (int)it->rec.key_len : 0,
+                text ? (const char *)it->rec.key : "", text ? "" : "(not text)", it->rec.topic,
+                of_park_state_name(t->from), of_park_state_name(t->to), t->event,
+                detail ? ": " : "", detail ? detail : "");
+}
 
 static bool same_key(const of_worker_item *a, const of_worker_item *b)
 {
@@ -386,6 +450,7 @@ int of_park_write(of_worker *w, of_db_pipeline *wp)
     }
     /* A replay: the events that took their outcome go; the key backs off
      * when one parked again, and goes when none is left. */
+    b->park_done = -1;
     char *hex, *ids = replay_ids(b, true);
     const char *values[7];
     const of_worker_item *head = NULL;
@@ -406,6 +471,7 @@ int of_park_write(of_worker *w, of_db_pipeline *wp)
         values[6] = head->ev.id;
         rc = of_db_pipeline_add(wp, "of_park_again", 7, values);
     } else if (rc == OF_OK && b->n_parked == 0) {
+        b->park_done = (long)wp->n;
         rc = of_db_pipeline_add(wp, "of_park_done", 3, values);
         if (rc == OF_OK)
             rc = of_db_pipeline_add(wp, "of_park_more", 3, values);
@@ -415,19 +481,36 @@ int of_park_write(of_worker *w, of_db_pipeline *wp)
     return rc;
 }
 
-void of_park_committed(of_worker *w)
+void of_park_committed(of_worker *w, const of_db_pipeline *wp)
 {
     of_worker_batch *b = &w->batch;
+    const of_worker_item *again = NULL;
+    bool held = false;
     for (size_t i = b->lo; i < b->hi; i++) {
         const of_worker_item *it = &b->items[i];
-        if (it->state == OF_ITEM_PARKED) {
-            if (b->replay)
-                b->replay_stopped = true;
-            else
-                w->n_parked++;
+        bool head = it->state == OF_ITEM_PARKED && strcmp(it->dlq_code, "PARKED_BEHIND") != 0;
+        if (it->state == OF_ITEM_PARKED && !b->replay) {
+            w->n_parked++;
+            if (head)
+                note(it, OF_PARK_M_PARK, it->dlq_code);
+        } else if (it->state == OF_ITEM_PARKED) {
+            b->replay_stopped = true;
+            held = true;
+            if (head && again == NULL)
+                again = it;
         } else if (b->replay && it->state != OF_ITEM_DUPLICATE) {
             w->n_unparked++;
         }
+    }
+    if (!b->replay)
+        return;
+    if (again != NULL) {
+        note(again, OF_PARK_M_AGAIN, again->dlq_code);
+    } else if (!held && b->park_done >= 0) {
+        const PGresult *r = of_db_pipeline_result(wp, (size_t)b->park_done);
+        bool gone = r != NULL && strcmp(PQcmdTuples((PGresult *)r), "1") == 0;
+        note(&b->items[b->lo],
+             gone ? (b->final ? OF_PARK_M_FINAL : OF_PARK_M_DONE) : OF_PARK_M_MORE, NULL);
     }
 }
 
@@ -542,15 +625,10 @@ static void on_claimed(of_db *db, of_db_pipeline *p, int status, void *arg)
     }
     if (items != NULL) {
         bool final = strcmp(PQgetvalue(r, 0, 7), "t") == 0;
-        const of_message *m = items[0].own;
-        bool text = m->key_len < 200;
-        for (size_t i = 0; text && i < m->key_len; i++)
-            text = m->key[i] >= 0x20 && m->key[i] < 0x7f;
-        of_log_info("replaying %d parked event(s) of key %s%s on %s%s", n, text ? "" : "(hex) ",
-                    text ? m->key : PQgetvalue(r, 0, 2), PQgetvalue(r, 0, 1),
-                    final ? " for the last time" : "");
+        of_log_debug("replaying %d parked event(s)", n);
         /* Another key may be due: look again after this one. */
         w->park_due = true;
+        note(&items[0], OF_PARK_M_DUE, final ? "for the last time" : NULL);
         of_batch_start_replay(w, items, (size_t)n, final);
     } else {
         of_worker_batch_done(w);

@@ -69,7 +69,7 @@ void of_park_read(of_worker *w, const of_db_pipeline *lp);
 /* Appends the parked items' rows (or a replay's deletes and key update). */
 int of_park_write(of_worker *w, of_db_pipeline *wp) __attribute__((warn_unused_result));
 /* The transaction committed: counters, and a replay stops at a key parked again. */
-void of_park_committed(of_worker *w);
+void of_park_committed(of_worker *w, const of_db_pipeline *wp);
 /* Starts the timer that looks for due keys. */
 void of_park_start(of_worker *w);
 /* Between batches: claims a due key when one may be due; true when a claim

@@ -5,7 +5,9 @@
 #include "domain/return_machine.h"
 
 #include "orderflow/config.h"
+#include "orderflow/park.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -42,7 +44,8 @@ int orderctl_graph(int argc, char **argv)
     of_config_load_or_exit(items, N_ITEMS, &s, argc, argv, &rest, "orderctl graph",
                            "orderctl graph MACHINE [--format mermaid|dot]\n"
                            "Prints the state diagram of MACHINE (order, OrderProcess, OrderUpdate, "
-                           "return, ReturnRefund) from the transition table the workers run.");
+                           "return, ReturnRefund, or parked-key: the lifecycle of a parked Kafka "
+                           "key) from the transition table the workers run.");
     if (rest != 2) {
         fprintf(stderr, "orderctl: usage: orderctl graph MACHINE [--format mermaid|dot]\n");
         goto out;
@@ -50,14 +53,18 @@ int orderctl_graph(int argc, char **argv)
     for (size_t i = 0; i < sizeof machines / sizeof machines[0]; i++)
         if (strcmp(machines[i].name, argv[1]) == 0)
             m = machines[i].m;
-    if (m == NULL) {
+    /* Not a machine of the domain: the runtime's lifecycle of a parked key (park.h). */
+    bool parked_key = strcmp(argv[1], "parked-key") == 0;
+    if (m == NULL && !parked_key) {
         fprintf(stderr, "orderctl: unknown machine \"%s\"\n", argv[1]);
         goto out;
     }
-    if (strcmp(s.format, "dot") == 0) {
-        of_machine_render(m, OF_RENDER_DOT, stdout);
-    } else if (strcmp(s.format, "mermaid") == 0) {
-        of_machine_render(m, OF_RENDER_MERMAID, stdout);
+    if (strcmp(s.format, "dot") == 0 || strcmp(s.format, "mermaid") == 0) {
+        of_render_format f = strcmp(s.format, "dot") == 0 ? OF_RENDER_DOT : OF_RENDER_MERMAID;
+        if (parked_key)
+            of_park_render(f, stdout);
+        else
+            of_machine_render(m, f, stdout);
     } else {
         fprintf(stderr, "orderctl: unknown format \"%s\"\n", s.format);
         goto out;

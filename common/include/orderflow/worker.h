@@ -146,6 +146,7 @@ typedef struct of_worker_batch {
     uint64_t ticket;   /* the relay's ticket when the transaction was submitted */
     /* Parking (park.c). */
     long park_load;      /* index of the parked-key check (or the replay's lock), or -1 */
+    long park_done;      /* replay: index of of_park_done in the write pipeline, or -1 */
     size_t n_parked;     /* items of the transaction parked so far */
     bool replay;         /* the items are one parked key's events, replayed */
     bool final;          /* replay: the key is past park-max-age (or released --final):
