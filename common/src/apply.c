@@ -340,9 +340,13 @@ static int run_on_entity(of_worker *w, of_worker_batch *b, of_worker_item *it, o
         return OF_OK;
     }
     if (r->kind == OF_ROUTE_TRIGGER && r->has_expected_version &&
-        r->expected_version > e->version && of_park_allowed(w, it)) {
-        /* A version ahead of the entity's: the events between are still to
-         * come (e.g. its own steps' status events on this topic). */
+        r->expected_version > e->version &&
+        of_machine_runs(m, w->h->steps, e->state, OF_TRIGGER_AUTO) && of_park_allowed(w, it)) {
+        /* A version ahead of the entity's while the entity moves on by
+         * itself (an automatic step of this worker follows its state): its
+         * own status events, never held, are still to come. Otherwise the
+         * gap could only close by a trigger, which would wait behind this
+         * one: rejected below. */
         of_park_item(w, it, "VERSION_GAP",
                      "expects version %d of %s \"%s\", which is at version %d", r->expected_version,
                      m->entity, e->id, e->version);

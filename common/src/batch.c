@@ -192,7 +192,7 @@ void of_batch_start(of_worker *w, rd_kafka_message_t **msgs, size_t n)
     of_batch_begin_txn(w);
 }
 
-void of_batch_start_replay(of_worker *w, of_worker_item *items, size_t n, bool final)
+void of_batch_start_replay(of_worker *w, of_worker_item *items, size_t n)
 {
     of_worker_batch *b = &w->batch;
     memset(b, 0, sizeof *b);
@@ -201,7 +201,6 @@ void of_batch_start_replay(of_worker *w, of_worker_item *items, size_t n, bool f
     b->items = items;
     b->n = n;
     b->replay = true;
-    b->final = final;
     for (size_t i = 0; i < n; i++)
         of_apply_classify(w, &items[i]);
     run_items(w);
@@ -257,11 +256,9 @@ static void settle(of_worker *w, const of_db_pipeline *p)
     if (p != NULL)
         of_failpoint_crash("crash-after-commit");
     /* Offsets only now: the transaction holding the effects is durable. */
-    if (msgs != NULL && n > 0) {
-        if (of_consumer_store(&w->consumer, msgs, n) != 0)
-            of_log_warn("could not store offsets for %zu event(s)", n);
-        free(msgs);
-    }
+    if (msgs != NULL && n > 0 && of_consumer_store(&w->consumer, msgs, n) != 0)
+        of_log_warn("could not store offsets for %zu event(s)", n);
+    free(msgs);
     /* Sent now unless its insert says held (an older row of its key is
      * pending: the sweep sends it in order) or inserted nothing (a dead
      * letter recorded and copied before). */
@@ -344,7 +341,7 @@ static void on_loaded(of_db *db, of_db_pipeline *p, int status, void *arg)
         of_batch_pipeline_failed(w, p);
         return;
     }
-    seen = of_db_pipeline_result(p, 1);
+    seen = of_db_pipeline_result(p, (size_t)b->inbox_load);
     on_record = b->applied_load >= 0 ? of_db_pipeline_result(p, (size_t)b->applied_load) : NULL;
     for (size_t i = b->lo; i < b->hi; i++) {
         of_worker_item *it = &b->items[i];
@@ -437,6 +434,13 @@ void of_batch_begin_txn(of_worker *w)
         if (b->items[i].state == OF_ITEM_PENDING)
             ids[n_ids++] = b->items[i].ev.id;
     rc = of_db_pipeline_add_sql(lp, "begin", 0, NULL);
+    /* Parked keys first: one lock order (parked_keys, then the machine's
+     * rows) for batches and replays, and the inbox is read after a replay
+     * of a key this batch waited for has committed. A replay takes its key's
+     * lock whatever its events' states. */
+    if (rc == OF_OK && (n_ids > 0 || b->replay))
+        rc = of_park_load(w, lp);
+    b->inbox_load = (long)lp->n;
     if (rc == OF_OK)
         rc = of_inbox_add_check(lp, w->h->name, ids, n_ids);
     b->applied_load = -1;
@@ -445,10 +449,6 @@ void of_batch_begin_txn(of_worker *w)
         rc = of_db_pipeline_add_list(lp, w->h->applied_stmt, ids, n_ids, NULL);
     }
     free(ids);
-    /* Parked keys before the entities: one lock order (parked_keys, then
-     * the machine's rows) for batches and replays. */
-    if (rc == OF_OK && n_ids > 0)
-        rc = of_park_load(w, lp);
     if (rc == OF_OK && n_ids > 0)
         rc = of_apply_load(w, b, lp);
     if (rc == OF_OK)

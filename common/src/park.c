@@ -62,17 +62,20 @@ const of_db_stmt of_park_stmts[] = {
      " t.ce_id, t.ce_type, t.headers::jsonb, decode(t.payload, 'hex') from t order by t.n"
      " on conflict (consumer, ce_id) do nothing",
      true},
-    /* The first due key of consumer $1 and its first $3 events; final when
-     * parked longer than $2 ms or released --final. */
+    /* Claims the first due key of consumer $1 that no replay holds: its next
+     * try is put off by a lease of 30 s (a replica that dies replaying it
+     * leaves it due again then), and returns its first $2 events. */
     {"of_park_claim",
-     "select e.id, e.topic, encode(e.key, 'hex'), e.partition, e.\"offset\", e.headers::text,"
-     " encode(e.payload, 'hex'), k.final from (select pk.topic, pk.key, pk.release_final"
-     " or pk.parked_at <= now() - $2::bigint * interval '1 millisecond' as final"
-     " from parked_keys pk where pk.consumer = $1 and pk.next_try_at <= now()"
-     " and exists (select 1 from parked_events pe where pe.consumer = pk.consumer"
-     " and pe.topic = pk.topic and pe.key = pk.key) order by pk.next_try_at limit 1) k"
-     " join parked_events e on e.consumer = $1 and e.topic = k.topic and e.key = k.key"
-     " order by e.id limit $3",
+     "with k as (update parked_keys pk set next_try_at = now() + interval '30 seconds'"
+     " from (select d.consumer, d.topic, d.key from parked_keys d where d.consumer = $1"
+     " and d.next_try_at <= now() and exists (select 1 from parked_events pe"
+     " where pe.consumer = d.consumer and pe.topic = d.topic and pe.key = d.key)"
+     " order by d.next_try_at limit 1 for update skip locked) c"
+     " where pk.consumer = c.consumer and pk.topic = c.topic and pk.key = c.key"
+     " returning pk.topic, pk.key)"
+     " select e.id, e.topic, encode(e.key, 'hex'), e.partition, e.\"offset\", e.headers::text,"
+     " encode(e.payload, 'hex') from k join parked_events e on e.consumer = $1"
+     " and e.topic = k.topic and e.key = k.key order by e.id limit $2",
      true},
     /* An entity's own status event applied to a parked key: its gap may be
      * filled, so the key is due now. */
@@ -81,7 +84,12 @@ const of_db_stmt of_park_stmts[] = {
      " where p.consumer = $1 and p.topic = u.t and p.key = decode(u.k, 'hex')"
      " and p.next_try_at > now()",
      true},
-    {"of_park_lock", "select 1 from parked_keys where " KEY_IS " for update", true},
+    /* The replay's lock; whether it is the key's last replay (parked
+     * longer than $4 ms, or released --final), decided under the lock. */
+    {"of_park_lock",
+     "select release_final or parked_at <= now() - $4::bigint * interval '1 millisecond'"
+     " from parked_keys where " KEY_IS " for update",
+     true},
     {"of_park_present", "select id from parked_events where id = any($1::bigint[])", true},
     {"of_park_delete", "delete from parked_events where id = any($1::bigint[])", true},
     /* The head parked again: back off ($4 ms at most), keep why. */
@@ -265,12 +273,14 @@ int of_park_load(of_worker *w, of_db_pipeline *lp)
     b->park_load = -1;
     b->n_parked = 0;
     if (b->replay) {
-        char *hex, *ids = replay_ids(b, false);
-        const char *values[3];
+        char *hex, *ids = replay_ids(b, false), age[24];
+        const char *values[4];
         rc = key_params(w, values, &hex);
+        snprintf(age, sizeof age, "%" PRId64, w->cfg.park_max_age);
+        values[3] = age;
         b->park_load = (long)lp->n;
         if (rc == OF_OK && ids != NULL)
-            rc = of_db_pipeline_add(lp, "of_park_lock", 3, values);
+            rc = of_db_pipeline_add(lp, "of_park_lock", 4, values);
         if (rc == OF_OK)
             rc = ids != NULL
                      ? of_db_pipeline_add(lp, "of_park_present", 1, (const char *const[]){ids})
@@ -324,6 +334,11 @@ void of_park_read(of_worker *w, const of_db_pipeline *lp)
     if (b->replay) {
         const PGresult *present = of_db_pipeline_result(lp, (size_t)b->park_load + 1);
         bool locked = r != NULL && PQntuples(r) > 0;
+        /* Gone: another replica replayed the key since the claim; nothing
+         * of it is this transaction's to write. */
+        b->replay_lost = !locked;
+        if (locked)
+            b->final = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
         for (size_t i = b->lo; i < b->hi; i++) {
             of_worker_item *it = &b->items[i];
             bool here = false;
@@ -451,6 +466,8 @@ int of_park_write(of_worker *w, of_db_pipeline *wp)
     /* A replay: the events that took their outcome go; the key backs off
      * when one parked again, and goes when none is left. */
     b->park_done = -1;
+    if (b->replay_lost)
+        return OF_OK;
     char *hex, *ids = replay_ids(b, true);
     const char *values[7];
     const of_worker_item *head = NULL;
@@ -624,12 +641,12 @@ static void on_claimed(of_db *db, of_db_pipeline *p, int status, void *arg)
         }
     }
     if (items != NULL) {
-        bool final = strcmp(PQgetvalue(r, 0, 7), "t") == 0;
         of_log_debug("replaying %d parked event(s)", n);
-        /* Another key may be due: look again after this one. */
-        w->park_due = true;
-        note(&items[0], OF_PARK_M_DUE, final ? "for the last time" : NULL);
-        of_batch_start_replay(w, items, (size_t)n, final);
+        /* Another key may be due: claim again after the next poll, so that
+         * replays and consumed batches take turns. */
+        w->park_more = true;
+        note(&items[0], OF_PARK_M_DUE, NULL);
+        of_batch_start_replay(w, items, (size_t)n);
     } else {
         of_worker_batch_done(w);
     }
@@ -638,15 +655,14 @@ static void on_claimed(of_db *db, of_db_pipeline *p, int status, void *arg)
 
 bool of_park_claim(of_worker *w)
 {
-    char age[24], limit[24];
+    char limit[24];
     if (!w->park_due || w->busy || w->stopping || !of_db_ready(&w->db))
         return false;
     w->park_due = false;
-    snprintf(age, sizeof age, "%" PRId64, w->cfg.park_max_age);
     snprintf(limit, sizeof limit, "%" PRId64, w->cfg.batch_size);
     of_db_pipeline_reset(&w->park_claim);
-    if (of_db_pipeline_add(&w->park_claim, "of_park_claim", 3,
-                           (const char *const[]){w->h->name, age, limit}) != OF_OK ||
+    if (of_db_pipeline_add(&w->park_claim, "of_park_claim", 2,
+                           (const char *const[]){w->h->name, limit}) != OF_OK ||
         of_db_submit(&w->db, &w->park_claim, on_claimed, w) != OF_OK)
         return false;
     w->busy = true;

@@ -25,6 +25,8 @@ const char *of_worker_topic(of_worker *w, const char *topic, char *buf, size_t s
 
 /* Polling. */
 
+static void on_kick(uv_idle_t *h);
+
 static void try_next_batch(of_worker *w)
 {
     rd_kafka_message_t **msgs;
@@ -41,6 +43,13 @@ static void try_next_batch(of_worker *w)
     if (msgs == NULL)
         return;
     n = of_consumer_poll(&w->consumer, msgs, (size_t)w->cfg.batch_size);
+    if (w->park_more) {
+        /* A replay ran before this poll: the next turn claims again. */
+        w->park_more = false;
+        w->park_due = true;
+        if (n == 0)
+            uv_idle_start(&w->kick, on_kick);
+    }
     if (n > 0)
         of_batch_start(w, msgs, n);
     free(msgs);

@@ -46,8 +46,8 @@ void of_batch_pipeline_failed(of_worker *w, const of_db_pipeline *p);
 void of_batch_recover(of_worker *w, of_fail_class cls, const char *sqlstate, const char *why);
 
 /* Takes over items[0..n) (one parked key's events, read by park.c) and runs
- * them as a batch of their own; final: nothing parks again. */
-void of_batch_start_replay(of_worker *w, of_worker_item *items, size_t n, bool final);
+ * them as a batch of their own. */
+void of_batch_start_replay(of_worker *w, of_worker_item *items, size_t n);
 
 /* park.c: parking a key instead of blocking its partition, and replaying it. */
 

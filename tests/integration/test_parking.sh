@@ -19,7 +19,11 @@
 #   4. park-max-age: a key parked longer than that takes its outcome (REJECTED);
 #   5. SIGKILL of order-created while a key is parked: after the restart the
 #      parked event is there once (a redelivery does not park it twice), the
-#      orders behind it are processed, and it is created once its product appears.
+#      orders behind it are processed, and it is created once its product appears;
+#   6. two order-created replicas replay 8 parked keys at once: each order is
+#      created once, parking ends empty;
+#   7. a gap no automatic step will close (PAID expecting version 9 of a
+#      CONFIRMED order) is rejected at once, not parked.
 set -euo pipefail
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
@@ -144,8 +148,29 @@ sql "insert into products (id, name, price_cents, stock) values ('p-kill', 'Kill
 wait_for "select status = 'CONFIRMED' from orders where correlation_id = '$OF_TAG-kill'" 60 || true
 check "once its product appears it is created once and CONFIRMED" "1 CONFIRMED 3" \
     "$(sql "select count(*) from orders where correlation_id = '$OF_TAG-kill'") $(status_of kill)"
-check "parking is empty at the end" "0 0" \
+
+# --- 6. two replicas replay at once ------------------------------------------------------
+of_worker_start oc2 order-created "${PENV[@]}" ORDERFLOW_HTTP_PORT=0
+for i in $(seq 1 8); do order "m$i" p-multi; done
+wait_for "select count(*) = 8 from parked_events where ce_id like '$OF_TAG-m%'" 60 || true
+check "8 orders wait for their product" 8 \
+    "$(sql "select count(*) from parked_keys where head_ce_id like '$OF_TAG-m%'")"
+sql "insert into products (id, name, price_cents, stock) values ('p-multi', 'Multi', 100, 100)"
+wait_for "select count(*) = 8 from orders where correlation_id like '$OF_TAG-m%' and status = 'CONFIRMED'" 60 || true
+check "with two replicas replaying, each is created once and CONFIRMED" "8 8" \
+    "$(sql "select count(*) || ' ' || count(distinct correlation_id) from orders where correlation_id like '$OF_TAG-m%' and status = 'CONFIRMED'")"
+check "parking is empty" "0 0" \
     "$(sql "select (select count(*) from parked_keys) || ' ' || (select count(*) from parked_events)")"
+
+# --- 7. a gap nothing will close is rejected at once ----------------------------------------
+X=$(sql "select id from orders where correlation_id = '$OF_TAG-b1'")
+of_publish order.status "$X" "$OF_TAG-x-pay" order.status.update \
+    "{\"order_id\":\"$X\",\"status\":\"PAID\",\"expected_version\":9}"
+wait_for "select count(*) = 1 from inbox where ce_id = '$OF_TAG-x-pay'" 30 || true
+check "PAID expecting version 9 of a CONFIRMED order (version 3) is rejected, not parked" "rejected none" \
+    "$(sql "select outcome from execution_history where event_id = '$OF_TAG-x-pay'") $(parked "$X")"
+
+of_worker_stop oc2
 
 of_worker_stop oc
 of_worker_stop os

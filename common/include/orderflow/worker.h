@@ -140,6 +140,7 @@ typedef struct of_worker_batch {
     size_t n_entities;            /* count */
     long entity_load;  /* index of the machine's entity load in the load pipeline, or -1 */
     long applied_load; /* index of the handler's applied_stmt in the load pipeline, or -1 */
+    long inbox_load;   /* index of the inbox check in the load pipeline */
     size_t first_load; /* index of the handler's first load command in the load pipeline */
     long fault;        /* item whose step failed permanently, or -1 */
     int wave;          /* current wave of the transaction (apply.c) */
@@ -152,6 +153,7 @@ typedef struct of_worker_batch {
     bool final;          /* replay: the key is past park-max-age (or released --final):
                             nothing parks again, every event takes its outcome */
     bool replay_stopped; /* replay: an earlier transaction of the batch parked the key again */
+    bool replay_lost;    /* replay: the key was gone when locked (replayed elsewhere) */
 } of_worker_batch;
 
 /* A row set of the worker's steps (db.h): a statement whose parameters are
@@ -283,6 +285,7 @@ struct of_worker {
     of_pruner pruner;               /* retention, on the relay connection (prune.h) */
     uv_timer_t park_timer;          /* looks for parked keys due for a replay (park.c) */
     bool park_due;                  /* the next batch is a replay claim, not a poll */
+    bool park_more;                 /* a replay ran: claim again after the next poll */
     of_db_pipeline park_claim;      /* the claim of a due parked key */
     /* counters (metrics) */
     uint64_t n_batches, n_events, n_applied, n_duplicates, n_dead, n_retries, n_exhausted;
