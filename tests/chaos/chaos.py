@@ -4,7 +4,9 @@
 Drives orders (1 to 5 items over a few scarce products), duplicates, reordered
 and stale `order.status.update`s (with and without `expected_version`),
 cancellations before and after payment, payment deadlines, partial and full
-returns, and a few malformed records through the three workers, while it
+returns, a few malformed records, and orders naming a "late" product that the
+harness inserts seconds later (the workers run with parking on, so those
+orders wait parked and are replayed) through the three workers, while it
 injects faults from a schedule drawn from --seed:
 
   kill            SIGKILL of a worker process at a random moment
@@ -21,7 +23,8 @@ injects faults from a schedule drawn from --seed:
   dup-burst       already published events sent again, shuffled
 
 At the end every replica is running, the faults stop, and the run waits until
-every order has reached the status its plan leads to and the outbox is empty;
+every order has reached the status its plan leads to and the outbox and the
+parked keys are empty;
 then the workers stop (SIGTERM, exit 0 expected) and check.py runs the
 invariant checker. Prints faults by kind, orders by final status, and the
 invariant table; exits 1 on any violation.
@@ -37,6 +40,7 @@ import json
 import os
 import queue
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -68,6 +72,11 @@ CUSTOMERS = ["c-%d" % i for i in range(1, 6)]
 PLANS = [("unpaid", 8), ("cancel_confirmed", 8), ("cancel_paid", 9), ("deliver", 35),
          ("return_full", 15), ("return_partial", 15), ("return_twice", 10)]
 RESTING = {"REJECTED", "CANCELLED", "DELIVERED", "RETURNED", "PARTIALLY_RETURNED"}
+# Late products: an order (--late-share of them) names one that does not exist
+# yet, so order-created parks it (UNKNOWN_PRODUCT); the harness inserts it 2 to
+# 10 s later and the order is replayed. Up to LATE_GROUP orders share one.
+LATE_PRICE = 150
+LATE_GROUP = 3
 
 
 def log(msg):
@@ -172,6 +181,8 @@ class Workload:
         self.history = collections.deque(maxlen=20000)  # (topic, key, value) for dup-burst
         self.later = []        # duplicates held back for the next tick
         self.counts = collections.Counter()
+        self.n_late = 0
+        self.late = []         # [product id, insert at, orders naming it], not inserted yet
 
     def emit(self, out, topic, key, value, dup_ok=True):
         out[topic].append((key, value))
@@ -191,12 +202,25 @@ class Workload:
             for _ in range(self.rng.randint(1, 5)):
                 p = self.rng.choice(PRODUCTS)[0]
                 lines[p] = lines.get(p, 0) + self.rng.randint(1, 3)
+            if self.rng.random() < self.args.late_share:
+                lines[self.late_product()] = self.rng.randint(1, 3)
             items = [{"product_id": p, "quantity": q} for p, q in lines.items()]
             customer = self.rng.choice(CUSTOMERS) if self.rng.random() > 0.01 else "c-unknown"
             plan = self.rng.choices([p for p, _ in PLANS], [w for _, w in PLANS])[0]
             self.orders[ce_id] = Order(ce_id, items, plan)
             self.emit(out, "order.created", ce_id,
                       cloudevent(ce_id, "order.created", {"customer_id": customer, "items": items}))
+
+    def late_product(self):
+        """A product that does not exist yet: the newest one still to be inserted
+        while fewer than LATE_GROUP orders name it, else a new one, due 2 to 10 s
+        from now."""
+        if not self.late or self.late[-1][2] >= LATE_GROUP:
+            self.n_late += 1
+            self.late.append(["p-late-%d" % self.n_late, time.time() + self.rng.uniform(2, 10), 0])
+        self.late[-1][2] += 1
+        self.counts["orders naming a late product"] += 1
+        return self.late[-1][0]
 
     def bad_record(self, out, ce_id):
         """A record that must be dead-lettered (its ce_source is chaos/bad)."""
@@ -359,6 +383,10 @@ class Chaos:
             "KAFKA_MAX_POLL_INTERVAL_MS": str(args.max_poll_ms),
             "ORDERFLOW_PAYMENT_DEADLINE": "%ds" % args.payment_deadline,
             "ORDERFLOW_DEADLINE_SCAN_INTERVAL": "1s", "LOG_LEVEL": "info",
+            # Parking on, with a short backoff so that a late order follows its
+            # product within seconds. start() merges this after os.environ, so
+            # it overrides ctest's ORDERFLOW_PARK_MAX_AGE=0 (parking off).
+            "ORDERFLOW_PARK_MAX_AGE": "10m", "ORDERFLOW_PARK_RETRY_MAX": "2s",
         }
         for kv in args.worker_env:
             k, _, v = kv.partition("=")
@@ -634,10 +662,30 @@ class Chaos:
             live = {n: (int(t), int(b)) for n, t, b in rows}
             self.sizes.append((self.wl.created, live))
 
+    def insert_late(self):
+        """Inserts the late products that are due, each with its stock in
+        chaos_initial_stock in the same statement. While Postgres is down the
+        insert fails and the next tick tries again; one whose insert committed
+        but did not answer is not inserted (nor counted) twice."""
+        due = [p for p in self.wl.late if p[1] <= time.time()]
+        if not due:
+            return
+        rows = self.db.query(
+            "with p as (insert into products (id, name, price_cents, stock) values %s"
+            " on conflict (id) do nothing returning id, stock)"
+            " insert into chaos_initial_stock select id, stock from p" % ",".join(
+                "('%s', 'Part %s', %d, %d)" % (p, p, LATE_PRICE, self.args.stock)
+                for p, _, _ in due))
+        if rows is None:
+            return
+        self.wl.late = [p for p in self.wl.late if p not in due]
+        self.wl.counts["late products inserted"] += len(due)
+
     def work_tick(self):
         if self.args.size_every and time.time() >= self.next_size:
             self.next_size = time.time() + self.args.size_every
             self.sample_sizes()
+        self.insert_late()
         out = collections.defaultdict(list)
         for topic, key, value in self.wl.later:
             out[topic].append((key, value))
@@ -748,23 +796,27 @@ class Chaos:
         return ok
 
     def drain(self):
-        """Waits until every order followed has reached where its plan leads and
-        the outbox is empty (nothing is injected meanwhile)."""
+        """Waits until every late product is inserted, every order followed has
+        reached where its plan leads, and the outbox and the parked keys are
+        empty (nothing is injected meanwhile)."""
         end = time.time() + self.args.drain_timeout
         while time.time() < end:
             self.tick(2)
             rows = self.db.query(
                 "select (select count(*) from outbox where published_at is null),"
                 " (select count(*) from orders where status in"
-                "  ('CREATED', 'INVENTORY_RESERVED', 'CONFIRMED'))")
+                "  ('CREATED', 'INVENTORY_RESERVED', 'CONFIRMED')),"
+                " (select count(*) from parked_keys)")
             if rows is None:
                 continue
-            unpublished, moving = int(rows[0][0]), int(rows[0][1])
-            if not self.wl.orders and unpublished == 0 and moving == 0 and self.pub.idle():
-                log("drained: every order at rest, outbox empty")
+            unpublished, moving, parked = (int(v) for v in rows[0])
+            if (not self.wl.orders and not self.wl.late and unpublished == 0 and moving == 0 and
+                    parked == 0 and self.pub.idle()):
+                log("drained: every order at rest, outbox empty, nothing parked")
                 return True
-            log("draining: %d order(s) followed, %d moving, %d outbox row(s) unpublished" %
-                (len(self.wl.orders), moving, unpublished))
+            log("draining: %d order(s) followed, %d moving, %d outbox row(s) unpublished, "
+                "%d key(s) parked, %d late product(s) to insert" %
+                (len(self.wl.orders), moving, unpublished, parked, len(self.wl.late)))
         log("drain timed out after %d s" % self.args.drain_timeout)
         return False
 
@@ -797,6 +849,24 @@ class Chaos:
                         n += 1
         return n
 
+    def parking_logged(self):
+        """Keys the worker logs show parked, replayed to the end, and given their
+        final outcome (park.c logs every move of a key by its table; a move
+        logged in a transaction that a crash then lost is logged again when it
+        is redone, hence distinct keys)."""
+        keys = {"parked": set(), "replayed": set(), "final": set()}
+        move = re.compile(r"parked key (\S+) on \S+: (\S+) -> (\S+): (\w+)")
+        for _, line in self.log_lines()[0]:
+            m = move.search(line)
+            if m is None:
+                continue
+            key, src, dst, word = m.groups()
+            if src == "(none)" and dst == "PARKED":
+                keys["parked"].add(key)
+            elif dst == "(none)":
+                keys["final" if word == "last" else "replayed"].add(key)
+        return {k: len(v) for k, v in keys.items()}
+
     def report(self, drained):
         print()
         print("| fault | injected |")
@@ -822,6 +892,10 @@ class Chaos:
         for k, n in sorted(self.wl.counts.items()):
             print("| %s | %d |" % (k, n))
         print("| kcat batches sent again after a failure | %d |" % self.pub.failures)
+        parking = self.parking_logged()
+        print("| keys parked (worker logs) | %d |" % parking["parked"])
+        print("| keys replayed, every event took effect | %d |" % parking["replayed"])
+        print("| keys replayed for the last time (park-max-age) | %d |" % parking["final"])
         if getattr(self, "outage", None):
             o = self.outage
             print()
@@ -891,6 +965,8 @@ def main():
     ap.add_argument("--stock", type=int, default=0,
                     help="initial stock per product (default: scarce, about 0.9 units per order)")
     ap.add_argument("--payment-deadline", type=int, default=20)
+    ap.add_argument("--late-share", type=float, default=0.01,
+                    help="share of orders that name a product inserted 2 to 10 s later")
     ap.add_argument("--max-poll-ms", type=int, default=10000)
     ap.add_argument("--drain-timeout", type=int, default=600)
     ap.add_argument("--http-base-port", type=int, default=28400)

@@ -223,4 +223,32 @@ select 'outbox drained (no row pending or dead)', count(*),
            then 'unpublished' else 'dead: ' || coalesce(last_error, '') end)
 from outbox where published_at is null;
 
+-- 13. An order naming a late product (p-late-*, which the harness inserts 2 to
+-- 10 s after the order, well within park-max-age) waited, parked, and exists
+-- once: never REJECTED for UNKNOWN_PRODUCT.
+create temporary table chaos_late as
+select distinct i.ce_id from chaos_inputs i
+ where i.ce_type = 'order.created'
+   and jsonb_path_exists(chaos_json(i.value), '$.data.items[*].product_id ? (@ starts with "p-late-")');
+insert into chaos_result (name, violations, example)
+select 'orders naming a late product created once, not rejected UNKNOWN_PRODUCT', count(*), min(x)
+from (select 'order.created ' || l.ce_id || ' (late product): ' || count(o.id) || ' orders' x
+        from chaos_late l left join orders o on o.source_event_id = l.ce_id
+       group by l.ce_id having count(o.id) <> 1
+      union all
+      select 'order ' || o.id || ' (' || l.ce_id || ', late product) REJECTED ' || o.status_reason
+        from chaos_late l join orders o on o.source_event_id = l.ce_id
+       where o.status = 'REJECTED' and o.status_reason = 'UNKNOWN_PRODUCT') v;
+
+-- 14. Nothing parked at the end: every parked key was replayed and removed.
+insert into chaos_result (name, violations, example)
+select 'nothing parked at the end (parked_keys, parked_events empty)', count(*), min(x)
+from (select 'parked key ' || encode(key, 'escape') || ' of ' || consumer || ' (' || error_code
+             || ': ' || reason || ')' x
+        from parked_keys
+      union all
+      select 'parked event ' || ce_id || ' of ' || consumer || ' (key ' || encode(key, 'escape')
+             || ')'
+        from parked_events) v;
+
 select name, violations, coalesce(example, '') from chaos_result order by n;

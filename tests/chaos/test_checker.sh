@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # test_checker.sh: the invariant checker fails a broken run.
 #
-# A small chaos run without faults (300 orders, every plan) must pass the
-# checker. Then, for each invariant, a copy of the run's database (with the
-# topic records the checker loaded) gets one seeded violation of that
-# invariant, and check.py on the copy must exit 1 and count a violation in
-# exactly that row (the others stay at 0 where the seed does not touch them).
+# A small chaos run without faults (300 orders, every plan, 5 % of them
+# naming a product inserted seconds later) must pass the checker. Then, for
+# each invariant, a copy of the run's database (with the topic records the
+# checker loaded) gets one seeded violation of that invariant, and check.py
+# on the copy must exit 1 and count a violation in exactly that row (the
+# others stay at 0 where the seed does not touch them).
 set -euo pipefail
 : "${ORDERFLOW_SOURCE_DIR:?runs under ctest}" "${PGPORT:?}"
 here="$ORDERFLOW_SOURCE_DIR/tests/chaos"
@@ -24,7 +25,7 @@ cleanup() {
 trap cleanup EXIT
 
 python3 "$here/chaos.py" --orders 300 --rate 100 --faults 0 --payment-deadline 5 \
-    --http-base-port 28440 --keep-db | tee "$work/run.out"
+    --late-share 0.05 --http-base-port 28440 --keep-db | tee "$work/run.out"
 db=$(sed -n 's/^chaos .* run \([^:]*\): database \([^,]*\),.*/\2/p' "$work/run.out" | head -n 1)
 [ -n "$db" ] || { echo "not ok: no database name in the run's output"; exit 1; }
 if grep -q '^check: every invariant holds' "$work/run.out"; then
@@ -106,6 +107,15 @@ seeded "per-key order of order.status.changed" \
         and c.key = (select key from k)"
 seeded "outbox drained" \
     "insert into outbox (id, topic, key, payload) values ('00000000-0000-4000-8000-000000000003', 'x', 'k', 'v')"
+# A late product's order given up as if park-max-age had passed.
+seeded "orders naming a late product created once" \
+    "update orders set status = 'REJECTED', status_reason = 'UNKNOWN_PRODUCT'
+      where source_event_id = (select min(chaos_json(value)->>'id') from chaos_records
+                                where base = 'order.created' and not dlq and value like '%\"p-late-%')" \
+    'REJECTED UNKNOWN_PRODUCT'
+seeded "nothing parked at the end" \
+    "insert into parked_keys (consumer, topic, key, reason, error_code, head_ce_id)
+     values ('order-created', 'x.order.created', 'seeded', 'seeded', 'UNKNOWN_PRODUCT', 'seeded')"
 
 echo "# $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
