@@ -1,8 +1,9 @@
 # syntax=docker/dockerfile:1
-# Dockerfile: one image with the three workers, the gateway, orderctl and the migrations.
+# Dockerfile: one image with the three workers, the gateway, the console, orderctl and the
+# migrations.
 # Which program runs is the container's command (docker-compose.yml, ops/k8s):
 #   orderflow-order-created | orderflow-order-status | orderflow-return-requested |
-#   orderflow-gateway | orderctl ...
+#   orderflow-gateway | orderflow-console | orderctl ...
 #
 #   docker build -t orderflow:dev .
 #
@@ -28,6 +29,7 @@ COPY common/ common/
 COPY domain/ domain/
 COPY workers/ workers/
 COPY gateway/ gateway/
+COPY console/ console/
 COPY tools/ tools/
 COPY bench/ bench/
 # Tests are not built here (they need cmocka and a stack); -Werror is CI's job.
