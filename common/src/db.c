@@ -214,18 +214,7 @@ static void db_send_head(of_db *db)
             return;
         }
     }
-    if (!PQpipelineSync(db->conn)) {
-        of_db__fail_connection(db, PQerrorMessage(db->conn));
-        return;
-    }
-    int f = PQflush(db->conn);
-    if (f < 0) {
-        of_db__fail_connection(db, PQerrorMessage(db->conn));
-        return;
-    }
-    db->want_write = f == 1;
-    if (of_db__watch_socket(db, UV_READABLE | (db->want_write ? UV_WRITABLE : 0)) != 0)
-        of_db__fail_connection(db, "could not watch socket");
+    of_db__sync_and_watch(db);
 }
 
 /* Reads whatever results are available without blocking. */
@@ -432,4 +421,20 @@ void of_db_close(of_db *db, void (*close_cb)(of_db *db))
     }
     db->pending_closes++;
     uv_close((uv_handle_t *)&db->retry_timer, timer_closed);
+}
+
+void of_db__sync_and_watch(of_db *db)
+{
+    if (!PQpipelineSync(db->conn)) {
+        of_db__fail_connection(db, PQerrorMessage(db->conn));
+        return;
+    }
+    int f = PQflush(db->conn);
+    if (f < 0) {
+        of_db__fail_connection(db, PQerrorMessage(db->conn));
+        return;
+    }
+    db->want_write = f == 1;
+    if (of_db__watch_socket(db, UV_READABLE | (db->want_write ? UV_WRITABLE : 0)) != 0)
+        of_db__fail_connection(db, "could not watch socket");
 }

@@ -106,18 +106,7 @@ static void on_connected(of_db *db)
     send_prepares(db);
     if (db->conn == NULL)
         return;
-    if (!PQpipelineSync(db->conn)) {
-        of_db__fail_connection(db, PQerrorMessage(db->conn));
-        return;
-    }
-    int f = PQflush(db->conn);
-    if (f < 0) {
-        of_db__fail_connection(db, PQerrorMessage(db->conn));
-        return;
-    }
-    db->want_write = f == 1;
-    if (of_db__watch_socket(db, UV_READABLE | (db->want_write ? UV_WRITABLE : 0)) != 0)
-        of_db__fail_connection(db, "could not watch socket");
+    of_db__sync_and_watch(db);
 }
 
 void of_db__continue_connect(of_db *db)

@@ -29,6 +29,10 @@ void of_db__enqueue_front(of_db *db, of_db_pipeline *p);
 /* Drops the connection: logs why (password scrubbed), fails the pipeline in flight with OF_ECONN
  * and, unless db is closing, schedules a reconnect. */
 void of_db__fail_connection(of_db *db, const char *why);
+/* Ends the commands just sent with a sync, flushes, and watches the socket
+ * (for writing too while libpq has output left); fails the connection when
+ * any of that fails. */
+void of_db__sync_and_watch(of_db *db);
 
 /* db_connect.c */
 
