@@ -57,32 +57,14 @@ static const of_config_item items[] = {
 
 /* --- probes ------------------------------------------------------------------ */
 
-static void on_healthz(void *arg, of_http_response *res)
-{
-    (void)arg;
-    fputs("ok\n", res->body);
-}
-
-static void on_readyz(void *arg, of_http_response *res)
+/* /readyz (of_http_add_probes): why the console is not ready, or NULL. */
+static const char *readiness(void *arg, char *buf, size_t size, char *note, size_t note_size)
 {
     console *c = arg;
-    const char *why = c->stopping            ? "shutting down"
-                      : !of_db_ready(&c->db) ? "postgres connection \"console\" is not ready"
-                                             : NULL;
-    if (why != NULL) {
-        res->status = 503;
-        fprintf(res->body, "not ready: %s\n", why);
-        return;
-    }
-    fputs("ready\n", res->body);
-}
-
-static void on_metrics(void *arg, of_http_response *res)
-{
-    console *c = arg;
-    res->content_type = OF_METRICS_CONTENT_TYPE;
-    if (of_metrics_render(&c->metrics, res->body) != 0)
-        res->status = 500;
+    (void)buf, (void)size, (void)note, (void)note_size;
+    return c->stopping            ? "shutting down"
+           : !of_db_ready(&c->db) ? "postgres connection \"console\" is not ready"
+                                  : NULL;
 }
 
 /* --- shutdown ---------------------------------------------------------------- */
@@ -211,9 +193,7 @@ int main(int argc, char **argv)
     }
     of_http_init(&c.http, &loop);
     c.http.access_log = true;
-    if (of_http_add_route(&c.http, "/healthz", on_healthz, &c) != 0 ||
-        of_http_add_route(&c.http, "/readyz", on_readyz, &c) != 0 ||
-        of_http_add_route(&c.http, "/metrics", on_metrics, &c) != 0 ||
+    if (of_http_add_probes(&c.http, &c.metrics, readiness, &c) != 0 ||
         of_http_set_handler(&c.http, con_api, &c, 16384) != 0) {
         of_log_error("could not set up the http routes");
         return EX_SOFTWARE;

@@ -64,33 +64,15 @@ static const of_config_item items[] = {
 
 /* --- probes ------------------------------------------------------------------ */
 
-static void on_healthz(void *arg, of_http_response *res)
-{
-    (void)arg;
-    fputs("ok\n", res->body);
-}
-
-static void on_readyz(void *arg, of_http_response *res)
+/* /readyz (of_http_add_probes): why the gateway is not ready, or NULL. */
+static const char *readiness(void *arg, char *buf, size_t size, char *note, size_t note_size)
 {
     gateway *g = arg;
-    const char *why = g->stopping            ? "shutting down"
-                      : g->producer.fatal    ? "kafka producer failed fatally (restart pending)"
-                      : !of_db_ready(&g->db) ? "postgres connection \"gateway\" is not ready"
-                                             : NULL;
-    if (why != NULL) {
-        res->status = 503;
-        fprintf(res->body, "not ready: %s\n", why);
-        return;
-    }
-    fputs("ready\n", res->body);
-}
-
-static void on_metrics(void *arg, of_http_response *res)
-{
-    gateway *g = arg;
-    res->content_type = OF_METRICS_CONTENT_TYPE;
-    if (of_metrics_render(&g->metrics, res->body) != 0)
-        res->status = 500;
+    (void)buf, (void)size, (void)note, (void)note_size;
+    return g->stopping            ? "shutting down"
+           : g->producer.fatal    ? "kafka producer failed fatally (restart pending)"
+           : !of_db_ready(&g->db) ? "postgres connection \"gateway\" is not ready"
+                                  : NULL;
 }
 
 /* --- overload ---------------------------------------------------------------- */
@@ -267,9 +249,7 @@ int main(int argc, char **argv)
     of_http_init(&g.http, &loop);
     g.http.max_connections = (unsigned int)g.cfg.max_connections;
     g.http.access_log = true;
-    if (of_http_add_route(&g.http, "/healthz", on_healthz, &g) != 0 ||
-        of_http_add_route(&g.http, "/readyz", on_readyz, &g) != 0 ||
-        of_http_add_route(&g.http, "/metrics", on_metrics, &g) != 0 ||
+    if (of_http_add_probes(&g.http, &g.metrics, readiness, &g) != 0 ||
         of_http_set_handler(&g.http, gw_api, &g, (size_t)g.cfg.max_body) != 0) {
         of_log_error("could not set up the http routes");
         return EX_SOFTWARE;

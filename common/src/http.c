@@ -3,6 +3,7 @@
 #include "http_internal.h"
 
 #include "orderflow/log.h"
+#include "orderflow/metrics.h"
 
 #include <microhttpd.h>
 #include <stdarg.h>
@@ -274,4 +275,51 @@ void of_http_close(of_http *h, void (*close_cb)(of_http *h))
         return;
     }
     finish_close(h);
+}
+
+/* Probes. */
+
+static void probe_healthz(void *arg, of_http_response *res)
+{
+    (void)arg;
+    /* Answering at all proves the loop runs. */
+    fputs("ok\n", res->body);
+}
+
+static void probe_readyz(void *arg, of_http_response *res)
+{
+    of_http *h = arg;
+    char buf[320], note[320];
+    note[0] = '\0';
+    const char *why = h->probe_ready != NULL
+                          ? h->probe_ready(h->probe_arg, buf, sizeof buf, note, sizeof note)
+                          : NULL;
+    if (why != NULL) {
+        res->status = 503;
+        fprintf(res->body, "not ready: %s\n", why);
+    } else {
+        fputs("ready\n", res->body);
+    }
+    if (note[0] != '\0')
+        fprintf(res->body, "%s\n", note);
+}
+
+static void probe_metrics(void *arg, of_http_response *res)
+{
+    of_http *h = arg;
+    res->content_type = OF_METRICS_CONTENT_TYPE;
+    if (h->probe_metrics == NULL || of_metrics_render(h->probe_metrics, res->body) != 0)
+        res->status = 500;
+}
+
+int of_http_add_probes(of_http *h, struct of_metrics *m, of_http_ready_fn ready, void *arg)
+{
+    h->probe_metrics = m;
+    h->probe_ready = ready;
+    h->probe_arg = arg;
+    if (of_http_add_route(h, "/healthz", probe_healthz, h) != 0 ||
+        of_http_add_route(h, "/readyz", probe_readyz, h) != 0 ||
+        of_http_add_route(h, "/metrics", probe_metrics, h) != 0)
+        return OF_EINVAL;
+    return OF_OK;
 }

@@ -303,34 +303,14 @@ static const char *not_ready(of_worker *w, char *buf, size_t size)
     return NULL;
 }
 
-static void on_healthz(void *arg, of_http_response *res)
+/* /readyz: why the worker is not ready, and what holds it (backpressure is
+ * not a fault: said, but still ready). */
+static const char *readiness(void *arg, char *buf, size_t size, char *note, size_t note_size)
 {
-    /* Answering at all proves the loop runs. */
-    fputs("ok\n", res->body);
-}
-
-static void on_readyz(void *arg, of_http_response *res)
-{
-    char buf[160], held[320];
-    const char *why = not_ready(arg, buf, sizeof buf);
-    const char *bp = of_bp_state(arg, held, sizeof held);
-    if (why != NULL) {
-        res->status = 503;
-        fprintf(res->body, "not ready: %s\n", why);
-    } else {
-        fputs("ready\n", res->body);
-    }
-    /* Holding under backpressure is not a fault: said, but still ready. */
-    if (bp != NULL)
-        fprintf(res->body, "%s\n", bp);
-}
-
-static void on_metrics(void *arg, of_http_response *res)
-{
-    of_worker *w = arg;
-    res->content_type = OF_METRICS_CONTENT_TYPE;
-    if (of_metrics_render(&w->metrics, res->body) != 0)
-        res->status = 500;
+    const char *bp = of_bp_state(arg, note, note_size);
+    if (bp == NULL)
+        note[0] = '\0';
+    return not_ready(arg, buf, size);
 }
 
 int of_worker_gauge_query(of_worker *w, const char *name, const char *help, const char *sql)
@@ -488,9 +468,7 @@ int of_obs_init(of_worker *w)
                                      l_build, 2);
     of_metric_set(o->build_info, (const char *const[]){ORDERFLOW_VERSION, w->h->name}, 1);
     if (of_metrics_add_collector(m, collect, w) != 0 ||
-        of_http_add_route(&w->http, "/healthz", on_healthz, w) != 0 ||
-        of_http_add_route(&w->http, "/readyz", on_readyz, w) != 0 ||
-        of_http_add_route(&w->http, "/metrics", on_metrics, w) != 0)
+        of_http_add_probes(&w->http, &w->metrics, readiness, w) != 0)
         return OF_ENOMEM;
     return 0;
 }

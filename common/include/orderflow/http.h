@@ -60,8 +60,15 @@ typedef struct of_http_route {
 } of_http_route;
 
 struct MHD_Daemon;
+struct of_metrics;
 typedef struct of_http of_http;
 typedef struct of_http_request of_http_request;
+
+/* Whether the process is ready (of_http_add_probes): NULL when it is, else
+ * why not (may be written to buf). May put a line for /readyz to add either
+ * way into note (e.g. "holding: backpressure"). */
+typedef const char *(*of_http_ready_fn)(void *arg, char *buf, size_t size, char *note,
+                                        size_t note_size);
 
 /* Takes one API request; answers it now or later with of_http_answer(). */
 typedef void (*of_http_handler_fn)(void *arg, of_http_request *req);
@@ -89,6 +96,10 @@ struct of_http {
     size_t body_limit;          /* bytes of a request body at most */
     of_http_request *pending;   /* API requests not answered yet (a list) */
     uv_timer_t resume_timer;    /* runs the daemon after a late answer */
+    /* The probes (of_http_add_probes): */
+    struct of_metrics *probe_metrics; /* rendered on /metrics */
+    of_http_ready_fn probe_ready;     /* asked by /readyz */
+    void *probe_arg;                  /* its argument */
 };
 
 /* Prepares h on loop; nothing is bound yet. */
@@ -96,6 +107,12 @@ void of_http_init(of_http *h, uv_loop_t *loop);
 /* Registers fn for path (copied; must start with '/'). Before or after start.
  * Returns 0 or OF_EINVAL. */
 int of_http_add_route(of_http *h, const char *path, of_http_route_fn fn, void *arg)
+    __attribute__((warn_unused_result));
+/* Adds the probes every orderflow process serves: /healthz (200 "ok": the
+ * loop answers), /readyz (200 "ready", or 503 "not ready: <why>" when ready
+ * says so; its note on a line of its own) and /metrics (m in the Prometheus
+ * text format). Returns 0 or OF_EINVAL (too many routes). */
+int of_http_add_probes(of_http *h, struct of_metrics *m, of_http_ready_fn ready, void *arg)
     __attribute__((warn_unused_result));
 /* Sends every request no route matches to fn (see above), bodies of at most
  * body_limit bytes. Before start. Returns 0 or OF_EINVAL. */
