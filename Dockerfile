@@ -6,13 +6,19 @@
 #   orderflow-gateway | orderflow-console | orderctl ...
 #
 #   docker build -t orderflow:dev .
+#   ops/image build        # the same without a Docker engine (podman, buildah)
 #
-# No Docker engine runs where this repository is developed and tested, so this
-# file is checked without building it: ops/validate-deploy lints it with
-# hadolint, checks that every file the build needs passes .dockerignore, and
-# that the runtime packages below cover every shared library the binaries link
-# (ldd of a local build, mapped to Debian packages with dpkg -S). The package
-# names are Debian 12 (bookworm) ones, checked with apt-cache policy.
+# No Docker engine and no image registry are reachable where this repository
+# is developed and tested, yet the image is built and run there:
+# ops/image makes the debian:12 and debian:12-slim bases locally with
+# mmdebstrap and builds this file with `podman build --isolation chroot
+# --pull=never`; the test integration.image (tests/integration/test_image.sh)
+# checks its size and non-root user and runs orderctl migrate up and the three
+# workers from it against the test stack until an order is CONFIRMED.
+# ops/validate-deploy also checks the file offline: hadolint, every file the
+# build needs passes .dockerignore, and the runtime packages below cover every
+# shared library the binaries link (readelf of a local build, mapped to Debian
+# packages with dpkg -S). The package names are Debian 12 (bookworm) ones.
 
 # --- build: compilers and the -dev packages ------------------------------------
 FROM debian:12 AS build
