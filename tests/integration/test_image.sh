@@ -46,7 +46,7 @@ TAG=localhost/orderflow:test
 # about 16 MB) and the programs: about 94 MB. A full debian:12 base, a
 # compiler or apt lists left behind would each pass this.
 IMAGE_MAX_BYTES=120000000
-PROGRAMS=(orderctl orderflow-order-created orderflow-order-status orderflow-return-requested orderflow-gateway)
+PROGRAMS=(orderctl orderflow-order-created orderflow-order-status orderflow-return-requested orderflow-gateway orderflow-console)
 WORKERS=(order-created order-status return-requested)
 
 of_setup image
@@ -123,8 +123,15 @@ check "the image has a HEALTHCHECK (on /healthz)" yes \
     "$(podman image inspect --format '{{json .HealthCheck}}' "$TAG" | grep -q healthz && echo yes || echo no)"
 check "a program in the image runs as uid 10001" "10001 10001" "$(image_run -- id -u 2>&1) $(image_run -- id -g 2>&1)"
 for p in "${PROGRAMS[@]}"; do
-    rc=0
-    out=$(image_run -- "$p" --help 2>&1) || rc=$?
+    # buildah run (chroot isolation) now and then returns a quick program's
+    # status with its output lost (seen once in 7 programs under load): an
+    # empty answer with status 0 is asked again, up to three times.
+    for _ in 1 2 3; do
+        rc=0
+        out=$(image_run -- "$p" --help 2>&1) || rc=$?
+        [ "$rc" != 0 ] || [ -n "$out" ] && break
+        echo "# $p --help: status 0 and no output from buildah run; asking again"
+    done
     check "$p --help runs in the image (every library it links is there)" "0 usage" "$rc $(printf '%s\n' "$out" | head -n 1 | cut -d: -f1)"
 done
 check "the image holds every migration" "$(find "$ORDERFLOW_SOURCE_DIR/migrations" -maxdepth 1 -name '*.sql' | wc -l)" \
