@@ -98,6 +98,18 @@ def run_checks(url, spec):
         check("with event ids and topic/partition/offset", spec["correlation"] in cells
               and "order.created" in cells, cells[:200])
 
+        # An order cancelled with a reason that carries markup: its OrderUpdate history.
+        d.get(url + "/#/executions?q=%s&machine=OrderUpdate" % spec["hostile_order"])
+        wait_text(d, "#executions", spec["hostile_order"])
+        d.find_element(By.CSS_SELECTOR, "#executions tbody a").click()
+        wait(d, "#history")
+        hist = d.find_element(By.ID, "history").text
+        check("a hostile cancellation reason is shown as text in the history",
+              "<img src=x onerror=window.__pwned=3>" in hist, hist[-300:])
+        check("and none of it became an element or ran",
+              d.execute_script("return document.querySelectorAll('main img, main script').length") == 0
+              and d.execute_script("return window.__pwned === undefined"))
+
         # A dead letter whose record carries markup: shown as text, nothing runs.
         d.get(url + "/#/dlq/%s" % spec["hostile_dlq"])
         wait(d, "#payload")

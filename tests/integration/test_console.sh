@@ -11,7 +11,8 @@
 #      headers; writes without the token 401, a console without a token is read-only (403);
 #      bad filters 400; unknown things 404.
 #   2. Browser: the list and the search, the execution's diagram with CONFIRMED lit and
-#      the path taken, its history; the hostile dead letter shown as text with nothing run;
+#      the path taken, its history; an order cancelled with a reason that carries markup,
+#      and the hostile dead letter, shown as text with nothing run;
 #      a dry run, a wrong token refused, the redrive with the token applied (PAID) and shown
 #      processed; the parked and figures pages.
 set -euo pipefail
@@ -51,6 +52,17 @@ of_publish order.created "$CE" "$CE" order.created '{"customer_id":"c-1","items"
 wait_for "select status = 'CONFIRMED' from orders where correlation_id = '$CE'" 60 || true
 ORDER=$(sql "select id from orders where correlation_id = '$CE'")
 check "the order is CONFIRMED" CONFIRMED "$(sql "select status from orders where id = '$ORDER'")"
+# A second order, cancelled with a reason that carries markup: the reason is free text
+# (contract), kept as the order's status_reason and in the history's detail.
+CE2="$OF_TAG-hostile"
+of_publish order.created "$CE2" "$CE2" order.created '{"customer_id":"c-1","items":[{"product_id":"p-1","quantity":1}]}'
+wait_for "select status = 'CONFIRMED' from orders where correlation_id = '$CE2'" 60 || true
+ORDER2=$(sql "select id from orders where correlation_id = '$CE2'")
+of_publish order.status "$ORDER2" "$OF_TAG-cancel" order.status.update \
+    "{\"order_id\":\"$ORDER2\",\"status\":\"CANCELLED\",\"reason\":\"<img src=x onerror=window.__pwned=3><script>window.__pwned=4</script>\"}"
+wait_for "select status = 'CANCELLED' from orders where id = '$ORDER2'" 60 || true
+check "the order with the hostile reason is CANCELLED, the reason kept as it is" "CANCELLED <img src=x" \
+    "$(sql "select status || ' ' || left(status_reason, 10) from orders where id = '$ORDER2'")"
 HOSTILE='{"customer_id":"<img src=x onerror=window.__pwned=1>","items":[{"product_id":"p-1","quantity":1}]}'
 of_publish order.created "$OF_TAG-bad" "$OF_TAG-bad" order.created "$HOSTILE" \
     -H 'x-note=<script>window.__pwned=2</script>'
@@ -68,8 +80,8 @@ check "GET / serves the page" 200 "$(get "$URL/")"
 check_match "with a Content-Security-Policy that allows only the console's own script" \
     "script-src 'self'" "$(curl -sSI "$URL/" | grep -i '^content-security-policy')"
 check "GET /api/executions" 200 "$(get "$URL/api/executions")"
-check "lists the order's two executions, with counts per status" "2 1 1" \
-    "$(jq -r '"\(.rows | length) \(.counts.SUCCEEDED) \(.counts.RUNNING)"' "$OF_WORK/body")"
+check "lists the orders' four executions, with counts per status (one RUNNING: the first order's OrderUpdate)" "4 4 1" \
+    "$(jq -r '"\(.rows | length) \([.counts[]] | add) \(.counts.RUNNING)"' "$OF_WORK/body")"
 check "the search by correlation id finds them" "OrderProcess,OrderUpdate" \
     "$(get "$URL/api/executions?q=$CE" >/dev/null; jq -r '[.rows[].machine] | sort | join(",")' "$OF_WORK/body")"
 check "a search that names nothing finds nothing" 0 \
@@ -110,8 +122,8 @@ check "without a token: read-only" "false 403" \
 of_worker_stop ro
 
 # --- 2. the browser --------------------------------------------------------------------
-jq -n --arg c "$CE" --arg h "$BAD" --arg r "$PAID" --arg t "$TOKEN" \
-    '{correlation: $c, hostile_dlq: $h, redrive_dlq: $r, token: $t}' >"$OF_WORK/checks.json"
+jq -n --arg c "$CE" --arg h "$BAD" --arg r "$PAID" --arg t "$TOKEN" --arg o "$CE2" \
+    '{correlation: $c, hostile_dlq: $h, redrive_dlq: $r, token: $t, hostile_order: $o}' >"$OF_WORK/checks.json"
 /usr/bin/python3 "$ORDERFLOW_SOURCE_DIR/tests/integration/console_browser.py" check "$URL" \
     "$OF_WORK/checks.json" | tee "$OF_WORK/browser.out" || true
 check "every browser check passed" 0 "$(grep -c '^not ok' "$OF_WORK/browser.out" || true)"
