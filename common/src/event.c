@@ -160,6 +160,8 @@ typedef struct header_set {
     const of_header_view *source;      /* ce_source */
     const of_header_view *time;        /* ce_time */
     const of_header_view *subject;     /* ce_subject */
+    const of_header_view *traceparent; /* ce_traceparent (distributed tracing extension) */
+    const of_header_view *tracestate;  /* ce_tracestate */
     const of_header_view *ctype;       /* content-type (name compared ignoring case) */
     size_t n_ce;                       /* headers whose name starts with "ce_" */
 } header_set;
@@ -188,6 +190,8 @@ static int collect_headers(const of_record_view *rec, header_set *hs, of_event_e
         {"ce_source", offsetof(header_set, source)},
         {"ce_time", offsetof(header_set, time)},
         {"ce_subject", offsetof(header_set, subject)},
+        {OF_TRACEPARENT_HEADER, offsetof(header_set, traceparent)},
+        {OF_TRACESTATE_HEADER, offsetof(header_set, tracestate)},
     };
 
     memset(hs, 0, sizeof *hs);
@@ -244,6 +248,30 @@ static int need_header(const of_header_view *h, const char *name, of_event_error
                                   name);
     snprintf(label, sizeof label, "header \"%s\"", name);
     return ev_check_nul(label, hval(h), hlen(h), err);
+}
+
+/* The distributed tracing extension: a valid traceparent (and with it a
+ * tracestate that looks valid) is kept; anything else is ignored, since W3C
+ * Trace Context has a receiver start a new trace rather than refuse. */
+static void read_trace(of_event *ev, const char *tp, size_t tp_len, const char *ts, size_t ts_len)
+{
+    ev->has_trace = of_trace_parse(tp, tp_len, &ev->trace);
+    ev->tracestate[0] = '\0';
+    if (ev->has_trace && of_tracestate_valid(ts, ts_len)) {
+        memcpy(ev->tracestate, ts, ts_len);
+        ev->tracestate[ts_len] = '\0';
+    }
+}
+
+/* A structured event's string attribute for the tracing extension: NULL
+ * when absent, not a string or present twice (ignored, not rejected). */
+static const char *structured_trace_attr(const cJSON *root, const char *name)
+{
+    bool dup;
+    const cJSON *item = of_event_json_member(root, name, &dup);
+    if (dup || !cJSON_IsString(item) || item->valuestring == NULL)
+        return NULL;
+    return item->valuestring;
 }
 
 static int parse_binary(const of_record_view *rec, const header_set *hs, of_event *ev,
@@ -319,6 +347,10 @@ static int parse_binary(const of_record_view *rec, const header_set *hs, of_even
                                     of_event_json_type_name(root));
         goto out;
     }
+    if (hs->traceparent != NULL)
+        read_trace(ev, hval(hs->traceparent), hlen(hs->traceparent),
+                   hs->tracestate != NULL ? hval(hs->tracestate) : NULL,
+                   hs->tracestate != NULL ? hlen(hs->tracestate) : 0);
     ev->data = root;
     root = NULL;
 out:
@@ -459,6 +491,11 @@ static int parse_structured(cJSON *root, of_event *ev, of_event_error *err)
         result = of_event_error_set(err, OF_EVENT_ERR_UNSUPPORTED_CONTENT_TYPE,
                                     "attribute \"datacontenttype\" must be " CT_JSON);
         goto out;
+    }
+    s = structured_trace_attr(root, "traceparent");
+    if (s != NULL) {
+        const char *ts = structured_trace_attr(root, "tracestate");
+        read_trace(ev, s, strlen(s), ts, ts != NULL ? strlen(ts) : 0);
     }
     data = of_event_json_member(root, "data", &dup);
     if (dup) {

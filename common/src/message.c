@@ -40,6 +40,20 @@ int of_message_add_header(of_message *m, const char *name, const void *value, si
     return 0;
 }
 
+void of_message_remove_header(of_message *m, const char *name)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < m->n_headers; i++) {
+        if (strcmp(m->headers[i].name, name) == 0) {
+            free(m->headers[i].name);
+            free(m->headers[i].value);
+            continue;
+        }
+        m->headers[kept++] = m->headers[i];
+    }
+    m->n_headers = kept;
+}
+
 void of_message_free(of_message *m)
 {
     if (m == NULL)

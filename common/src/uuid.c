@@ -9,11 +9,12 @@
 #include <sys/random.h>
 #include <time.h>
 
-static int fill_random(uint8_t *buf, size_t len)
+int of_random_bytes(void *buf, size_t len)
 {
+    uint8_t *p = buf;
     size_t got = 0;
     while (got < len) {
-        ssize_t n = getrandom(buf + got, len - got, 0);
+        ssize_t n = getrandom(p + got, len - got, 0);
         if (n < 0)
             return OF_ETRANSIENT;
         got += (size_t)n;
@@ -32,7 +33,7 @@ static void format_uuid(const uint8_t b[16], char out[OF_UUID_STRLEN + 1])
 int of_uuid_v4(char out[OF_UUID_STRLEN + 1])
 {
     uint8_t b[16];
-    if (fill_random(b, sizeof b) != 0)
+    if (of_random_bytes(b, sizeof b) != 0)
         return OF_ETRANSIENT;
     b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
     b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
@@ -44,7 +45,7 @@ int of_uuid_v7(char out[OF_UUID_STRLEN + 1])
 {
     uint8_t b[16];
     struct timespec ts;
-    if (fill_random(b, sizeof b) != 0)
+    if (of_random_bytes(b, sizeof b) != 0)
         return OF_ETRANSIENT;
     clock_gettime(CLOCK_REALTIME, &ts);
     uint64_t ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;

@@ -19,8 +19,9 @@
  * Beyond "no crash, no leak", the target checks properties and aborts when
  * one fails:
  *   1. an event accepted by the parser can be rebuilt by of_event_build()
- *      (unless printing made it too large), and the rebuilt record parses to
- *      the same attributes and prints to the same data;
+ *      (unless printing made it too large), with its trace context put back
+ *      by of_trace_put(), and the rebuilt record parses to the same
+ *      attributes, trace context and tracestate, and prints to the same data;
  *   2. data accepted by a decoder that has an encoder re-encodes and decodes
  *      to the identical struct;
  *   3. a valid time survives parse -> format -> parse (to the millisecond);
@@ -110,7 +111,7 @@ static void check_rebuild(const of_event *ev)
     of_message m = {0};
     of_event ev2;
     of_event_error err;
-    of_header_view h[8];
+    of_header_view h[10];
     of_event_attrs attrs = {ev->id, ev->type, ev->source, ev->has_subject ? ev->subject : NULL,
                             ev->has_time ? ev->time : NULL};
     char *p1 = NULL, *p2 = NULL;
@@ -119,7 +120,10 @@ static void check_rebuild(const of_event *ev)
     if (rc == OF_EVENT_ERR_VALUE_TOO_LARGE)
         return; /* printing can lengthen numbers (1e2 -> 100) */
     CHECK(rc == 0);
-    CHECK(m.n_headers <= 8);
+    /* The trace context goes on as a step passes it on (machine.c). */
+    if (ev->has_trace)
+        CHECK(of_trace_put(&m, &ev->trace, ev->tracestate) == 0);
+    CHECK(m.n_headers <= 10);
     for (size_t i = 0; i < m.n_headers; i++)
         h[i] = (of_header_view){m.headers[i].name, m.headers[i].value, m.headers[i].len};
     of_record_view rec = {.topic = m.topic,
@@ -144,6 +148,9 @@ static void check_rebuild(const of_event *ev)
     CHECK(strcmp(ev2.subject, ev->subject) == 0);
     CHECK(ev2.has_time);
     CHECK(!ev->has_time || strcmp(ev2.time, ev->time) == 0);
+    CHECK(ev2.has_trace == ev->has_trace);
+    CHECK(memcmp(&ev2.trace, &ev->trace, sizeof ev->trace) == 0);
+    CHECK(strcmp(ev2.tracestate, ev->tracestate) == 0);
     p1 = cJSON_PrintUnformatted(ev->data);
     p2 = cJSON_PrintUnformatted(ev2.data);
     CHECK(p1 != NULL && p2 != NULL);

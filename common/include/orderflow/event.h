@@ -10,6 +10,12 @@
  *   structured  header content-type application/cloudevents+json; the value
  *               is the whole event as one JSON object
  *
+ * Of the extensions, the distributed tracing one is read: ce_traceparent and
+ * ce_tracestate (binary), traceparent and tracestate (structured). Their
+ * values follow W3C Trace Context (trace.h); one that breaks it is ignored,
+ * as the recommendation tells a receiver to, and the event is still
+ * accepted (the runtime then starts a new trace or continues the entity's).
+ *
  * A record with neither ce_ headers nor content-type is read as structured
  * when its value is a JSON object with a "specversion" member; otherwise it
  * is rejected. In structured mode ce_ headers are ignored, as the binding
@@ -55,6 +61,7 @@
 #include "orderflow/error.h"
 #include "orderflow/message.h"
 #include "orderflow/text.h"
+#include "orderflow/trace.h"
 
 #define OF_EVENT_VALUE_MAX      65536 /* bytes in a record value, at most */
 #define OF_EVENT_ID_MAX         64    /* characters in an id (ce_id and the ids in event data) */
@@ -101,7 +108,10 @@ typedef enum of_event_mode {
 } of_event_mode;
 
 /* A parsed, validated event. Strings are NUL terminated; absent optional
- * attributes are "" with their has_ flag false. */
+ * attributes are "" with their has_ flag false. The trace context is the
+ * distributed tracing extension (trace.h): has_trace only for a valid
+ * traceparent, and an invalid one (or tracestate) is ignored, never a
+ * rejection. */
 typedef struct of_event {
     of_event_mode mode;                           /* binary or structured */
     char specversion[8];                          /* always "1.0" */
@@ -113,6 +123,10 @@ typedef struct of_event {
     bool has_time;                                /* ce_time was present */
     char time[OF_EVENT_TIME_MAX + 1];             /* ce_time as given (validated), or "" */
     char datacontenttype[OF_EVENT_CTYPE_MAX + 1]; /* content type of data, as given */
+    bool has_trace;                               /* a valid traceparent was present */
+    of_trace trace;                               /* its trace-id, parent-id (the sender's span)
+                                                     and flags; zeroed without has_trace */
+    char tracestate[OF_TRACESTATE_MAX + 1];       /* tracestate (with a traceparent), or "" */
     cJSON *data;                                  /* the data object; owned, see of_event_free() */
 } of_event;
 

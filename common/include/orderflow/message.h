@@ -53,6 +53,8 @@ typedef struct of_message {
 /* Appends a copy of (name, value[0..len)) to m. Returns 0 or OF_ENOMEM. */
 int of_message_add_header(of_message *m, const char *name, const void *value, size_t len)
     __attribute__((warn_unused_result));
+/* Removes (and frees) every header of m called name. */
+void of_message_remove_header(of_message *m, const char *name);
 /* Frees every member and zeroes m; m itself is the caller's. */
 void of_message_free(of_message *m);
 
