@@ -147,6 +147,9 @@ static int read_entities(of_worker *w, of_worker_batch *b, const PGresult *r)
         e->version = atoi(PQgetvalue(r, i, 2));
         snprintf(e->correlation, sizeof e->correlation, "%s", PQgetvalue(r, i, 3));
         snprintf(e->scope_id, sizeof e->scope_id, "%s", PQgetvalue(r, i, 4));
+        /* Where its next step continues when its event carries no trace. */
+        if (PQnfields(r) > 5)
+            (void)of_trace_parse(PQgetvalue(r, i, 5), (size_t)PQgetlength(r, i, 5), &e->trace);
     }
     qsort(b->entities, b->n_entities, sizeof *b->entities, by_id);
     return OF_OK;
@@ -190,10 +193,10 @@ static void fault(of_worker_item *it, const of_step_ctx *s, int rc)
 /* The machine's sets as a wave runs them (OF_SQL_LOAD is no set). */
 static const of_machine_sql wave_sets[] = {OF_SQL_EXEC_START, OF_SQL_EXEC_UPDATE, OF_SQL_SET_STATE,
                                            OF_SQL_HISTORY};
-static const int machine_cols[OF_SQL_COUNT] = {[OF_SQL_SET_STATE] = 4,
+static const int machine_cols[OF_SQL_COUNT] = {[OF_SQL_SET_STATE] = 5,
                                                [OF_SQL_EXEC_START] = 8,
                                                [OF_SQL_EXEC_UPDATE] = 6,
-                                               [OF_SQL_HISTORY] = 12};
+                                               [OF_SQL_HISTORY] = 15};
 
 int of_apply_rows_init(of_worker *w)
 {
@@ -295,6 +298,12 @@ static int run_create(of_worker *w, of_worker_batch *b, of_worker_item *it, of_d
     snprintf(e.scope_id, sizeof e.scope_id, "%s", r->scope_id ? r->scope_id : "");
     snprintf(e.correlation, sizeof e.correlation, "%s", it->ev.id);
     e.state = OF_STATE_NONE;
+    /* A new entity without a trace of its own goes on with its scope's. */
+    if (scope != NULL && w->h->scope_trace != NULL) {
+        const char *tp = w->h->scope_trace(scope);
+        if (tp != NULL)
+            (void)of_trace_parse(tp, strlen(tp), &e.trace);
+    }
     step_init(&s, w, b, it, wp, &e, state);
     s.scope = scope;
     rc = of_machine_apply(&s, w->h->steps, r->trigger);
@@ -302,6 +311,7 @@ static int run_create(of_worker *w, of_worker_batch *b, of_worker_item *it, of_d
         it->outcome = of_machine_state_name(s.m, e.state);
     else
         fault(it, &s, rc);
+    memcpy(it->trace_id, s.trace.trace_id, sizeof it->trace_id);
     of_step_ctx_free(&s);
     return rc;
 }
@@ -379,6 +389,7 @@ static int run_on_entity(of_worker *w, of_worker_batch *b, of_worker_item *it, o
     }
     if (rc != OF_OK)
         fault(it, &s, rc);
+    memcpy(it->trace_id, s.trace.trace_id, sizeof it->trace_id);
     of_step_ctx_free(&s);
     return rc;
 }

@@ -73,9 +73,13 @@ static char *consumed_ids(const of_worker_batch *b)
 
 static of_log_ctx item_ctx(const of_worker_item *it)
 {
-    of_log_ctx ctx = {NULL, NULL, it->rec.topic, it->rec.partition, it->rec.offset};
+    of_log_ctx ctx = {NULL, NULL, it->rec.topic, it->rec.partition, it->rec.offset, NULL};
+    if (it->trace_id[0] != '\0')
+        ctx.trace_id = it->trace_id;
     if (it->parsed) {
         ctx.ce_id = it->ev.id;
+        if (ctx.trace_id == NULL && it->ev.has_trace)
+            ctx.trace_id = it->ev.trace.trace_id;
         if (it->ev.has_subject)
             ctx.subject = it->ev.subject;
     }

@@ -143,7 +143,7 @@ static void notify_rebalance(of_consumer *c, bool assigned,
                                      ? c->assigned_partitions - (uint64_t)parts->cnt
                                      : 0;
     for (int i = 0; i < parts->cnt; i++) {
-        of_log_ctx ctx = {NULL, NULL, parts->elems[i].topic, parts->elems[i].partition, -1};
+        of_log_ctx ctx = {NULL, NULL, parts->elems[i].topic, parts->elems[i].partition, -1, NULL};
         of_log_write(OF_LOG_INFO, &ctx, "partition %s", assigned ? "assigned" : "revoked");
     }
     if (c->rebalance != NULL)
@@ -379,8 +379,9 @@ int of_consumer_store(of_consumer *c, rd_kafka_message_t *const *msgs, size_t n)
      * a rebalance; the new owner redelivers and the inbox drops duplicates. */
     for (int i = 0; i < list->cnt; i++) {
         if (list->elems[i].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-            of_log_ctx ctx = {NULL, NULL, list->elems[i].topic, list->elems[i].partition,
-                              list->elems[i].offset};
+            of_log_ctx ctx = {
+                NULL, NULL, list->elems[i].topic, list->elems[i].partition, list->elems[i].offset,
+                NULL};
             of_log_write(OF_LOG_INFO, &ctx, "offset not stored: %s",
                          rd_kafka_err2str(list->elems[i].err));
         }

@@ -130,6 +130,7 @@ void of_log_write(of_log_level level, const of_log_ctx *ctx, const char *fmt, ..
     if (ctx != NULL) {
         used = add_string_field(line, sizeof line, used, "subject", ctx->subject);
         used = add_string_field(line, sizeof line, used, "ce_id", ctx->ce_id);
+        used = add_string_field(line, sizeof line, used, "trace_id", ctx->trace_id);
         used = add_string_field(line, sizeof line, used, "topic", ctx->topic);
         if (ctx->partition >= 0 && used < sizeof line) {
             n = snprintf(line + used, sizeof line - used, ",\"partition\":%" PRId32,

@@ -179,9 +179,32 @@ static const char *state_or_empty(const of_machine *m, int state)
     return state == OF_STATE_NONE ? "" : of_machine_state_name(m, state);
 }
 
-/* Adds the execution_history row. */
+/* The step's span (see machine.h): a child of the event's traceparent, else
+ * of the entity's last step, else the root of a new trace. */
+static int begin_span(of_step_ctx *s)
+{
+    const of_worker_item *it = s->it;
+    s->tracestate = "";
+    s->parent_span[0] = '\0';
+    if (it != NULL && it->parsed && it->ev.has_trace) {
+        s->trace = it->ev.trace;
+        memcpy(s->parent_span, it->ev.trace.span_id, sizeof s->parent_span);
+        s->tracestate = it->ev.tracestate;
+    } else if (s->e->trace.trace_id[0] != '\0') {
+        s->trace = s->e->trace;
+        memcpy(s->parent_span, s->e->trace.span_id, sizeof s->parent_span);
+    } else {
+        memset(&s->trace, 0, sizeof s->trace);
+        s->trace.flags = OF_TRACE_FLAG_SAMPLED;
+        if (of_trace_id_new(s->trace.trace_id) != OF_OK)
+            return OF_ETRANSIENT;
+    }
+    return of_span_id_new(s->trace.span_id);
+}
+
+/* Adds the execution_history row: a span of the step's trace. */
 static int add_history(of_step_ctx *s, const char *execution, const char *step, const char *from,
-                       const char *to, const char *outcome)
+                       const char *to, const char *outcome, const char *span, const char *parent)
 {
     char part[16], off[24];
     char *detail = NULL;
@@ -198,7 +221,7 @@ static int add_history(of_step_ctx *s, const char *execution, const char *step, 
         return OF_ENOMEM;
     snprintf(part, sizeof part, "%" PRId32, it->rec.partition);
     snprintf(off, sizeof off, "%" PRId64, it->rec.offset);
-    const char *values[12] = {execution,
+    const char *values[15] = {execution,
                               s->e->id,
                               s->e->scope_id,
                               step,
@@ -209,7 +232,10 @@ static int add_history(of_step_ctx *s, const char *execution, const char *step, 
                               it->rec.topic,
                               it->rec.partition >= 0 ? part : NULL,
                               it->rec.offset >= 0 ? off : NULL,
-                              detail};
+                              detail,
+                              s->trace.trace_id,
+                              span,
+                              parent[0] != '\0' ? parent : NULL};
     rc = of_db_rows_add(&s->mrows[OF_SQL_HISTORY], values);
     free(detail);
     return rc;
@@ -253,9 +279,10 @@ static int add_exec_update(of_step_ctx *s, int execution, int state, of_exec_sta
 
 static int add_set_state(of_step_ctx *s, int to)
 {
-    char ver[16];
+    char ver[16], tp[OF_TRACEPARENT_SIZE];
     snprintf(ver, sizeof ver, "%d", s->e->version);
-    const char *values[4] = {s->e->id, of_machine_state_name(s->m, to), ver, s->reason};
+    of_trace_format(&s->trace, tp);
+    const char *values[5] = {s->e->id, of_machine_state_name(s->m, to), ver, s->reason, tp};
     return of_db_rows_add(&s->mrows[OF_SQL_SET_STATE], values);
 }
 
@@ -299,23 +326,37 @@ static int apply_row(of_step_ctx *s, int from)
         rc = add_exec_update(s, t->execution, t->to, t->status);
     if (rc == OF_OK)
         rc = add_history(s, m->executions[t->execution], m->steps[t->step], state_or_empty(m, from),
-                         of_machine_state_name(m, t->to), "applied");
+                         of_machine_state_name(m, t->to), "applied", s->trace.span_id,
+                         s->parent_span);
     if (rc == OF_OK && t->then_starts != OF_EXEC_NONE) {
+        /* The execution the step starts is a span of its own, a child of the step's. */
+        char start_span[OF_SPAN_ID_SIZE];
         cJSON *saved = s->input;
         s->input = NULL;
         rc = add_exec_start(s, t->then_starts, t->to, OF_EXEC_RUNNING);
         s->input = saved;
         if (rc == OF_OK)
+            rc = of_span_id_new(start_span);
+        if (rc == OF_OK)
             rc = add_history(s, m->executions[t->then_starts], "Start", state_or_empty(m, from),
-                             of_machine_state_name(m, t->to), "applied");
+                             of_machine_state_name(m, t->to), "applied", start_span,
+                             s->trace.span_id);
     }
     if (rc == OF_OK && m->changed != NULL) {
         of_message ev = {0};
         rc = m->changed(s, from, t->to, &ev);
         if (rc == OF_OK)
-            rc = of_worker_emit(s->b, &ev);
+            rc = of_step_emit(s, &ev);
         of_message_free(&ev);
     }
+    return rc;
+}
+
+int of_step_emit(of_step_ctx *s, of_message *m)
+{
+    int rc = of_trace_put(m, &s->trace, s->tracestate);
+    if (rc == OF_OK)
+        rc = of_worker_emit(s->b, m);
     return rc;
 }
 
@@ -336,6 +377,10 @@ int of_machine_apply(of_step_ctx *s, const of_step_impl *impls, int trigger)
     }
     s->t = t;
     s->to = -1;
+    /* Drawn before the step runs, so that what it publishes carries it. */
+    rc = begin_span(s);
+    if (rc != OF_OK)
+        return rc;
     if (impls[t->step].fn != NULL) {
         rc = impls[t->step].fn(s);
         if (rc != OF_OK)
@@ -363,6 +408,7 @@ int of_machine_apply(of_step_ctx *s, const of_step_impl *impls, int trigger)
     if (rc == OF_OK) {
         s->e->state = to;
         s->e->version = s->new_version;
+        s->e->trace = s->trace;
     }
     return rc;
 }
@@ -371,10 +417,14 @@ int of_machine_record(of_step_ctx *s, const char *outcome, const char *trigger_n
                       const char *reason)
 {
     cJSON *d = detail_of(s);
+    int rc = begin_span(s);
+    if (rc != OF_OK)
+        return rc;
     if (d == NULL || cJSON_AddStringToObject(d, "trigger", trigger_name) == NULL ||
         (reason != NULL && cJSON_AddStringToObject(d, "reason", reason) == NULL))
         return OF_ENOMEM;
-    return add_history(s, "", trigger_name, state_or_empty(s->m, s->e->state), NULL, outcome);
+    return add_history(s, "", trigger_name, state_or_empty(s->m, s->e->state), NULL, outcome,
+                       s->trace.span_id, s->parent_span);
 }
 
 int of_step_rows(of_step_ctx *s, size_t set, const char *const *values)

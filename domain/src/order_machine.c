@@ -114,7 +114,8 @@ static const char *const order_executions[OF_ORDER_X_COUNT] = {
  * orders_pkey, executions_one_per_order and executions_order_id_idx. */
 static const of_db_stmt order_stmts[OF_SQL_COUNT] = {
     [OF_SQL_LOAD] = {"order_load",
-                     "select id::text, status, version, correlation_id, '' from orders"
+                     "select id::text, status, version, correlation_id, '',"
+                     " coalesce(traceparent, '') from orders"
                      " where id = any($1::uuid[]) order by id for update",
                      false},
     [OF_SQL_SET_STATE] =
@@ -123,8 +124,9 @@ static const of_db_stmt order_stmts[OF_SQL_COUNT] = {
          " version = o.version + 1, status_reason = nullif(t.reason, ''),"
          " updated_at = now(), confirmed_at = case when t.status = 'CONFIRMED' then now()"
          " else o.confirmed_at end, delivered_at = case when t.status = 'DELIVERED' then now()"
-         " else o.delivered_at end from unnest($1::uuid[], $2::text[], $3::integer[],"
-         " $4::text[]) as t(id, status, version, reason)"
+         " else o.delivered_at end, traceparent = t.traceparent"
+         " from unnest($1::uuid[], $2::text[], $3::integer[], $4::text[], $5::text[])"
+         " as t(id, status, version, reason, traceparent)"
          " where o.id = any($1) and o.id = t.id and o.version = t.version returning 1)"
          " select of_expect_rows((select count(*) from u), cardinality($1),"
          " 'orders at the versions read')",
@@ -152,17 +154,19 @@ static const of_db_stmt order_stmts[OF_SQL_COUNT] = {
                             false},
     [OF_SQL_HISTORY] = {"order_history",
                         "insert into execution_history (execution_id, seq, step, from_state,"
-                        " to_state, outcome, event_id, topic, partition, \"offset\", detail)"
+                        " to_state, outcome, event_id, topic, partition, \"offset\", detail,"
+                        " trace_id, span_id, parent_span_id)"
                         " select x.id, coalesce((select max(h.seq) from execution_history h"
                         " where h.execution_id = x.id), 0)"
                         " + row_number() over (partition by x.id order by t.n), t.step,"
                         " nullif(t.from_state, ''), nullif(t.to_state, ''), t.outcome,"
-                        " t.event_id, t.topic, t.part, t.off, t.detail::jsonb"
+                        " t.event_id, t.topic, t.part, t.off, t.detail::jsonb, t.trace,"
+                        " of_span_in(t.span), of_span_in(t.parent)"
                         " from unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[],"
                         " $6::text[], $7::text[], $8::text[], $9::text[], $10::integer[],"
-                        " $11::bigint[], $12::text[]) with ordinality as t(machine, entity,"
-                        " scope, step, from_state, to_state, outcome, event_id, topic, part, off,"
-                        " detail, n)"
+                        " $11::bigint[], $12::text[], $13::uuid[], $14::text[], $15::text[])"
+                        " with ordinality as t(machine, entity, scope, step, from_state, to_state,"
+                        " outcome, event_id, topic, part, off, detail, trace, span, parent, n)"
                         " cross join lateral (select e.id from executions e"
                         " where e.order_id = t.entity and e.return_id is null"
                         " and (t.machine = '' or e.machine = t.machine)"

@@ -66,15 +66,17 @@ static const char *const return_executions[OF_RETURN_X_COUNT] = {
  * machine.h); the joins run on returns_pkey and executions_one_per_return. */
 static const of_db_stmt return_stmts[OF_SQL_COUNT] = {
     [OF_SQL_LOAD] = {"return_load",
-                     "select id::text, status, version, correlation_id, order_id::text"
-                     " from returns where id = any($1::uuid[]) order by id for update",
+                     "select id::text, status, version, correlation_id, order_id::text,"
+                     " coalesce(traceparent, '') from returns where id = any($1::uuid[])"
+                     " order by id for update",
                      false},
     [OF_SQL_SET_STATE] =
         {"return_set_state",
          "with u as (update returns r set status = t.status,"
          " version = r.version + 1, status_reason = nullif(t.reason, ''),"
-         " updated_at = now() from unnest($1::uuid[], $2::text[], $3::integer[],"
-         " $4::text[]) as t(id, status, version, reason)"
+         " updated_at = now(), traceparent = t.traceparent"
+         " from unnest($1::uuid[], $2::text[], $3::integer[], $4::text[], $5::text[])"
+         " as t(id, status, version, reason, traceparent)"
          " where r.id = any($1) and r.id = t.id and r.version = t.version returning 1)"
          " select of_expect_rows((select count(*) from u), cardinality($1),"
          " 'returns at the versions read')",
@@ -103,17 +105,19 @@ static const of_db_stmt return_stmts[OF_SQL_COUNT] = {
          false},
     [OF_SQL_HISTORY] = {"return_history",
                         "insert into execution_history (execution_id, seq, step, from_state,"
-                        " to_state, outcome, event_id, topic, partition, \"offset\", detail)"
+                        " to_state, outcome, event_id, topic, partition, \"offset\", detail,"
+                        " trace_id, span_id, parent_span_id)"
                         " select x.id, coalesce((select max(h.seq) from execution_history h"
                         " where h.execution_id = x.id), 0)"
                         " + row_number() over (partition by x.id order by t.n), t.step,"
                         " nullif(t.from_state, ''), nullif(t.to_state, ''), t.outcome,"
-                        " t.event_id, t.topic, t.part, t.off, t.detail::jsonb"
+                        " t.event_id, t.topic, t.part, t.off, t.detail::jsonb, t.trace,"
+                        " of_span_in(t.span), of_span_in(t.parent)"
                         " from unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[],"
                         " $6::text[], $7::text[], $8::text[], $9::text[], $10::integer[],"
-                        " $11::bigint[], $12::text[]) with ordinality as t(machine, entity,"
-                        " scope, step, from_state, to_state, outcome, event_id, topic, part, off,"
-                        " detail, n)"
+                        " $11::bigint[], $12::text[], $13::uuid[], $14::text[], $15::text[])"
+                        " with ordinality as t(machine, entity, scope, step, from_state, to_state,"
+                        " outcome, event_id, topic, part, off, detail, trace, span, parent, n)"
                         " cross join lateral (select e.id from executions e"
                         " where e.return_id = t.entity and e.order_id = t.scope::uuid"
                         " and (t.machine = '' or e.machine = t.machine)"

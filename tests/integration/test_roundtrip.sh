@@ -16,14 +16,14 @@ topic="${OF_PREFIX}widget.in"
 # The widget machine's own tables: the runtime writes whatever its machine's SQL names.
 sql "create table widgets (id uuid primary key, status text not null, version integer not null,
      status_reason text, correlation_id text not null, product_id text not null,
-     updated_at timestamptz not null default now());
+     updated_at timestamptz not null default now(), traceparent text);
      create table widget_executions (id uuid primary key, machine text not null,
      widget_id uuid not null, scope text, status text not null, current_state text not null,
      input jsonb, error text);
      create table widget_history (execution_id uuid not null references widget_executions (id),
      seq integer not null, step text not null, from_state text, to_state text, outcome text not null,
      event_id text, topic text, partition integer, \"offset\" bigint, detail jsonb,
-     primary key (execution_id, seq));
+     trace_id text, span_id text, parent_span_id text, primary key (execution_id, seq));
      insert into products (id, name, price_cents, stock) values ('p1', 'Widget stock', 100, 100);"
 of_topics_create widget.in widget.in.dlq
 # A widget of product "busy" always meets a serialization failure (transient).
@@ -52,6 +52,22 @@ check "history has both steps in order" "CreateWidget,FinishWidget" \
     "$(sql "select string_agg(step, ',' order by seq) from widget_history h join widget_executions e on e.id = h.execution_id where e.widget_id = '$wid'")"
 check "history names the causing event" "$OF_TAG-a" \
     "$(sql "select event_id from widget_history h join widget_executions e on e.id = h.execution_id where e.widget_id = '$wid' and seq = 1")"
+# Tracing (machine.h): the event had no traceparent, so CreateWidget is the
+# root of a new trace; FinishWidget, driven by its status event, is its child
+# (the event carried ce_traceparent with CreateWidget's span); the widget keeps
+# the span of its last step.
+check "both steps are spans of one new trace, the second a child of the first" "1 2 true true" \
+    "$(sql "select count(distinct trace_id) || ' ' || count(distinct span_id) || ' '
+                   || bool_and(trace_id ~ '^[0-9a-f]{32}$' and span_id ~ '^[0-9a-f]{16}$') || ' '
+                   || bool_and(case seq when 1 then parent_span_id is null
+                               else parent_span_id = (select span_id from widget_history p
+                                   where p.execution_id = h.execution_id and p.seq = 1) end)
+            from widget_history h join widget_executions e on e.id = h.execution_id
+            where e.widget_id = '$wid'")"
+check "the widget keeps its last step's traceparent" t \
+    "$(sql "select w.traceparent = '00-' || h.trace_id || '-' || h.span_id || '-01' from widgets w
+            join widget_executions e on e.widget_id = w.id join widget_history h on h.execution_id = e.id
+            where w.id = '$wid' and h.seq = 2")"
 check "the order domain's tables are untouched" "0 0 0" \
     "$(sql "select (select count(*) from executions) || ' ' || (select count(*) from execution_history) || ' ' || (select count(*) from orders)")"
 # DONE drives no step: the runtime settles it without a transaction, so no inbox row.
@@ -62,6 +78,10 @@ check "both outbox rows published" "2 2" \
 events=$(kcat -C -b "$KAFKA_BOOTSTRAP_SERVERS" -t "$topic" -o beginning -e -q -f '%h|%s\n' |
     grep "ce_subject=$wid" | grep -c 'ce_type=widget.status.changed' || true)
 check "both status events arrived on Kafka" 2 "$events"
+check "each status event names its step's span in ce_traceparent" 2 \
+    "$(kcat -C -b "$KAFKA_BOOTSTRAP_SERVERS" -t "$topic" -o beginning -e -q -f '%h\n' |
+        grep "ce_subject=$wid" | grep -c -E "ce_traceparent=00-($(sql "select string_agg(h.trace_id || '-' || h.span_id, '|')
+            from widget_history h join widget_executions e on e.id = h.execution_id where e.widget_id = '$wid'"))-01" || true)"
 check "status events are binary-mode CloudEvents from orderflow" 2 \
     "$(kcat -C -b "$KAFKA_BOOTSTRAP_SERVERS" -t "$topic" -o beginning -e -q -f '%h\n' |
         grep "ce_subject=$wid" | grep 'ce_specversion=1.0' | grep -c 'ce_source=orderflow/widget-worker' || true)"

@@ -60,16 +60,17 @@ static const char *const widget_executions[W_X_COUNT] = {"", "WidgetProcess"};
 /* Set-based, like every machine's statements (machine.h): one array per column. */
 static const of_db_stmt widget_machine_stmts[OF_SQL_COUNT] = {
     [OF_SQL_LOAD] = {"widget_load",
-                     "select id::text, status, version, correlation_id, ''"
-                     " from widgets where id = any($1::uuid[]) order by id"
-                     " for update",
+                     "select id::text, status, version, correlation_id, '',"
+                     " coalesce(traceparent, '') from widgets where id = any($1::uuid[])"
+                     " order by id for update",
                      false},
     [OF_SQL_SET_STATE] =
         {"widget_set_state",
          "with u as (update widgets w set status = t.status,"
          " version = w.version + 1, status_reason = nullif(t.reason, ''),"
-         " updated_at = now() from unnest($1::uuid[], $2::text[], $3::integer[],"
-         " $4::text[]) as t(id, status, version, reason)"
+         " updated_at = now(), traceparent = t.traceparent from unnest($1::uuid[],"
+         " $2::text[], $3::integer[], $4::text[], $5::text[])"
+         " as t(id, status, version, reason, traceparent)"
          " where w.id = any($1) and w.id = t.id and w.version = t.version returning 1)"
          " select of_expect_rows((select count(*) from u), cardinality($1),"
          " 'widgets')",
@@ -93,17 +94,18 @@ static const of_db_stmt widget_machine_stmts[OF_SQL_COUNT] = {
     [OF_SQL_HISTORY] =
         {"widget_history",
          "insert into widget_history (execution_id, seq, step, from_state,"
-         " to_state, outcome, event_id, topic, partition, \"offset\", detail)"
+         " to_state, outcome, event_id, topic, partition, \"offset\", detail, trace_id,"
+         " span_id, parent_span_id)"
          " select x.id, coalesce((select max(h.seq) from widget_history h"
          " where h.execution_id = x.id), 0)"
          " + row_number() over (partition by x.id order by t.n), t.step,"
          " nullif(t.from_state, ''), nullif(t.to_state, ''), t.outcome,"
-         " t.event_id, t.topic, t.part, t.off, t.detail::jsonb"
+         " t.event_id, t.topic, t.part, t.off, t.detail::jsonb, t.trace, t.span, t.parent"
          " from unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[],"
          " $6::text[], $7::text[], $8::text[], $9::text[], $10::integer[],"
-         " $11::bigint[], $12::text[]) with ordinality as t(machine, entity,"
-         " scope, step, from_state, to_state, outcome, event_id, topic, part, off,"
-         " detail, n)"
+         " $11::bigint[], $12::text[], $13::text[], $14::text[], $15::text[])"
+         " with ordinality as t(machine, entity, scope, step, from_state, to_state,"
+         " outcome, event_id, topic, part, off, detail, trace, span, parent, n)"
          " cross join lateral (select e.id from widget_executions e"
          " where e.widget_id = t.entity and (t.machine = '' or e.machine = t.machine)"
          " order by e.id desc limit 1) x",

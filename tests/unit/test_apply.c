@@ -5,8 +5,9 @@
  * PGresult without a server), so each rule is checked on its own: unknown
  * entities are dead-lettered with the machine's code, the auto-advance rule
  * ignores stale events, expected_version and illegal triggers are recorded
- * as rejected or ignored, entities advance in memory across a batch, and a
- * failing step names its event. */
+ * as rejected or ignored, entities advance in memory across a batch, a
+ * failing step names its event, and every history row is a span of the
+ * right trace (the event's, the entity's, the scope's or a new one). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -92,29 +93,86 @@ static const of_worker_handler handler = {
 
 #define ID_A "00000000-0000-7000-8000-00000000000a"
 #define ID_B "00000000-0000-7000-8000-00000000000b"
+#define ID_C "00000000-0000-7000-8000-00000000000c"
 
-/* The machine's load result: id, status, version, correlation, scope. */
+/* Trace ids and spans: A's last step, an event's sender, scope-1's last step. */
+#define TRACE_A  "0af7651916cd43dd8448eb211c80319c"
+#define SPAN_A   "b7ad6b7169203331"
+#define TRACE_EV "4bf92f3577b34da6a3ce929d0e0e4736"
+#define SPAN_EV  "00f067aa0ba902b7"
+#define TRACE_SC "11111111111111112222222222222222"
+#define SPAN_SC  "3333333333333333"
+
+/* A status event for the traced machine, so that a step publishes. */
+static int gadget_changed(of_step_ctx *s, int from, int to, of_message *out)
+{
+    of_event_attrs attrs = {"ev-out", "gadget.changed", "test/gadgets", s->e->id, NULL};
+    cJSON *data = cJSON_CreateObject();
+    of_event_error err;
+    int rc =
+        data != NULL ? of_event_build(out, "gadgets", s->e->id, &attrs, data, &err) : OF_ENOMEM;
+    cJSON_Delete(data);
+    return rc;
+}
+
+static const of_machine traced = {
+    .name = "gadget",
+    .entity = "gadget",
+    .rows = rows,
+    .n_rows = sizeof rows / sizeof rows[0],
+    .states = states,
+    .n_states = S_STATES,
+    .triggers = triggers,
+    .n_triggers = T_TRIGGERS,
+    .steps = steps,
+    .n_steps = STEPS,
+    .executions = executions,
+    .n_executions = XS,
+    .stmts = stmts,
+    .changed = gadget_changed,
+};
+
+static const char *scope_trace(void *scope)
+{
+    return "00-" TRACE_SC "-" SPAN_SC "-00";
+}
+
+static const of_worker_handler traced_handler = {
+    .name = "gadgets",
+    .machine = &traced,
+    .steps = impls,
+    .find_scope = find_scope,
+    .scope_trace = scope_trace,
+};
+
+/* The machine's load result: id, status, version, correlation, scope, traceparent. */
 static PGresult *entities(void)
 {
-    PGresAttDesc attrs[5];
-    const char *names[5] = {"id", "status", "version", "correlation", "scope"};
-    const char *data[2][5] = {{ID_A, "NEW", "1", "c-a", ""}, {ID_B, "BROKEN", "4", "c-b", ""}};
+    enum { COLS = 6, ROWS = 3 };
+    PGresAttDesc attrs[COLS];
+    const char *names[COLS] = {"id", "status", "version", "correlation", "scope", "traceparent"};
+    const char *data[ROWS][COLS] = {
+        {ID_A, "NEW", "1", "c-a", "", "00-" TRACE_A "-" SPAN_A "-01"},
+        {ID_B, "BROKEN", "4", "c-b", "", ""},
+        {ID_C, "NEW", "1", "c-c", "", ""},
+    };
     PGresult *r = PQmakeEmptyPGresult(NULL, PGRES_TUPLES_OK);
     memset(attrs, 0, sizeof attrs);
-    for (int c = 0; c < 5; c++) {
+    for (int c = 0; c < COLS; c++) {
         attrs[c].name = (char *)names[c];
         attrs[c].typid = 25;
         attrs[c].typlen = -1;
     }
-    assert_int_equal(PQsetResultAttrs(r, 5, attrs), 1);
-    for (int row = 0; row < 2; row++)
-        for (int c = 0; c < 5; c++)
+    assert_int_equal(PQsetResultAttrs(r, COLS, attrs), 1);
+    for (int row = 0; row < ROWS; row++)
+        for (int c = 0; c < COLS; c++)
             assert_int_equal(PQsetvalue(r, row, c, (char *)data[row][c], (int)strlen(data[row][c])),
                              1);
     return r;
 }
 
 typedef struct fixture {
+    const of_worker_handler *h; /* handler; NULL: the plain one */
     of_worker w;
     of_worker_item items[8];
     size_t n;
@@ -138,7 +196,7 @@ static int run(fixture *f)
 {
     of_worker_batch *b = &f->w.batch;
     memset(&f->w, 0, sizeof f->w);
-    f->w.h = &handler;
+    f->w.h = f->h != NULL ? f->h : &handler;
     assert_int_equal(of_apply_rows_init(&f->w), OF_OK);
     b->w = &f->w;
     b->items = f->items;
@@ -163,6 +221,7 @@ static void done(fixture *f)
     f->lp.n = 0;
     free(f->w.batch.entities);
     free(f->w.batch.applied.v);
+    of_batch_free_outbox(&f->w.batch);
     free(f->w.batch.outbox);
     of_apply_rows_free(&f->w);
     of_db_pipeline_free(&f->wp);
@@ -256,12 +315,161 @@ static void test_routes(void **state)
     /* The reasons in the history: expected version, then the route's explanation. */
     bool saw_version = false, saw_explain = false;
     for (size_t i = 0; i < f.wp.n; i++) {
-        const char *detail = f.wp.cmds[i].nparams == 12 ? f.wp.cmds[i].values[11] : NULL;
+        const char *detail = f.wp.cmds[i].nparams == 15 ? f.wp.cmds[i].values[11] : NULL;
         saw_version |= detail && strstr(detail, "expected version 7, gadget is at version 1");
         saw_explain |= detail && strstr(detail, "too late in DONE");
     }
     assert_true(saw_version);
     assert_true(saw_explain);
+    done(&f);
+}
+
+/* Element k of a simple array literal ({"a",NULL,"b"}: no commas or quotes
+ * inside elements) into out; "" for NULL, false past the end. */
+static bool array_elem(const char *lit, size_t k, char *out, size_t size)
+{
+    const char *p = lit + 1;
+    for (size_t i = 0; i < k; i++) {
+        p = strchr(p, ',');
+        if (p == NULL)
+            return false;
+        p++;
+    }
+    size_t n = strcspn(p, ",}");
+    if (n >= 2 && p[0] == '"') {
+        p++;
+        n -= 2;
+    } else if (n == 4 && strncmp(p, "NULL", 4) == 0) {
+        n = 0;
+    }
+    snprintf(out, size, "%.*s", (int)n, p);
+    return true;
+}
+
+/* One history row: step, outcome, event, trace, span, parent ("" for NULL). */
+typedef struct hrow {
+    char step[32], outcome[16], event[16], trace[40], span[24], parent[24];
+} hrow;
+
+/* Every history row the write pipeline holds, in order. */
+static size_t history_rows(const of_db_pipeline *p, hrow *out, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        const of_db_cmd *c = &p->cmds[i];
+        if (c->stmt == NULL || strcmp(c->stmt, "gadget_history") != 0)
+            continue;
+        assert_int_equal(c->nparams, 15);
+        for (size_t k = 0; n < max && array_elem(c->values[3], k, out[n].step, 32); k++, n++) {
+            assert_true(array_elem(c->values[6], k, out[n].outcome, 16));
+            assert_true(array_elem(c->values[7], k, out[n].event, 16));
+            assert_true(array_elem(c->values[12], k, out[n].trace, 40));
+            assert_true(array_elem(c->values[13], k, out[n].span, 24));
+            assert_true(array_elem(c->values[14], k, out[n].parent, 24));
+        }
+    }
+    return n;
+}
+
+static bool lower_hex(const char *s, size_t len)
+{
+    if (strlen(s) != len)
+        return false;
+    for (; *s != '\0'; s++)
+        if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
+            return false;
+    return true;
+}
+
+/* The header name of message m, or NULL. */
+static const char *header(const of_message *m, const char *name)
+{
+    for (size_t i = 0; i < m->n_headers; i++)
+        if (strcmp(m->headers[i].name, name) == 0)
+            return m->headers[i].value;
+    return NULL;
+}
+
+/* Each step is a span: of the event's trace (its sender the parent), else of
+ * the entity's (its last step the parent, also a step of this batch), else of
+ * the scope's for a new entity, else of a new trace (no parent). The set-state
+ * row keeps the step's traceparent and the status event carries it. */
+static void test_traces(void **state)
+{
+    fixture f;
+    hrow h[8];
+    char tp[128];
+    memset(&f, 0, sizeof f);
+    f.h = &traced_handler;
+    finish_fails = OF_OK;
+    /* 1. A with the event's trace; 2. A again, no trace: rejected (DONE), on
+     * A's trace as 1 left it; 3. C, which has no trace, no event trace: a
+     * new trace; 4. a creation in scope-1: the scope's; 5. one in no scope: new. */
+    add(&f, (of_route){.kind = OF_ROUTE_TRIGGER, .entity_id = ID_A, .trigger = T_FINISH});
+    f.items[0].ev.has_trace =
+        of_trace_parse("00-" TRACE_EV "-" SPAN_EV "-01", 55, &f.items[0].ev.trace);
+    snprintf(f.items[0].ev.tracestate, sizeof f.items[0].ev.tracestate, "vendor=x1");
+    assert_true(f.items[0].ev.has_trace);
+    add(&f, (of_route){.kind = OF_ROUTE_TRIGGER, .entity_id = ID_A, .trigger = T_FINISH});
+    add(&f, (of_route){.kind = OF_ROUTE_TRIGGER, .entity_id = ID_C, .trigger = T_FINISH});
+    add(&f, (of_route){.kind = OF_ROUTE_CREATE,
+                       .trigger = T_CREATE,
+                       .scope_id = "scope-1",
+                       .scope_kind = "shelf"});
+    add(&f, (of_route){.kind = OF_ROUTE_CREATE, .trigger = T_CREATE});
+    assert_int_equal(run(&f), OF_OK);
+    assert_string_equal(f.items[1].outcome, "rejected");
+
+    size_t n = history_rows(&f.wp, h, 8);
+    assert_int_equal(n, 5);
+    for (size_t i = 0; i < n; i++) {
+        assert_true(lower_hex(h[i].trace, 32));
+        assert_true(lower_hex(h[i].span, 16));
+        for (size_t k = 0; k < i; k++)
+            assert_string_not_equal(h[i].span, h[k].span);
+    }
+    /* History rows in event order: ev-1, ev-2 (waves split on A), ev-3 .. ev-5. */
+    assert_string_equal(h[0].event, "ev-1");
+    assert_string_equal(h[0].trace, TRACE_EV);
+    assert_string_equal(h[0].parent, SPAN_EV);
+    assert_string_equal(h[1].event, "ev-2");
+    assert_string_equal(h[1].outcome, "rejected");
+    assert_string_equal(h[1].trace, TRACE_EV);
+    assert_string_equal(h[1].parent, h[0].span);
+    assert_string_equal(h[2].event, "ev-3");
+    assert_string_not_equal(h[2].trace, TRACE_EV);
+    assert_string_not_equal(h[2].trace, TRACE_A);
+    assert_string_equal(h[2].parent, "");
+    assert_string_equal(h[3].event, "ev-4");
+    assert_string_equal(h[3].trace, TRACE_SC);
+    assert_string_equal(h[3].parent, SPAN_SC);
+    assert_string_equal(h[4].event, "ev-5");
+    assert_string_equal(h[4].parent, "");
+    assert_string_not_equal(h[4].trace, h[2].trace);
+
+    /* A keeps the span of ev-1's step, in memory and in its set-state row. */
+    const of_entity *a = &f.w.batch.entities[0];
+    assert_string_equal(a->id, ID_A);
+    assert_string_equal(a->trace.trace_id, TRACE_EV);
+    assert_string_equal(a->trace.span_id, h[0].span);
+    of_trace_format(&a->trace, tp);
+    bool kept = false;
+    for (size_t i = 0; i < f.wp.n; i++)
+        if (f.wp.cmds[i].stmt != NULL && strcmp(f.wp.cmds[i].stmt, "gadget_set_state") == 0)
+            kept |= strstr(f.wp.cmds[i].values[4], tp) != NULL;
+    assert_true(kept);
+
+    /* The status events: ev-1's with its tracestate, the creation's in scope-1 with the scope's
+     * flags. */
+    assert_int_equal(f.w.batch.n_outbox, 4);
+    assert_string_equal(header(&f.w.batch.outbox[0].m, OF_TRACEPARENT_HEADER), tp);
+    assert_string_equal(header(&f.w.batch.outbox[0].m, OF_TRACESTATE_HEADER), "vendor=x1");
+    for (size_t i = 1; i < f.w.batch.n_outbox; i++)
+        assert_null(header(&f.w.batch.outbox[i].m, OF_TRACESTATE_HEADER));
+    snprintf(tp, sizeof tp, "00-%s-%s-00", TRACE_SC, h[3].span);
+    assert_string_equal(header(&f.w.batch.outbox[2].m, OF_TRACEPARENT_HEADER), tp);
+    snprintf(tp, sizeof tp, "00-%s-%s-01", h[4].trace, h[4].span);
+    assert_string_equal(header(&f.w.batch.outbox[3].m, OF_TRACEPARENT_HEADER), tp);
     done(&f);
 }
 
@@ -316,6 +524,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_routes),
         cmocka_unit_test(test_fault),
+        cmocka_unit_test(test_traces),
         cmocka_unit_test(test_classes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

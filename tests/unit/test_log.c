@@ -28,7 +28,7 @@ static char *capture(void (*fn)(void))
 
 static void write_with_ctx(void)
 {
-    of_log_ctx ctx = {"o-1", "ce-9", "order.created", 3, 42};
+    of_log_ctx ctx = {"o-1", "ce-9", "order.created", 3, 42, "4bf92f3577b34da6a3ce929d0e0e4736"};
     of_log_write(OF_LOG_WARN, &ctx, "could not apply \"%s\": %d\n", "x", 7);
 }
 
@@ -47,6 +47,8 @@ static void test_json_line_with_context(void **state)
     assert_string_equal(cJSON_GetObjectItem(j, "worker")->valuestring, "order-created");
     assert_string_equal(cJSON_GetObjectItem(j, "subject")->valuestring, "o-1");
     assert_string_equal(cJSON_GetObjectItem(j, "ce_id")->valuestring, "ce-9");
+    assert_string_equal(cJSON_GetObjectItem(j, "trace_id")->valuestring,
+                        "4bf92f3577b34da6a3ce929d0e0e4736");
     assert_string_equal(cJSON_GetObjectItem(j, "topic")->valuestring, "order.created");
     assert_int_equal(cJSON_GetObjectItem(j, "partition")->valueint, 3);
     assert_int_equal(cJSON_GetObjectItem(j, "offset")->valueint, 42);

@@ -169,6 +169,7 @@ static void test_apply(void **state)
     of_step_impl impls[OF_ORDER_STEP_COUNT] = {
         [OF_ORDER_STEP_UPDATE_INVENTORY] = {true, test_step},
         [OF_ORDER_STEP_RECORD_SHIPMENT] = {true, NULL},
+        [OF_ORDER_STEP_ORDER_COMPLETED] = {true, NULL},
     };
     of_worker_item it;
     of_entity e;
@@ -180,10 +181,10 @@ static void test_apply(void **state)
     memset(mrows, 0, sizeof mrows);
     for (int k = OF_SQL_SET_STATE; k < OF_SQL_COUNT; k++)
         assert_int_equal(of_db_rows_init(&mrows[k], m.stmts[k].name,
-                                         k == OF_SQL_SET_STATE     ? 4
+                                         k == OF_SQL_SET_STATE     ? 5
                                          : k == OF_SQL_EXEC_START  ? 8
                                          : k == OF_SQL_EXEC_UPDATE ? 6
-                                                                   : 12),
+                                                                   : 15),
                          OF_OK);
     it.rec.topic = "t";
     it.rec.partition = 2;
@@ -263,6 +264,20 @@ static void test_apply(void **state)
     assert_string_equal(wp.cmds[2].values[5], "{\"REJECTED\"}");
     assert_string_equal(wp.cmds[2].values[9], "{\"2\"}");
     assert_string_equal(wp.cmds[2].values[10], "{\"9\"}");
+    /* No trace anywhere: the step is the root of a new one, and the order
+     * keeps its span. */
+    char want[128];
+    assert_int_equal(strlen(s.trace.trace_id), 32);
+    assert_int_equal(strlen(s.trace.span_id), 16);
+    assert_string_equal(s.parent_span, "");
+    snprintf(want, sizeof want, "{\"%s\"}", s.trace.trace_id);
+    assert_string_equal(wp.cmds[2].values[12], want);
+    snprintf(want, sizeof want, "{\"%s\"}", s.trace.span_id);
+    assert_string_equal(wp.cmds[2].values[13], want);
+    assert_string_equal(wp.cmds[2].values[14], "{NULL}");
+    snprintf(want, sizeof want, "{\"00-%s-%s-01\"}", s.trace.trace_id, s.trace.span_id);
+    assert_string_equal(wp.cmds[1].values[4], want);
+    assert_memory_equal(&e.trace, &s.trace, sizeof e.trace);
     assert_int_equal(e.state, OF_ORDER_REJECTED);
     assert_int_equal(e.version, 2);
     assert_int_equal(applied.n, 1);
@@ -290,6 +305,34 @@ static void test_apply(void **state)
     assert_int_equal(of_machine_apply(&s, impls, OF_ORDER_T_SHIPPED), OF_OK);
     assert_int_equal(e.state, OF_ORDER_SHIPPED);
     assert_int_equal(step_calls, 0);
+    of_step_ctx_free(&s);
+
+    /* A step that starts a second execution: its Start row is a child span
+     * of the step's, on the event's trace. */
+    RESET();
+    e.state = OF_ORDER_INVENTORY_RESERVED;
+    it.parsed = true;
+    it.ev.has_trace =
+        of_trace_parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", 55, &it.ev.trace);
+    assert_int_equal(of_machine_apply(&s, impls, OF_ORDER_T_AUTO), OF_OK);
+    FLUSH();
+    assert_string_equal(s.trace.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_string_equal(s.parent_span, "00f067aa0ba902b7");
+    for (size_t i = 0; i < wp.n; i++) {
+        if (strcmp(wp.cmds[i].stmt, "order_history") != 0)
+            continue;
+        assert_string_equal(wp.cmds[i].values[3], "{\"OrderCompleted\",\"Start\"}");
+        snprintf(want, sizeof want, "{\"%s\",\"%s\"}", s.trace.trace_id, s.trace.trace_id);
+        assert_string_equal(wp.cmds[i].values[12], want);
+        assert_int_equal(strlen(wp.cmds[i].values[13]), 2 + 2 * 18 + 1);
+        assert_memory_equal(wp.cmds[i].values[13] + 2, s.trace.span_id, 16);
+        assert_memory_not_equal(wp.cmds[i].values[13] + 21, s.trace.span_id, 16);
+        snprintf(want, sizeof want, "{\"00f067aa0ba902b7\",\"%s\"}", s.trace.span_id);
+        assert_string_equal(wp.cmds[i].values[14], want);
+    }
+    it.parsed = false;
+    memset(&it.ev, 0, sizeof it.ev);
+    e.state = OF_ORDER_SHIPPED;
     of_step_ctx_free(&s);
 
     /* A rejected update is a history row only, with the trigger as its step. */

@@ -44,14 +44,14 @@ enum { SET_ORDERS, SET_ITEMS, SET_COUNT };
 static const of_worker_set sets[SET_COUNT] = {
     [SET_ORDERS] = {{"oc_insert_orders",
                      "insert into orders (id, customer_id, status, version, status_reason,"
-                     " total_cents, currency, correlation_id, source_event_id)"
+                     " total_cents, currency, correlation_id, source_event_id, traceparent)"
                      " select t.id, t.customer_id, t.status, 1, nullif(t.reason, ''), t.total,"
-                     " t.currency, t.correlation, t.source from unnest($1::uuid[], $2::text[],"
-                     " $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[])"
-                     " as t(id, customer_id, status, reason, total, currency, correlation,"
-                     " source)",
+                     " t.currency, t.correlation, t.source, t.traceparent from unnest($1::uuid[],"
+                     " $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[],"
+                     " $8::text[], $9::text[]) as t(id, customer_id, status, reason, total,"
+                     " currency, correlation, source, traceparent)",
                      true},
-                    8},
+                    9},
     [SET_ITEMS] = {{"oc_insert_items",
                     "insert into order_items (order_id, line, product_id, quantity,"
                     " unit_price_cents) select * from unnest($1::uuid[], $2::integer[],"
@@ -93,7 +93,7 @@ static int create_order(of_step_ctx *s)
     const of_order_created *oc = &d->u.order_created;
     const lookups *lk = s->batch;
     int64_t prices[OF_ITEMS_MAX];
-    char total_s[32];
+    char total_s[32], traceparent[OF_TRACEPARENT_SIZE];
     int64_t total = 0;
     bool unknown_product = false;
     int rc = OF_OK;
@@ -122,10 +122,12 @@ static int create_order(of_step_ctx *s)
         s->to = OF_ORDER_CREATED;
     }
     snprintf(total_s, sizeof total_s, "%" PRId64, total);
-    const char *ov[8] = {
+    /* The order keeps its trace context: a later event without one goes on with it. */
+    of_trace_format(&s->trace, traceparent);
+    const char *ov[9] = {
         s->e->id,          oc->customer_id, of_order_status_name((of_order_status)s->to),
         s->reason,         total_s,         oc->currency,
-        s->e->correlation, s->it->ev.id};
+        s->e->correlation, s->it->ev.id,    traceparent};
     rc = of_step_rows(s, SET_ORDERS, ov);
     for (size_t i = 0; rc == OF_OK && i < oc->n_items; i++) {
         char line[24], qty[16], price[24];

@@ -42,7 +42,7 @@ static const char *const topics[] = {OF_TOPIC_RETURN_REQUESTED};
 static const of_db_stmt stmts[] = {
     {"rr_orders",
      "select id, status, (delivered_at is not null and delivered_at +"
-     " $2::bigint * interval '1 millisecond' >= now()) from orders"
+     " $2::bigint * interval '1 millisecond' >= now()), coalesce(traceparent, '') from orders"
      " where id = any($1::uuid[]) order by id for update",
      false},
     {"rr_bought",
@@ -71,8 +71,8 @@ static const of_db_stmt stmts[] = {
      false},
     {"rr_insert_return",
      "insert into returns (id, order_id, status, version, reason, status_reason, correlation_id,"
-     " source_event_id) values ($1::uuid, $2::uuid, $3, 1, nullif($4, ''), nullif($5, ''), $6,"
-     " $7)",
+     " source_event_id, traceparent) values ($1::uuid, $2::uuid, $3, 1, nullif($4, ''),"
+     " nullif($5, ''), $6, $7, $8)",
      true},
     {"rr_insert_items",
      "insert into return_items (return_id, product_id, quantity, unit_price_cents)"
@@ -94,9 +94,10 @@ static const of_db_stmt stmts[] = {
 
 /* Per order: status and whether a return is still in time. */
 typedef struct loaded_order {
-    char id[37];     /* order id */
-    char status[32]; /* order status */
-    bool in_window;  /* delivered and within the return window */
+    char id[37];                           /* order id */
+    char status[32];                       /* order status */
+    bool in_window;                        /* delivered and within the return window */
+    char traceparent[OF_TRACEPARENT_SIZE]; /* the order's last step's span, or "" */
 } loaded_order;
 
 typedef struct batch_state {
@@ -203,12 +204,14 @@ static int initiate_return(of_step_ctx *s)
     qtys = of_db_text_array(qs, req->n_items);
     if (pids == NULL || qtys == NULL)
         goto out;
-    const char *rv[7] = {
-        s->e->id,    s->e->scope_id, of_return_status_name((of_return_status)s->to),
-        req->reason, s->reason,      s->e->correlation,
-        s->it->ev.id};
+    char traceparent[OF_TRACEPARENT_SIZE];
+    of_trace_format(&s->trace, traceparent);
+    const char *rv[8] = {
+        s->e->id,     s->e->scope_id, of_return_status_name((of_return_status)s->to),
+        req->reason,  s->reason,      s->e->correlation,
+        s->it->ev.id, traceparent};
     const char *iv[4] = {s->e->id, s->e->scope_id, pids, qtys};
-    rc = of_db_pipeline_add(s->wp, "rr_insert_return", 7, rv);
+    rc = of_db_pipeline_add(s->wp, "rr_insert_return", 8, rv);
     if (rc == OF_OK)
         rc = of_db_pipeline_add(s->wp, "rr_insert_items", 4, iv);
     if (rc == OF_OK) {
@@ -317,8 +320,9 @@ static int refund_completed(of_step_ctx *s)
     rc = of_event_build(&m, of_worker_topic(s->b->w, OF_TOPIC_ORDER_STATUS, topic, sizeof topic),
                         order_id, &attrs, data, &err);
     cJSON_Delete(data);
+    /* On the return's trace: the order's step is a child of this one. */
     if (rc == 0)
-        rc = of_worker_emit(s->b, &m);
+        rc = of_step_emit(s, &m);
     of_message_free(&m);
     return rc;
 }
@@ -420,6 +424,7 @@ static int prepare(void *ctx, of_worker_batch *b, const of_db_pipeline *lp, void
         snprintf(o->id, sizeof o->id, "%s", PQgetvalue(ro, i, 0));
         snprintf(o->status, sizeof o->status, "%s", PQgetvalue(ro, i, 1));
         o->in_window = strcmp(PQgetvalue(ro, i, 2), "t") == 0;
+        snprintf(o->traceparent, sizeof o->traceparent, "%s", PQgetvalue(ro, i, 3));
     }
     return OF_OK;
 }
@@ -431,6 +436,13 @@ static void *find_order(void *st, const char *order_id)
         if (strcmp(bs->orders[i].id, order_id) == 0)
             return &bs->orders[i];
     return NULL;
+}
+
+/* A return without a trace of its own goes on with its order's. */
+static const char *order_trace(void *scope)
+{
+    const loaded_order *o = scope;
+    return o->traceparent[0] != '\0' ? o->traceparent : NULL;
 }
 
 static void release(void *ctx, void *st)
@@ -460,6 +472,7 @@ int main(int argc, char **argv)
         .load = load,
         .prepare = prepare,
         .find_scope = find_order,
+        .scope_trace = order_trace,
         .release = release,
         .item_free = of_contract_item_free,
     };

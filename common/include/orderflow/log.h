@@ -21,14 +21,15 @@ typedef enum of_log_level {
 
 /* Where a message happened; every field is optional (NULL / -1). */
 typedef struct of_log_ctx {
-    const char *subject; /* the entity the message is about (ce_subject), or NULL */
-    const char *ce_id;   /* CloudEvent id being handled, or NULL */
-    const char *topic;   /* Kafka topic, or NULL */
-    int32_t partition;   /* Kafka partition, or -1 */
-    int64_t offset;      /* Kafka offset, or -1 */
+    const char *subject;  /* the entity the message is about (ce_subject), or NULL */
+    const char *ce_id;    /* CloudEvent id being handled, or NULL */
+    const char *topic;    /* Kafka topic, or NULL */
+    int32_t partition;    /* Kafka partition, or -1 */
+    int64_t offset;       /* Kafka offset, or -1 */
+    const char *trace_id; /* W3C trace id of the event's step (trace.h), or NULL */
 } of_log_ctx;
 
-#define OF_LOG_CTX_NONE ((of_log_ctx){NULL, NULL, NULL, -1, -1})
+#define OF_LOG_CTX_NONE ((of_log_ctx){NULL, NULL, NULL, -1, -1, NULL})
 
 /* Sets the process name written in the "worker" field (copied, at most 63 bytes). */
 void of_log_init(const char *worker);

@@ -23,10 +23,12 @@
  * load is a row set (db.h): its parameters are arrays, one element per row,
  * and the runtime runs it once per wave of the batch (see apply.c):
  *   OF_SQL_LOAD        $1 text[] of entity ids; returns id, status, version,
- *                      correlation id, scope id ('' when none), locked, by id
+ *                      correlation id, scope id ('' when none), traceparent of
+ *                      the entity's last step ('' when none), locked, by id
  *   OF_SQL_SET_STATE   $1 entity ids, $2 statuses, $3 versions before, $4 reasons
- *                      ('' none); must update every row (the version guard:
- *                      of_expect_rows raises 40001 otherwise)
+ *                      ('' none), $5 traceparents (the step's span, to keep
+ *                      with the entity); must update every row (the version
+ *                      guard: of_expect_rows raises 40001 otherwise)
  *   OF_SQL_EXEC_START  $1 execution ids, $2 executions, $3 entity ids, $4 scope ids,
  *                      $5 execution statuses, $6 states, $7 inputs (json or NULL), $8 errors
  *   OF_SQL_EXEC_UPDATE $1 executions, $2 entity ids, $3 scope ids, $4 states,
@@ -34,11 +36,24 @@
  *                      must update every row
  *   OF_SQL_HISTORY     $1 executions ('' = the entity's latest), $2 entity ids, $3 scope ids,
  *                      $4 steps, $5 froms, $6 tos, $7 outcomes, $8 ce_ids, $9 topics,
- *                      $10 partitions, $11 offsets, $12 details (json); rows of one
- *                      execution get consecutive seq numbers as they come
+ *                      $10 partitions, $11 offsets, $12 details (json), $13 trace ids,
+ *                      $14 span ids, $15 parent span ids (NULL for a trace's root),
+ *                      as lowercase hex; rows of one execution get consecutive seq
+ *                      numbers as they come
  * A wave holds at most one event per entity, so no statement sees one
  * entity twice; a wave runs the steps' statements, then exec start, exec
  * update, set state and history.
+ *
+ * Tracing (trace.h). Every history row is a span: of_machine_apply() and
+ * of_machine_record() draw the step's span id before the step runs. Its trace
+ * and parent are the event's traceparent when it carries a valid one; else
+ * the entity's, as its last step left it (set state keeps the traceparent
+ * with the entity; a new entity starts from its scope's, see worker.h
+ * scope_trace); else a new trace, of which the step is the root. The "Start"
+ * row of an execution a transition starts is a child span of the step's.
+ * The status event and whatever a step publishes with of_step_emit() carry
+ * ce_traceparent with the step's span and ce_tracestate as received, so the
+ * step that event drives is a child of this one.
  *
  * Ownership: tables are static data; of_step_ctx lives for one event and
  * its detail and input trees are freed by of_step_ctx_free(). */
@@ -53,6 +68,7 @@
 #include "orderflow/db.h"
 #include "orderflow/error.h"
 #include "orderflow/message.h"
+#include "orderflow/trace.h"
 
 #define OF_STATE_NONE   0 /* "no state": from of a creating transition */
 #define OF_TRIGGER_AUTO 0 /* the entity's own status event drives the next step */
@@ -157,6 +173,8 @@ typedef struct of_entity {
     int state;                             /* current state (advanced in memory) */
     int version;                           /* current version (advanced in memory) */
     char correlation[OF_CORRELATION_SIZE]; /* ce_id of the event that started the chain */
+    of_trace trace;                        /* its last step's span (advanced in memory), or
+                                              trace_id "" when none is known */
     void *user;                            /* the worker's data for it, or NULL */
     int wave;                              /* last wave that touched it (apply.c) */
 } of_entity;
@@ -166,24 +184,28 @@ typedef struct of_worker_item of_worker_item;
 
 /* One event's application of one transition. */
 struct of_step_ctx {
-    const of_machine *m;              /* the machine */
-    const of_transition *t;           /* the matched row (set by of_machine_apply) */
-    of_worker_batch *b;               /* batch (for of_worker_emit) */
-    of_worker_item *it;               /* the causing event */
-    of_db_pipeline *wp;               /* write pipeline: a step's statements run before the
-                                         wave's row sets */
-    of_db_rows *mrows;                /* the machine's row sets, indexed by of_machine_sql */
-    of_db_rows *rows;                 /* the worker's row sets, indexed like its handler's sets */
-    of_entity *e;                     /* the entity (its state is the `from`) */
-    void *scope;                      /* the worker's scope entity (route.scope_id) */
-    void *batch;                      /* the worker's batch state (of_worker_handler) */
-    void *out;                        /* the machine's step output (its header's type) */
-    int to;                           /* target chosen by the step (-1: the row's) */
-    char reason[OF_STEP_REASON_SIZE]; /* status reason, or "" */
-    cJSON *detail;                    /* history detail object, created on demand */
-    cJSON *input;                     /* execution input when the step starts one */
-    int new_version;                  /* version after (set by of_machine_apply) */
-    of_applied_list *applied;         /* where applied transitions are listed */
+    const of_machine *m;               /* the machine */
+    const of_transition *t;            /* the matched row (set by of_machine_apply) */
+    of_worker_batch *b;                /* batch (for of_step_emit) */
+    of_worker_item *it;                /* the causing event */
+    of_db_pipeline *wp;                /* write pipeline: a step's statements run before the
+                                          wave's row sets */
+    of_db_rows *mrows;                 /* the machine's row sets, indexed by of_machine_sql */
+    of_db_rows *rows;                  /* the worker's row sets, indexed like its handler's sets */
+    of_entity *e;                      /* the entity (its state is the `from`) */
+    void *scope;                       /* the worker's scope entity (route.scope_id) */
+    void *batch;                       /* the worker's batch state (of_worker_handler) */
+    void *out;                         /* the machine's step output (its header's type) */
+    int to;                            /* target chosen by the step (-1: the row's) */
+    char reason[OF_STEP_REASON_SIZE];  /* status reason, or "" */
+    cJSON *detail;                     /* history detail object, created on demand */
+    cJSON *input;                      /* execution input when the step starts one */
+    int new_version;                   /* version after (set by of_machine_apply) */
+    of_applied_list *applied;          /* where applied transitions are listed */
+    of_trace trace;                    /* the step's span: trace id, its span id and flags
+                                          (drawn by of_machine_apply/of_machine_record) */
+    char parent_span[OF_SPAN_ID_SIZE]; /* the span that caused the step, "" for a root */
+    const char *tracestate;            /* tracestate carried on (the event's), never NULL */
 };
 
 /* The name of a machine statement, "<machine>_<role>", into buf. */
@@ -223,6 +245,12 @@ bool of_machine_runs(const of_machine *m, const of_step_impl *impls, int from, i
  * and changes nothing else. trigger_name is the history's step. */
 int of_machine_record(of_step_ctx *s, const char *outcome, const char *trigger_name,
                       const char *reason) __attribute__((warn_unused_result));
+/* For steps: publishes m in the step's transaction (of_worker_emit: an
+ * outbox row, sent after commit), with the step's trace context:
+ * ce_traceparent naming the step's span and ce_tracestate as received. Takes
+ * m over (zeroed) on success. The machine's status event goes through here
+ * too. Returns 0 or a negative of_err. */
+int of_step_emit(of_step_ctx *s, of_message *m) __attribute__((warn_unused_result));
 /* Adds one row (values for every column) to the worker's row set `set`.
  * Returns 0 or a negative of_err. */
 int of_step_rows(of_step_ctx *s, size_t set, const char *const *values)

@@ -116,6 +116,9 @@ typedef struct of_worker_item {
     void *user;              /* handler's decoded payload */
     int64_t park_id;         /* a replayed parked event: its parked_events.id, else 0 */
     of_message *own;         /* a replayed parked event: the bytes rec points into */
+    /* The trace of its step once applied (the event's, its entity's or a new
+     * one; machine.h), for the log. */
+    char trace_id[OF_TRACE_ID_SIZE];
 } of_worker_item;
 
 typedef struct of_worker of_worker;
@@ -200,6 +203,11 @@ typedef struct of_worker_handler {
     /* Optional (needed for routes with a scope): the scope entity scope_id
      * in the batch state, or NULL when it does not exist. */
     void *(*find_scope)(void *state, const char *scope_id);
+    /* Optional: the traceparent the scope entity's last step left (what the
+     * load read of it), or NULL. A new entity whose event carries no trace
+     * context goes on with that trace (machine.h, "Tracing"), so that what
+     * belongs to an entity is on the entity's trace. */
+    const char *(*scope_trace)(void *scope);
     /* Optional: whether a pending event must wait (park its key) because a
      * cause that may clear holds, e.g. a product it names does not exist yet.
      * Called before its step with the batch state, except when the key is
