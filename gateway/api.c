@@ -10,7 +10,9 @@
  * (of_contract_build), so a body the worker would dead-letter is answered
  * 400 with the contract's reason code and nothing is published. The ce_id is
  * the Idempotency-Key header when given (a client's retry is then the same
- * event, applied once by the worker's inbox), else a new UUIDv7. 202 comes
+ * event, applied once by the worker's inbox), else a new UUIDv7. A valid
+ * traceparent (and tracestate) header becomes the event's ce_traceparent (and
+ * ce_tracestate), so the workers' steps join the client's trace. 202 comes
  * after the broker acknowledged the record: the event is durable in Kafka.
  * Reads resolve {id} as orderctl does: an order id, or a correlation id
  * (the ce_id of an order.created or return.requested), or a return id. */
@@ -20,6 +22,7 @@
 #include "domain/views.h"
 #include "orderflow/event.h"
 #include "orderflow/log.h"
+#include "orderflow/trace.h"
 #include "orderflow/uuid.h"
 
 #include <cjson/cJSON.h>
@@ -220,6 +223,22 @@ void gw_on_delivery(of_producer *p, void *opaque, rd_kafka_resp_err_t err, void 
     on_published(opaque, (int)err);
 }
 
+/* The client's trace context, passed on as the event's (the gateway is a
+ * pass-through participant of W3C Trace Context: it draws no span of its
+ * own). An invalid traceparent is ignored, as a receiver must, and the first
+ * worker starts a new trace; a tracestate travels only with a valid one. */
+static int put_trace(of_http_request *req, of_message *m)
+{
+    const char *tp = of_http_req_header(req, "traceparent");
+    const char *ts = of_http_req_header(req, "tracestate");
+    of_trace t;
+    if (tp == NULL || !of_trace_parse(tp, strlen(tp), &t))
+        return 0;
+    if (ts != NULL && !of_tracestate_valid(ts, strlen(ts)))
+        ts = NULL;
+    return of_trace_put(m, &t, ts);
+}
+
 static void write_event(call *c)
 {
     static const struct {
@@ -306,6 +325,12 @@ static void write_event(call *c)
         snprintf(reason, sizeof reason, "%s", err.reason);
         answer_error(c, err.code == OF_EVENT_ERR_NO_MEMORY ? 500 : 400,
                      of_event_code_name(err.code), reason, NULL);
+        return;
+    }
+    rc = put_trace(c->req, &m);
+    if (rc != 0) {
+        of_message_free(&m);
+        answer_error(c, 500, "INTERNAL", "out of memory", NULL);
         return;
     }
     rc = of_producer_send(&g->producer, &m, c);

@@ -34,11 +34,14 @@ static const char sql_items[] =
     " and r.status <> 'REJECTED')::integer as returned"
     " from order_items i where i.order_id = $1::uuid order by i.line";
 
+/* An execution's trace is its first step's (migration 0018). */
 static const char sql_executions[] =
-    "select machine, status, current_state,"
-    " " OF_DB_TS("started_at") " as started_at,"
-    " " OF_DB_TS("stopped_at") " as stopped_at, return_id, error, id"
-    " from executions where order_id = $1::uuid order by started_at, id";
+    "select x.machine, x.status, x.current_state,"
+    " " OF_DB_TS("x.started_at") " as started_at,"
+    " " OF_DB_TS("x.stopped_at") " as stopped_at, x.return_id, x.error, x.id,"
+    " (select of_trace_hex(h.trace_id) from execution_history h where h.execution_id = x.id"
+    " order by h.seq limit 1) as trace_id"
+    " from executions x where x.order_id = $1::uuid order by x.started_at, x.id";
 
 static const char sql_returns_json[] =
     "select r.id, r.status, r.version, r.refund_cents, r.reason, r.status_reason,"
@@ -73,7 +76,7 @@ const char *const of_view_part_names[OF_VIEW_ORDER_PARTS] = {
 const char of_view_history_sql[] =
     "select " OF_DB_TS("t.at") " as at, t.machine, t.execution_status, t.return_id, t.seq,"
     " t.step, t.from_state, t.to_state, t.outcome, t.topic, t.partition, t.\"offset\","
-    " t.event_id as ce_id, t.detail"
+    " t.event_id as ce_id, t.detail, t.trace_id, t.span_id, t.parent_span_id"
     " from order_timeline t"
     " where t.order_id = $1::uuid order by t.at, (select e.started_at from executions e"
     " where e.order_id = t.order_id and e.machine = t.machine"

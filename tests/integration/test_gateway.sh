@@ -10,7 +10,9 @@
 #     UUID, a body naming another order;
 #   GET /orders/{id} by order id, correlation id and return ce_id; ?wait=
 #     reached and timed out; unknown ids (404), a bad wait= (400);
-#     /orders/{id}/history;
+#     /orders/{id}/history with every row's span, the executions' traces;
+#   a traceparent header passed on as the event's ce_traceparent (an
+#   invalid one ignored);
 #   405 with Allow, 404 for other paths, /readyz, /metrics, the access log;
 #   over refuse-above-backlog unpublished outbox rows: writes 503 OVERLOADED
 #   with Retry-After, reads still served, 202 again once the backlog is gone;
@@ -67,6 +69,37 @@ check "the same view by the order id" CONFIRMED "$(json "$(req GET "/orders/$ord
 r=$(req GET "/orders/$order/history")
 check "GET /orders/{id}/history: the OrderProcess steps" "CreateOrder,UpdateInventory,OrderCompleted" \
     "$(json "$r" '[.[] | select(.machine == "OrderProcess") | .step] | join(",")')"
+
+check "each history row is a span: trace id, span id" 3 \
+    "$(json "$r" '[.[] | select(.machine == "OrderProcess") | select((.trace_id | test("^[0-9a-f]{32}$")) and (.span_id | test("^[0-9a-f]{16}$")))] | length')"
+check "the order view shows each execution's trace" 2 \
+    "$(json "$(req GET "/orders/$order")" '[.executions[] | select(.trace_id | test("^[0-9a-f]{32}$"))] | length')"
+
+# 1b. A client's trace context: a valid traceparent (and tracestate) header
+# becomes the event's ce_traceparent (ce_tracestate), and the order's first
+# step is a child of the client's span; an invalid one is ignored (202, the
+# event carries none, the worker starts a new trace).
+TRACE=4bf92f3577b34da6a3ce929d0e0e4736
+r=$(req POST /orders "$good" -H "Idempotency-Key: $OF_TAG-t1" \
+    -H "traceparent: 00-$TRACE-00f067aa0ba902b7-01" -H 'tracestate: rojo=00f067aa0ba902b7')
+check "POST with traceparent: 202" 202 "$(status "$r")"
+r=$(req POST /orders "$good" -H "Idempotency-Key: $OF_TAG-t2" -H 'traceparent: 00-not-a-trace-01' \
+    -H 'tracestate: rojo=1')
+check "POST with an invalid traceparent: 202 all the same" 202 "$(status "$r")"
+of_kafka_wait order.created "select count(*) = 2 from kafka_records where key in ('$OF_TAG-t1', '$OF_TAG-t2')" 30 || true
+check "the event carries the client's trace context" "00-$TRACE-00f067aa0ba902b7-01 rojo=00f067aa0ba902b7" \
+    "$(sql "select (headers->>'ce_traceparent') || ' ' || (headers->>'ce_tracestate') from kafka_records where key = '$OF_TAG-t1'")"
+check "an invalid one is not passed on" "false false" \
+    "$(sql "select (headers ? 'ce_traceparent')::text || ' ' || (headers ? 'ce_tracestate')::text from kafka_records where key = '$OF_TAG-t2'")"
+wait_for "select count(*) = 2 from orders where source_event_id in ('$OF_TAG-t1', '$OF_TAG-t2') and status = 'CONFIRMED'" 60 || true
+r=$(req GET "/orders/$OF_TAG-t1/history")
+check "CreateOrder is a child of the client's span, on its trace" "$TRACE 00f067aa0ba902b7" \
+    "$(json "$r" '.[] | select(.step == "CreateOrder") | "\(.trace_id) \(.parent_span_id)"')"
+check "and every step of the order is on that trace" "$TRACE" \
+    "$(json "$r" '[.[].trace_id] | unique | join(",")')"
+r=$(req GET "/orders/$OF_TAG-t2/history")
+check "with an invalid one, CreateOrder is the root of a new trace" "null true" \
+    "$(json "$r" '.[] | select(.step == "CreateOrder") | "\(.parent_span_id) \(.trace_id != "'$TRACE'")"')"
 
 # 2. A client retry with the same Idempotency-Key is the same event.
 for _ in 1 2; do
@@ -135,7 +168,7 @@ r=$(req GET /customers)
 check "another path: 404" "404 NOT_FOUND" "$(status "$r") $(json "$r" .error)"
 check_match "/metrics counts by route and status" 'orderflow_gateway_requests_total\{route="POST /orders",status="202"\} [1-9]' \
     "$(curl -s "$URL/metrics")"
-check_match "/metrics counts what was published" "orderflow_gateway_published_total\\{topic=\"${OF_PREFIX//./\\.}order\\.created\"\\} 3" \
+check_match "/metrics counts what was published" "orderflow_gateway_published_total\\{topic=\"${OF_PREFIX//./\\.}order\\.created\"\\} 5" \
     "$(curl -s "$URL/metrics")"
 check_match "the access log has every request" '"msg":"http POST /orders 202 [0-9]+ bytes' "$(cat "$OF_WORK/gw.log")"
 

@@ -14,6 +14,7 @@
 #include "domain/views.h"
 
 #include "orderflow/event.h"
+#include "orderflow/trace.h"
 #include "orderflow/uuid.h"
 
 #include <ctype.h>
@@ -34,6 +35,7 @@ typedef struct describe_settings {
     char *status;      /* executions: RUNNING, SUCCEEDED, FAILED, TIMED_OUT or ABORTED */
     char *since;       /* executions: RFC 3339 time or a duration back from now */
     int64_t limit;     /* executions: rows at most */
+    char *trace;       /* history: a trace id instead of an order */
 } describe_settings;
 
 #define JSON_ITEM(help)                                                                            \
@@ -47,6 +49,10 @@ static const of_config_item describe_items[] = {
 };
 static const of_config_item history_items[] = {
     ORDERCTL_COMMON_ITEMS(describe_settings, c),
+    {"trace", NULL, "trace", OF_CFG_STRING, NULL,
+     "a trace id (32 hex digits, as in a traceparent): every step on that trace, of any order, "
+     "instead of one order's timeline",
+     offsetof(describe_settings, trace), 0, -1},
     JSON_ITEM("print a JSON array of history rows"),
 };
 static const of_config_item executions_items[] = {
@@ -221,12 +227,15 @@ out:
 
 static const char history_summary[] =
     "       orderctl history ORDER [--json]\n"
+    "       orderctl history --trace TRACE_ID [--json]\n"
     "Prints the order's timeline from the order_timeline view: every step and every rejected\n"
     "or ignored update of its OrderProcess, OrderUpdate and (for its returns) ReturnRefund\n"
-    "executions, in time order, with the event that caused it (topic/partition@offset, ce_id)\n"
-    "and the detail (reason, ...). ORDER as for describe: an order or return id or correlation\n"
-    "id. Returns show as ReturnRefund(<the last 12 digits of the return id>). Exit 66 if the\n"
-    "order is unknown.";
+    "executions, in time order, with the event that caused it (topic/partition@offset, ce_id),\n"
+    "the step's span (trace id, span id, parent span id: W3C trace context, as in the\n"
+    "ce_traceparent headers) and the detail (reason, ...). ORDER as for describe: an order or\n"
+    "return id or correlation id. Returns show as ReturnRefund(<the last 12 digits of the\n"
+    "return id>). With --trace, every step on that trace, of whichever orders, with the order\n"
+    "id. Exit 66 if the order is unknown or no step is on the trace, 65 for a malformed id.";
 
 /* Time order; rows of one transaction may share a timestamp (OrderCompleted
  * and the Start of OrderUpdate), so the execution that started first, then
@@ -244,9 +253,75 @@ static const char sql_history_text[] =
     " || coalesce(t.to_state, t.detail->>'trigger', '?') as transition, t.outcome,"
     " t.topic || '/' || coalesce(t.partition::text, '?') || '@'"
     " || coalesce(t.\"offset\"::text, '?') as caused_by,"
-    " t.event_id as ce_id, nullif(t.detail::text, '{}') as detail"
+    " t.event_id as ce_id, t.trace_id, t.span_id, t.parent_span_id,"
+    " nullif(t.detail::text, '{}') as detail"
     " from order_timeline t" HISTORY_WHERE_ORDER;
+
+/* One trace across orders: the trace id is indexed (migration 0018). */
+#define HISTORY_TRACE_FROM                                                                         \
+    " from execution_history h join executions e on e.id = h.execution_id"                         \
+    " where h.trace_id = $1::uuid order by h.at, e.started_at, h.seq"
+
+static const char sql_trace_text[] =
+    "select " OF_DB_TS("h.at") " as time, e.order_id,"
+    " e.machine || coalesce('(' || right(e.return_id::text, 12) || ')', '') as machine, h.step,"
+    " coalesce(h.from_state, '(none)') || ' -> '"
+    " || coalesce(h.to_state, h.detail->>'trigger', '?') as transition, h.outcome,"
+    " h.topic || '/' || coalesce(h.partition::text, '?') || '@'"
+    " || coalesce(h.\"offset\"::text, '?') as caused_by,"
+    " h.event_id as ce_id, of_span_hex(h.span_id) as span_id,"
+    " of_span_hex(h.parent_span_id) as parent_span_id,"
+    " nullif(h.detail::text, '{}') as detail" HISTORY_TRACE_FROM;
+
+static const char sql_trace_json[] =
+    "select " OF_DB_TS("h.at") " as at, e.order_id, e.machine, e.status as execution_status,"
+    " e.return_id, h.seq, h.step, h.from_state, h.to_state, h.outcome, h.topic, h.partition,"
+    " h.\"offset\", h.event_id as ce_id, h.detail, of_trace_hex(h.trace_id) as trace_id,"
+    " of_span_hex(h.span_id) as span_id, of_span_hex(h.parent_span_id) as parent_span_id"
+    HISTORY_TRACE_FROM;
 /* clang-format on */
+
+/* A trace id as given (32 hex digits, any case) into out, lowercased; false if malformed. */
+static bool trace_arg(const char *arg, char out[OF_TRACE_ID_SIZE])
+{
+    if (strlen(arg) != OF_TRACE_ID_LEN)
+        return false;
+    for (size_t i = 0; i < OF_TRACE_ID_LEN; i++) {
+        if (!isxdigit((unsigned char)arg[i]))
+            return false;
+        out[i] = (char)tolower((unsigned char)arg[i]);
+    }
+    out[OF_TRACE_ID_LEN] = '\0';
+    return strspn(out, "0") != OF_TRACE_ID_LEN;
+}
+
+/* orderctl history --trace ID. */
+static int history_of_trace(PGconn *conn, const describe_settings *s)
+{
+    char trace[OF_TRACE_ID_SIZE];
+    PGresult *r = NULL;
+    int code;
+    if (!trace_arg(s->trace, trace)) {
+        fprintf(stderr,
+                "orderctl: invalid trace id \"%s\": expected 32 hex digits, not all zero (the "
+                "second field of a traceparent)\n",
+                s->trace);
+        return EX_DATAERR;
+    }
+    const char *vals[1] = {trace};
+    code = orderctl_db_query(conn, s->json ? sql_trace_json : sql_trace_text, 1, vals, &r);
+    if (code == EX_OK && PQntuples(r) == 0) {
+        fprintf(stderr, "orderctl: no step is on trace %s\n", trace);
+        code = EX_NOINPUT;
+    } else if (code == EX_OK && s->json) {
+        code = orderctl_print_json(of_db_rows_json(r));
+    } else if (code == EX_OK) {
+        printf("trace %s\n", trace);
+        orderctl_print_table(stdout, r, "", 80);
+    }
+    PQclear(r);
+    return code;
+}
 
 int orderctl_history(int argc, char **argv)
 {
@@ -256,10 +331,21 @@ int orderctl_history(int argc, char **argv)
     char id[OF_UUID_STRLEN + 1];
     int rest = 0, code = EX_OK;
 
+    /* With --trace there is no ORDER (checked after the settings are read). */
+    bool by_trace = false;
+    for (int i = 1; i < argc && !by_trace; i++)
+        by_trace = strcmp(argv[i], "--trace") == 0 || strncmp(argv[i], "--trace=", 8) == 0;
     if (!start(history_items, N_HISTORY_ITEMS, &s, argc, argv, &rest, "orderctl history",
-               history_summary, 1, "orderctl history ORDER [--json]", &code))
+               history_summary, by_trace ? 0 : 1,
+               by_trace ? "orderctl history --trace TRACE_ID [--json]"
+                        : "orderctl history ORDER [--json]",
+               &code))
         goto out;
     code = orderctl_db_connect(s.c.database_url, &conn);
+    if (code == EX_OK && s.trace != NULL) {
+        code = history_of_trace(conn, &s);
+        goto out;
+    }
     if (code == EX_OK)
         code = resolve_order(conn, argv[1], id);
     if (code != EX_OK)

@@ -28,8 +28,9 @@ extern const char *const of_view_part_names[OF_VIEW_ORDER_PARTS];
 cJSON *of_view_order_json(const PGresult *const *parts, int *missing);
 
 /* The timeline of an order ($1 = its id): every history row of its
- * executions (its returns' included) in time order; of_db_rows_json() of the
- * result is the JSON array. */
+ * executions (its returns' included) in time order, each with its span
+ * (trace_id, span_id, parent_span_id as hex); of_db_rows_json() of the result
+ * is the JSON array. */
 extern const char of_view_history_sql[];
 
 #endif
