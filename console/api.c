@@ -121,12 +121,18 @@ static const char sql_resolve_uuid[] =
 static const char sql_resolve_text[] =
     "select coalesce((select id from orders where source_event_id = $1),"
     " (select order_id from returns where source_event_id = $1))";
+/* The execution's trace is its first step's; every history row is a span
+ * (migration 0018: the ids as the hex of a traceparent). */
 static const char sql_one[] =
-    "select " EXEC_COLS ", x.input, x.output, x.error"
+    "select " EXEC_COLS ", x.input, x.output, x.error,"
+    " (select of_trace_hex(h.trace_id) from execution_history h where h.execution_id = x.id"
+    " order by h.seq limit 1) as trace_id"
     " from executions x left join orders o on o.id = x.order_id where x.id = $1::uuid";
 static const char sql_history[] =
     "select h.seq, " OF_DB_TS("h.at") " as at, h.step, h.from_state, h.to_state, h.outcome,"
-    " h.event_id as ce_id, h.topic, h.partition, h.\"offset\", h.detail"
+    " h.event_id as ce_id, h.topic, h.partition, h.\"offset\", h.detail,"
+    " of_trace_hex(h.trace_id) as trace_id, of_span_hex(h.span_id) as span_id,"
+    " of_span_hex(h.parent_span_id) as parent_span_id"
     " from execution_history h where h.execution_id = $1::uuid order by h.seq";
 static const char sql_siblings[] =
     "select x.id, x.machine, x.status, x.current_state, x.return_id,"

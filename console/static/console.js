@@ -233,10 +233,15 @@ async function execution(id) {
       "machine", "status", { key: "current_state", label: "state" }, { key: "order_id", label: "order", mono: true },
       { key: "return_id", label: "return", mono: true }, { key: "correlation_id", label: "correlation id", mono: true },
       { key: "started_at", label: "started" }, { key: "stopped_at", label: "stopped" }, "error",
+      { key: "trace_id", label: "trace", mono: true },
     ], (k, v) => k === "status" ? badge(v) : null);
+    // Every row is a span of a W3C trace: its own id, and the span that caused it
+    // (a step of this or another execution, or the upstream sender; none for a root).
     const hist = table(r.history, [
       "seq", "at", "step", { key: "from_state", label: "from" }, { key: "to_state", label: "to" }, "outcome",
-      { key: "ce_id", label: "event id", mono: true }, "topic", "partition", "offset", { key: "detail", label: "detail", mono: true },
+      { key: "ce_id", label: "event id", mono: true }, "topic", "partition", "offset",
+      { key: "trace_id", label: "trace", mono: true }, { key: "span_id", label: "span", mono: true },
+      { key: "parent_span_id", label: "parent span", mono: true }, { key: "detail", label: "detail", mono: true },
     ], (k, v) => k === "outcome" ? badge(v) : null);
     hist.id = "history";
     const others = table(r.executions, [

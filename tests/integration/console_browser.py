@@ -13,6 +13,7 @@ when redriven, "token": the console's token}.
 """
 import json
 import os
+import re
 import sys
 import time
 
@@ -97,6 +98,12 @@ def run_checks(url, spec):
         cells = d.find_element(By.ID, "history").text
         check("with event ids and topic/partition/offset", spec["correlation"] in cells
               and "order.created" in cells, cells[:200])
+        heads = [h.text for h in d.find_elements(By.CSS_SELECTOR, "#history thead th")]
+        span_at = heads.index("span") if "span" in heads else -1
+        spans = [r.find_elements(By.TAG_NAME, "td")[span_at].text
+                 for r in d.find_elements(By.CSS_SELECTOR, "#history tbody tr")] if span_at >= 0 else []
+        check("and every row's span (trace context)", len(spans) == 3 and
+              all(re.fullmatch("[0-9a-f]{16}", x) for x in spans), (heads, spans))
 
         # An order cancelled with a reason that carries markup: its OrderUpdate history.
         d.get(url + "/#/executions?q=%s&machine=OrderUpdate" % spec["hostile_order"])

@@ -7,7 +7,7 @@
 # PAID update that a check constraint (standing in for a bad migration) makes fail
 # (PROCESSING_FAILED). The console runs with a token and the workers' /metrics.
 #   1. API: executions with counts, the search by correlation id, one execution with its
-#      history, the machine table, the figures from the workers' metrics; the security
+#      history (each row a span of the execution's trace), the machine table, the figures from the workers' metrics; the security
 #      headers; writes without the token 401, a console without a token is read-only (403);
 #      bad filters 400; unknown things 404.
 #   2. Browser: the list and the search, the execution's diagram with CONFIRMED lit and
@@ -91,6 +91,9 @@ check "a time that is no time is 400" 400 "$(get "$URL/api/executions?since=not-
 X=$(get "$URL/api/executions?q=$CE&machine=OrderProcess" >/dev/null; jq -r '.rows[0].id' "$OF_WORK/body")
 check "one execution: state, history, the order's executions" "CONFIRMED CreateOrder,UpdateInventory,OrderCompleted 2" \
     "$(get "$URL/api/executions/$X" >/dev/null; jq -r '"\(.execution.current_state) \([.history[].step] | join(",")) \(.executions | length)"' "$OF_WORK/body")"
+check "each history row is a span of the execution's trace (the first the root)" "3 3 $(sql "select of_trace_hex(h.trace_id) from execution_history h where h.execution_id = '$X' and h.seq = 1") null" \
+    "$(jq -r '"\([.history[] | select(.span_id | test("^[0-9a-f]{16}$"))] | length) \([.history[] | select(.trace_id == $t)] | length) \($t) \(.history[0].parent_span_id)"' \
+        --arg t "$(jq -r .execution.trace_id "$OF_WORK/body")" "$OF_WORK/body")"
 check "an unknown execution is 404" 404 "$(get "$URL/api/executions/01a24ebe-0000-7000-8000-000000000000")"
 check "the machine of OrderProcess: the order machine's table" "order 10" \
     "$(get "$URL/api/machines/OrderProcess" >/dev/null; jq -r '"\(.machine) \(.states | length)"' "$OF_WORK/body")"
