@@ -27,6 +27,10 @@ int ev_check_printable(const char *label, const char *p, size_t len, size_t max,
 int ev_check_specversion(const char *label, const char *p, size_t len, char *dst,
                          of_event_error *err);
 int ev_check_time(const char *label, const char *p, size_t len, char *dst, of_event_error *err);
+/* Parses value[0..len) as one JSON text into *out (event_json.c); what names
+ * it in the reason. Returns 0 or a negative of_event_code with err set. */
+int ev_parse_json(const void *value, size_t len, const char *what, cJSON **out,
+                  of_event_error *err);
 bool ev_media_type_is(const char *p, size_t len, const char *want);
 int ev_check_content_type(const char *label, const char *p, size_t len, char *dst,
                           of_event_error *err);

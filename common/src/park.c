@@ -35,9 +35,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Replays between batches: how often the worker looks for a due key. */
-#define PARK_TICK_MS 1000
-
 #define KEY_IS "consumer = $1 and topic = $2 and key = decode($3, 'hex')"
 
 const of_db_stmt of_park_stmts[] = {
@@ -161,7 +158,7 @@ void of_park_render(of_render_format format, FILE *out)
 }
 
 /* Logs a move of the key of it by the table. */
-static void note(const of_worker_item *it, of_park_move move, const char *detail)
+void of_park_note(const of_worker_item *it, of_park_move move, const char *detail)
 {
     const of_park_transition *t = &of_park_lifecycle[move];
     bool text = it->rec.key_len < 200;
@@ -238,8 +235,8 @@ static int key_params(of_worker *w, const char **values, char **hex)
     return *hex != NULL ? OF_OK : OF_ENOMEM;
 }
 
-/* The ids of the replayed items of [lo, hi) with state st (or any ended
- * state when ended), as an array literal. */
+/* The ids of the replayed items of [lo, hi) (only those that ended, i.e. are
+ * not parked again, when ended), as an array literal. */
 static char *replay_ids(const of_worker_batch *b, bool ended)
 {
     char **ids = calloc(b->hi - b->lo + 1, sizeof *ids);
@@ -371,7 +368,7 @@ void of_park_read(of_worker *w, const of_db_pipeline *lp)
 }
 
 /* One row of of_park_insert_rows for it. */
-static int add_row(of_worker *w, of_db_rows *rows, const of_worker_item *it)
+static int add_row(of_db_rows *rows, const of_worker_item *it)
 {
     of_message m = {0};
     char part[16], off[24];
@@ -394,7 +391,6 @@ static int add_row(of_worker *w, of_db_rows *rows, const of_worker_item *it)
                                   it->err.reason, it->dlq_code};
         rc = of_db_rows_add(rows, values);
     }
-    (void)w;
     of_message_free(&m);
     free(key);
     free(payload);
@@ -457,7 +453,7 @@ int of_park_write(of_worker *w, of_db_pipeline *wp)
         rc = of_db_rows_init(&rows, "of_park_insert_rows", 10);
         for (size_t i = b->lo; rc == OF_OK && i < b->hi; i++)
             if (b->items[i].state == OF_ITEM_PARKED)
-                rc = add_row(w, &rows, &b->items[i]);
+                rc = add_row(&rows, &b->items[i]);
         if (rc == OF_OK)
             rc = of_db_rows_flush_with(&rows, wp, true, w->h->name);
         of_db_rows_free(&rows);
@@ -509,7 +505,7 @@ void of_park_committed(of_worker *w, const of_db_pipeline *wp)
         if (it->state == OF_ITEM_PARKED && !b->replay) {
             w->n_parked++;
             if (head)
-                note(it, OF_PARK_M_PARK, it->dlq_code);
+                of_park_note(it, OF_PARK_M_PARK, it->dlq_code);
         } else if (it->state == OF_ITEM_PARKED) {
             b->replay_stopped = true;
             held = true;
@@ -522,149 +518,11 @@ void of_park_committed(of_worker *w, const of_db_pipeline *wp)
     if (!b->replay)
         return;
     if (again != NULL) {
-        note(again, OF_PARK_M_AGAIN, again->dlq_code);
+        of_park_note(again, OF_PARK_M_AGAIN, again->dlq_code);
     } else if (!held && b->park_done >= 0) {
         const PGresult *r = of_db_pipeline_result(wp, (size_t)b->park_done);
         bool gone = r != NULL && strcmp(PQcmdTuples((PGresult *)r), "1") == 0;
-        note(&b->items[b->lo],
-             gone ? (b->final ? OF_PARK_M_FINAL : OF_PARK_M_DONE) : OF_PARK_M_MORE, NULL);
+        of_park_note(&b->items[b->lo],
+                     gone ? (b->final ? OF_PARK_M_FINAL : OF_PARK_M_DONE) : OF_PARK_M_MORE, NULL);
     }
-}
-
-/* Replays. */
-
-static void on_tick(uv_timer_t *t)
-{
-    of_worker *w = t->data;
-    w->park_due = true;
-    if (!w->busy)
-        of_worker_batch_done(w);
-}
-
-void of_park_start(of_worker *w)
-{
-    /* Every worker's parked keys, as the outbox gauges count every worker's rows. */
-    if (of_worker_gauge_query(w, "orderflow_parked_keys",
-                              "Kafka keys parked (waiting) in parked_keys, of every worker",
-                              "select count(*) from parked_keys") != OF_OK ||
-        of_worker_gauge_query(w, "orderflow_parked_oldest_age_seconds",
-                              "Age of the oldest parked key (0 when none is parked)",
-                              "select coalesce(extract(epoch from now() - min(parked_at)), 0)"
-                              " from parked_keys") != OF_OK)
-        of_log_warn("could not register the parked-key gauges");
-    w->park_timer.data = w;
-    uv_timer_start(&w->park_timer, on_tick, PARK_TICK_MS, PARK_TICK_MS);
-}
-
-/* Bytes of a hex column, as a heap buffer with a NUL after len bytes. */
-static char *unhex(const char *hex, size_t *len)
-{
-    size_t n = strlen(hex) / 2;
-    char *out = malloc(n + 1);
-    if (out == NULL)
-        return NULL;
-    for (size_t i = 0; i < n; i++) {
-        unsigned v;
-        if (sscanf(hex + 2 * i, "%2x", &v) != 1) {
-            free(out);
-            return NULL;
-        }
-        out[i] = (char)v;
-    }
-    out[n] = '\0';
-    *len = n;
-    return out;
-}
-
-/* Row k of the claim as an owned message and the record view of it. */
-static int read_event(const PGresult *r, int k, of_worker_item *it)
-{
-    of_message *m = calloc(1, sizeof *m);
-    if (m == NULL)
-        return OF_ENOMEM;
-    it->own = m;
-    it->park_id = strtoll(PQgetvalue(r, k, 0), NULL, 10);
-    m->topic = strdup(PQgetvalue(r, k, 1));
-    m->key = unhex(PQgetvalue(r, k, 2), &m->key_len);
-    m->value = unhex(PQgetvalue(r, k, 6), &m->value_len);
-    if (m->topic == NULL || m->key == NULL || m->value == NULL ||
-        of_outbox_headers_parse(PQgetvalue(r, k, 5), m) != OF_OK)
-        return OF_ENOMEM;
-    it->headers = calloc(m->n_headers + 1, sizeof *it->headers);
-    if (it->headers == NULL)
-        return OF_ENOMEM;
-    for (size_t i = 0; i < m->n_headers; i++) {
-        it->headers[i].name = m->headers[i].name;
-        it->headers[i].value = m->headers[i].value;
-        it->headers[i].len = m->headers[i].len;
-    }
-    it->rec.topic = m->topic;
-    it->rec.partition = (int32_t)strtol(PQgetvalue(r, k, 3), NULL, 10);
-    it->rec.offset = strtoll(PQgetvalue(r, k, 4), NULL, 10);
-    it->rec.key = m->key;
-    it->rec.key_len = m->key_len;
-    it->rec.value = m->value;
-    it->rec.value_len = m->value_len;
-    it->rec.headers = it->headers;
-    it->rec.n_headers = m->n_headers;
-    return OF_OK;
-}
-
-static void on_claimed(of_db *db, of_db_pipeline *p, int status, void *arg)
-{
-    of_worker *w = arg;
-    const PGresult *r = status == OF_OK ? of_db_pipeline_result(p, 0) : NULL;
-    int n = r != NULL ? PQntuples(r) : 0;
-    of_worker_item *items;
-    (void)db;
-
-    w->busy = false;
-    if (status != OF_OK)
-        of_log_warn("could not look for parked keys: %s", p->error[0] ? p->error : "failed");
-    if (n == 0 || w->stopping) {
-        of_db_pipeline_reset(p);
-        of_worker_batch_done(w);
-        return;
-    }
-    items = calloc((size_t)n, sizeof *items);
-    for (int k = 0; items != NULL && k < n; k++) {
-        if (read_event(r, k, &items[k]) != OF_OK) {
-            of_log_error("could not read parked event %s", PQgetvalue(r, k, 0));
-            for (int j = 0; j <= k; j++) {
-                free(items[j].headers);
-                if (items[j].own != NULL)
-                    of_message_free(items[j].own);
-                free(items[j].own);
-            }
-            free(items);
-            items = NULL;
-        }
-    }
-    if (items != NULL) {
-        of_log_debug("replaying %d parked event(s)", n);
-        /* Another key may be due: claim again after the next poll, so that
-         * replays and consumed batches take turns. */
-        w->park_more = true;
-        note(&items[0], OF_PARK_M_DUE, NULL);
-        of_batch_start_replay(w, items, (size_t)n);
-    } else {
-        of_worker_batch_done(w);
-    }
-    of_db_pipeline_reset(p);
-}
-
-bool of_park_claim(of_worker *w)
-{
-    char limit[24];
-    if (!w->park_due || w->busy || w->stopping || !of_db_ready(&w->db))
-        return false;
-    w->park_due = false;
-    snprintf(limit, sizeof limit, "%" PRId64, w->cfg.batch_size);
-    of_db_pipeline_reset(&w->park_claim);
-    if (of_db_pipeline_add(&w->park_claim, "of_park_claim", 2,
-                           (const char *const[]){w->h->name, limit}) != OF_OK ||
-        of_db_submit(&w->db, &w->park_claim, on_claimed, w) != OF_OK)
-        return false;
-    w->busy = true;
-    return true;
 }

@@ -3,6 +3,7 @@
 #ifndef ORDERFLOW_WORKER_INTERNAL_H
 #define ORDERFLOW_WORKER_INTERNAL_H
 
+#include "orderflow/park.h"
 #include "orderflow/worker.h"
 
 /* batch.c: a batch's transactions, offsets and publishing. */
@@ -70,6 +71,11 @@ void of_park_read(of_worker *w, const of_db_pipeline *lp);
 int of_park_write(of_worker *w, of_db_pipeline *wp) __attribute__((warn_unused_result));
 /* The transaction committed: counters, and a replay stops at a key parked again. */
 void of_park_committed(of_worker *w, const of_db_pipeline *wp);
+/* Logs a move of the key of it by the lifecycle table (park.h). */
+void of_park_note(const of_worker_item *it, of_park_move move, const char *detail);
+
+/* park_replay.c */
+
 /* Starts the timer that looks for due keys. */
 void of_park_start(of_worker *w);
 /* Between batches: claims a due key when one may be due; true when a claim
